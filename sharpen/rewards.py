@@ -1,0 +1,568 @@
+r"""Intrinsic rewards as one formula: the unified cross-entropy reward and its presets.
+
+Every intrinsic reward of URLVR is an instance of
+
+.. math::
+
+    r_{\rm uni}(x, y) = \psi\Big(\frac{\sigma}{|\mathcal I|}\sum_{i\in\mathcal I}\mathbb H(q_i, \pi^i)\Big),
+    \qquad \mathbb H(q, p) = -\sum_v q(v)\log p(v),
+
+with aggregation units :math:`\mathcal I` (``unit``), anchor :math:`q_i` (``anchor``), direction
+:math:`\sigma=\pm1` (``sign``) and monotone transform :math:`\psi` (``transform``). :class:`RewardSpec` holds
+these knobs as data and :func:`score` evaluates any spec. The five named rewards are presets:
+
+======================  =======  =========  ====  =====  =========================================================
+preset                  unit     anchor      σ    ψ      reward
+======================  =======  =========  ====  =====  =========================================================
+``SELF_CERTAINTY``      token    uniform    +1    id     :math:`\frac1T\sum_t \mathbb H(U,\pi^t)` (Intuitor; = KL(U‖π)+log V)
+``TOKEN_ENTROPY``       token    policy     -1    id     :math:`-\frac1T\sum_t H(\pi^t)` (RENT; EM-RL with ``aggregate="sum"``)
+``TRAJECTORY_ENTROPY``  token    sampled    -1    id     :math:`\frac1T\sum_t\log\pi^t(y_t)` (EM-RL-sequence with ``"sum"``)
+``PROBABILITY``         sequence sampled    -1    exp    :math:`\pi_\theta(y\mid x)=\prod_t\pi^t(y_t)` (RLSC)
+``MAJORITY_VOTING``     answer   majority   -1    exp    :math:`\mathbb 1[\mathrm{ans}(y)=\mathrm{maj}(Y)]` (TTRL)
+``VOTE_SHARE``          answer   sampled    -1    exp    :math:`\hat p(\mathrm{ans}(y))`, the soft reading of voting
+======================  =======  =========  ====  =====  =========================================================
+
+Anchors: ``uniform`` is :math:`U`; ``policy`` is :math:`\pi^t` itself (stop-gradient), so
+:math:`\mathbb H(\pi^t,\pi^t)=H(\pi^t)`; ``sampled`` is the point mass on what was sampled (:math:`\delta_{y_t}`,
+:math:`\delta_y` or :math:`\delta_{\mathrm{ans}(y)}`); ``majority`` is :math:`\delta_{\mathrm{maj}(Y)}`.
+At the answer level the "policy" :math:`\pi^i` is the point mass :math:`\delta_{\mathrm{ans}(y)}` for the
+``majority`` anchor (the hard reading: :math:`\mathbb H\in\{0,\infty\}`, so :math:`e^{-\mathbb H}\in\{0,1\}`) and
+the group's empirical answer distribution :math:`\hat p` for the ``sampled`` anchor (the soft reading).
+
+Numerics: log-probabilities come from ``log_softmax`` of the temperature-scaled logits, computed in float32 or
+wider; :math:`\mathbb H(U,\pi)=\mathrm{LSE}(z)-\bar z` exactly. ``exp`` is applied last. The probability reward
+underflows to 0 in float32 once the summed log-probability is below about -103 (-87 for normal floats), which long
+responses reach easily: call :func:`score` with ``log_space=True`` (or ``get_reward("probability",
+log_space=True)``) to get :math:`\log\pi_\theta(y\mid x)` instead.
+
+The calling convention shared by every reward is ``fn(rollouts: Rollouts) -> (B,) array`` (see :func:`get_reward`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from sharpen import _array
+from sharpen.answers import canonicalize, equivalent, majority_vote
+
+__all__ = [
+    "MAJORITY_VOTING",
+    "PROBABILITY",
+    "PRESETS",
+    "RewardFn",
+    "RewardSpec",
+    "Rollouts",
+    "SELF_CERTAINTY",
+    "TOKEN_ENTROPY",
+    "TRAJECTORY_ENTROPY",
+    "VOTE_SHARE",
+    "available_rewards",
+    "get_reward",
+    "group_indices",
+    "register_reward",
+    "score",
+    "token_cross_entropies",
+    "token_entropies",
+    "token_logprobs",
+]
+
+Unit = Literal["token", "sequence", "answer"]
+Anchor = Literal["uniform", "policy", "sampled", "majority"]
+Transform = Literal["identity", "exp"]
+Aggregate = Literal["mean", "sum"]
+
+_UNITS = ("token", "sequence", "answer")
+_ANCHORS = ("uniform", "policy", "sampled", "majority")
+_TRANSFORMS = ("identity", "exp")
+_AGGREGATES = ("mean", "sum")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The spec
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RewardSpec:
+    r"""The knobs of :math:`r_{\rm uni}=\psi(\frac{\sigma}{|\mathcal I|}\sum_{i\in\mathcal I}\mathbb H(q_i,\pi^i))`.
+
+    Attributes
+    ----------
+    unit : {"token", "sequence", "answer"}
+        Aggregation units :math:`\mathcal I`: every valid response token, the whole sequence (one unit), or the
+        extracted answer (one unit).
+    anchor : {"uniform", "policy", "sampled", "majority"}
+        The anchor :math:`q_i` (see the module docstring). ``sequence`` needs ``sampled``; ``answer`` needs
+        ``sampled`` or ``majority``; ``majority`` needs ``answer``.
+    sign : {+1, -1}
+        The direction :math:`\sigma`.
+    transform : {"identity", "exp"}
+        The monotone transform :math:`\psi`.
+    aggregate : {"mean", "sum"}
+        Over tokens: ``"mean"`` divides by :math:`|\mathcal I|=T` (URLVR, RENT, Intuitor), ``"sum"`` does not
+        (EM-RL). Irrelevant for one-unit specs.
+    """
+
+    unit: Unit
+    anchor: Anchor
+    sign: int
+    transform: Transform = "identity"
+    aggregate: Aggregate = "mean"
+
+    def __post_init__(self) -> None:
+        if self.unit not in _UNITS:
+            raise ValueError(f"unit: must be one of {_UNITS}, got {self.unit!r}")
+        if self.anchor not in _ANCHORS:
+            raise ValueError(f"anchor: must be one of {_ANCHORS}, got {self.anchor!r}")
+        if self.sign not in (1, -1):
+            raise ValueError(f"sign: must be +1 or -1, got {self.sign!r}")
+        if self.transform not in _TRANSFORMS:
+            raise ValueError(f"transform: must be one of {_TRANSFORMS}, got {self.transform!r}")
+        if self.aggregate not in _AGGREGATES:
+            raise ValueError(f"aggregate: must be one of {_AGGREGATES}, got {self.aggregate!r}")
+        if self.unit == "sequence" and self.anchor != "sampled":
+            raise ValueError("anchor: a 'sequence' unit needs the 'sampled' anchor (delta_y)")
+        if self.unit == "answer" and self.anchor not in ("sampled", "majority"):
+            raise ValueError("anchor: an 'answer' unit needs the 'sampled' or 'majority' anchor")
+        if self.anchor == "majority" and self.unit != "answer":
+            raise ValueError("anchor: 'majority' is defined at the 'answer' unit only")
+
+    @property
+    def needs_logits(self) -> bool:
+        """Token- and sequence-level specs read the policy's log-probabilities."""
+        return self.unit in ("token", "sequence")
+
+
+SELF_CERTAINTY = RewardSpec("token", "uniform", +1, "identity", "mean")
+TOKEN_ENTROPY = RewardSpec("token", "policy", -1, "identity", "mean")
+TRAJECTORY_ENTROPY = RewardSpec("token", "sampled", -1, "identity", "mean")
+PROBABILITY = RewardSpec("sequence", "sampled", -1, "exp")
+MAJORITY_VOTING = RewardSpec("answer", "majority", -1, "exp")
+VOTE_SHARE = RewardSpec("answer", "sampled", -1, "exp")
+
+PRESETS: dict[str, RewardSpec] = {
+    "self_certainty": SELF_CERTAINTY,
+    "token_entropy": TOKEN_ENTROPY,
+    "trajectory_entropy": TRAJECTORY_ENTROPY,
+    "probability": PROBABILITY,
+    "majority_voting": MAJORITY_VOTING,
+    "vote_share": VOTE_SHARE,
+}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The batch
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Rollouts:
+    r"""A batch of B sampled responses -- the one argument every reward takes.
+
+    Only the fields a reward needs must be set: token-level rewards read ``logits`` (or ``logprobs``),
+    ``tokens`` and ``mask``; answer-level rewards read ``answers`` (and ``groups``; ``labels`` for ground truth).
+
+    Attributes
+    ----------
+    logits : (B, T, V) array or tensor, optional
+        Raw logits :math:`z^t` aligned with the response tokens (logit t predicts ``tokens[:, t]``: for a prompt of
+        length P use model positions P-1 .. P+T-2). Divided by ``temperature`` inside.
+    logprobs : (B, T, V) array or tensor, optional
+        Full-vocabulary log-probabilities :math:`\log\pi^t` with the temperature already applied. Give this or
+        ``logits``, not both.
+    tokens : (B, T) int array or tensor, optional
+        Sampled token ids :math:`y_t`.
+    mask : (B, T) 0/1 or bool, optional
+        1 on response tokens, 0 on padding. Defaults to all ones. Every row needs a valid token.
+    temperature : float
+        Rollout temperature :math:`\tau` (> 0); :math:`\pi^t=\mathrm{softmax}(z^t/\tau)`.
+    answers : sequence of B hashables or None, optional
+        Extracted answers, ``None`` for unparseable (strings are canonicalised before voting).
+    groups : sequence of B hashables, optional
+        Prompt id of each rollout (the GRPO group); ``None`` means one group.
+    labels : sequence of B, optional
+        Ground-truth answer of each rollout's prompt (measurement, or the ``ground_truth`` reward).
+    responses, prompts : sequence of B str, optional
+        Decoded text, for verifiers.
+    """
+
+    logits: Any = None
+    logprobs: Any = None
+    tokens: Any = None
+    mask: Any = None
+    temperature: float = 1.0
+    answers: Sequence[Hashable | None] | None = None
+    groups: Sequence[Hashable] | Any | None = None
+    labels: Sequence[Hashable | None] | None = None
+    responses: Sequence[str] | None = None
+    prompts: Sequence[str] | None = None
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.temperature, (int, float)) and self.temperature > 0):
+            raise ValueError(f"temperature: must be a number > 0, got {self.temperature!r}")
+        if self.logits is not None and self.logprobs is not None:
+            raise ValueError("logits, logprobs: give one of them, not both")
+        sizes = {}
+        for name in ("logits", "logprobs", "tokens", "mask"):
+            v = getattr(self, name)
+            if v is not None:
+                sizes[name] = int(v.shape[0]) if hasattr(v, "shape") and len(v.shape) else None
+        for name in ("answers", "groups", "labels", "responses", "prompts"):
+            v = getattr(self, name)
+            if v is not None:
+                if isinstance(v, str):
+                    raise ValueError(f"{name}: expected a sequence of length B, got a str")
+                sizes[name] = len(v)
+        distinct = {s for s in sizes.values() if s is not None}
+        if len(distinct) > 1:
+            raise ValueError(f"batch size mismatch between fields: {sizes}")
+        if not sizes:
+            raise ValueError("Rollouts: no field set")
+        if 0 in distinct:
+            raise ValueError("Rollouts: empty batch (B = 0)")
+
+    @property
+    def batch_size(self) -> int:
+        for name in ("logits", "logprobs", "tokens", "mask"):
+            v = getattr(self, name)
+            if v is not None:
+                return int(v.shape[0])
+        for name in ("answers", "groups", "labels", "responses", "prompts"):
+            v = getattr(self, name)
+            if v is not None:
+                return len(v)
+        raise AssertionError("unreachable: __post_init__ requires a field")
+
+    def replace(self, **changes: Any) -> Rollouts:
+        """A copy with some fields replaced (``dataclasses.replace``)."""
+        return dataclasses.replace(self, **changes)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Token-level building blocks
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _log_policy(rollouts: Rollouts) -> tuple[torch.Tensor, Any]:
+    """(B, T, V) log pi^t in float32 or wider, and the original input (to return the same library)."""
+    if rollouts.logits is not None:
+        z = _array.as_float_tensor(rollouts.logits, "logits")
+        if z.ndim != 3:
+            raise ValueError(f"logits: expected shape (B, T, V), got {tuple(z.shape)}")
+        return torch.log_softmax(z / rollouts.temperature, dim=-1), rollouts.logits
+    if rollouts.logprobs is not None:
+        lp = _array.as_float_tensor(rollouts.logprobs, "logprobs")
+        if lp.ndim != 3:
+            raise ValueError(f"logprobs: expected shape (B, T, V), got {tuple(lp.shape)}")
+        total = torch.logsumexp(lp, dim=-1)
+        if not bool((total.abs() < 1e-3).all()):
+            raise ValueError("logprobs: rows must be normalised log-probabilities (logsumexp = 0)")
+        return lp, rollouts.logprobs
+    raise ValueError("logits: token-level rewards need rollouts.logits or rollouts.logprobs")
+
+
+def _mask(rollouts: Rollouts, shape: tuple[int, int]) -> torch.Tensor:
+    if rollouts.mask is None:
+        return torch.ones(shape, dtype=torch.bool)
+    m = _array.as_mask_tensor(rollouts.mask, "mask")
+    if tuple(m.shape) != shape:
+        raise ValueError(f"mask: expected shape {shape} (B, T), got {tuple(m.shape)}")
+    empty = ~m.any(dim=1)
+    if bool(empty.any()):
+        rows = torch.nonzero(empty).flatten().tolist()[:5]
+        raise ValueError(f"mask: rows {rows} have no valid token (all masked)")
+    return m
+
+
+def _tokens(rollouts: Rollouts, shape: tuple[int, int]) -> torch.Tensor:
+    y = _array.as_index_tensor(rollouts.tokens, "tokens")
+    if tuple(y.shape) != shape:
+        raise ValueError(f"tokens: expected shape {shape} (B, T), got {tuple(y.shape)}")
+    return y
+
+
+def _sampled_logprobs(logp: torch.Tensor, y: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+    vocab = logp.shape[-1]
+    bad = m & ((y < 0) | (y >= vocab))
+    if bool(bad.any()):
+        raise ValueError(f"tokens: ids must lie in [0, {vocab}) on valid positions")
+    safe = torch.where(m, y, torch.zeros_like(y))
+    return logp.gather(-1, safe.unsqueeze(-1)).squeeze(-1)
+
+
+def token_cross_entropies(spec: RewardSpec, rollouts: Rollouts) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""Per-token cross-entropies :math:`\mathbb H(q_t, \pi^t)` for a token- or sequence-level spec.
+
+    Returns
+    -------
+    h : (B, T) float tensor
+        ``uniform``: :math:`-\frac1V\sum_v\log\pi^t(v)`; ``policy``: :math:`H(\pi^t)`;
+        ``sampled``: :math:`-\log\pi^t(y_t)`. Zero on masked positions.
+    mask : (B, T) bool tensor
+    """
+    if not spec.needs_logits:
+        raise ValueError(f"spec: unit {spec.unit!r} has no token cross-entropies")
+    logp, _ = _log_policy(rollouts)
+    shape = (logp.shape[0], logp.shape[1])
+    m = _mask(rollouts, shape)
+    if spec.anchor == "uniform":
+        h = -logp.mean(dim=-1)
+    elif spec.anchor == "policy":
+        h = -(logp.exp() * logp).sum(dim=-1)
+    else:  # sampled
+        h = -_sampled_logprobs(logp, _tokens(rollouts, shape), m)
+    return torch.where(m, h, torch.zeros_like(h)), m
+
+
+def token_entropies(logits: Any, temperature: float = 1.0) -> Any:
+    r"""Entropy :math:`H(\pi^t)=\mathrm{LSE}(z/\tau)-\sum_v\pi^t(v)z_v/\tau` of every position.
+
+    Parameters
+    ----------
+    logits : (B, T, V) array or tensor
+    temperature : float
+
+    Returns
+    -------
+    (B, T), same library as ``logits``, float32 or wider.
+    """
+    r = Rollouts(logits=logits, temperature=temperature)
+    h, _ = token_cross_entropies(TOKEN_ENTROPY, r)
+    return _array.like_input(h, logits)
+
+
+def token_logprobs(logits: Any, tokens: Any, temperature: float = 1.0) -> Any:
+    r""":math:`\log\pi^t(y_t)` of the sampled tokens.
+
+    Parameters
+    ----------
+    logits : (B, T, V) array or tensor (aligned: position t predicts ``tokens[:, t]``)
+    tokens : (B, T) int
+    temperature : float
+
+    Returns
+    -------
+    (B, T), same library as ``logits``.
+    """
+    r = Rollouts(logits=logits, tokens=tokens, temperature=temperature)
+    h, _ = token_cross_entropies(TRAJECTORY_ENTROPY, r)
+    return _array.like_input(-h, logits)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Answer-level building blocks
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def group_indices(groups: Sequence[Hashable] | Any | None, batch_size: int) -> list[np.ndarray]:
+    """Indices of each group's rollouts, groups in first-seen order.
+
+    Parameters
+    ----------
+    groups : sequence of B hashables, array, or None (one group)
+    batch_size : int
+    """
+    if groups is None:
+        return [np.arange(batch_size)]
+    keys = groups.tolist() if hasattr(groups, "tolist") else list(groups)
+    if len(keys) != batch_size:
+        raise ValueError(f"groups: expected length {batch_size}, got {len(keys)}")
+    index: dict[Hashable, list[int]] = {}
+    for i, k in enumerate(keys):
+        index.setdefault(k, []).append(i)
+    return [np.asarray(v, dtype=np.int64) for v in index.values()]
+
+
+def _answer_log_values(spec: RewardSpec, rollouts: Rollouts) -> np.ndarray:
+    r""":math:`\sigma\,\mathbb H(q, \pi)` per rollout at the answer level, in float64 (may be ``-inf``)."""
+    if rollouts.answers is None:
+        raise ValueError("answers: answer-level rewards need rollouts.answers")
+    answers = [canonicalize(a) if isinstance(a, str) else a for a in rollouts.answers]
+    out = np.full(len(answers), -np.inf)
+    for idx in group_indices(rollouts.groups, len(answers)):
+        group = [answers[i] for i in idx]
+        if spec.anchor == "majority":
+            winner = majority_vote(group, canonical=False).answer
+            for i, a in zip(idx, group, strict=True):
+                # H(delta_maj, delta_ans) = 0 if ans == maj else +inf
+                if a is not None and a == winner:
+                    out[i] = 0.0
+        else:  # sampled: -H(delta_ans, p_hat) = log p_hat(ans); unparseable counts in N
+            n = len(group)
+            counts: dict[Hashable, int] = {}
+            for a in group:
+                if a is not None:
+                    counts[a] = counts.get(a, 0) + 1
+            for i, a in zip(idx, group, strict=True):
+                if a is not None:
+                    out[i] = math.log(counts[a] / n)
+    # sigma * H with sigma = -1 gives log-values; sigma = +1 gives the negated ones
+    return out if spec.sign == -1 else -out
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The one scoring function
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def score(spec: RewardSpec, rollouts: Rollouts, *, log_space: bool = False) -> Any:
+    r"""Evaluate :math:`r_{\rm uni}` for every rollout.
+
+    Parameters
+    ----------
+    spec : RewardSpec
+    rollouts : Rollouts
+        See :class:`Rollouts` for which fields each unit reads.
+    log_space : bool
+        Return the value *before* :math:`\psi`, i.e. :math:`\frac{\sigma}{|\mathcal I|}\sum_i\mathbb H(q_i,\pi^i)`
+        (for ``PROBABILITY``: :math:`\log\pi_\theta(y\mid x)`, which never underflows).
+
+    Returns
+    -------
+    (B,) array
+        Torch if the logits/log-probs were torch, numpy otherwise (answer-level rewards: numpy float64).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> z = np.zeros((1, 3, 4))  # uniform policy over V=4 tokens
+    >>> bool(np.isclose(score(TOKEN_ENTROPY, Rollouts(logits=z))[0], -np.log(4)))
+    True
+    >>> score(MAJORITY_VOTING, Rollouts(answers=["1", "2", "1", None])).tolist()
+    [1.0, 0.0, 1.0, 0.0]
+    """
+    if not isinstance(spec, RewardSpec):
+        raise ValueError(f"spec: expected a RewardSpec, got {type(spec).__name__}")
+    if not isinstance(rollouts, Rollouts):
+        raise ValueError(f"rollouts: expected a Rollouts, got {type(rollouts).__name__}")
+    if spec.needs_logits:
+        h, m = token_cross_entropies(spec, rollouts)
+        total = h.sum(dim=1)
+        if spec.unit == "token" and spec.aggregate == "mean":
+            total = total / m.sum(dim=1).to(h.dtype)
+        value = spec.sign * total
+        if not log_space and spec.transform == "exp":
+            value = value.exp()
+        source = rollouts.logits if rollouts.logits is not None else rollouts.logprobs
+        return _array.like_input(value, source)
+    value = _answer_log_values(spec, rollouts)
+    if not log_space and spec.transform == "exp":
+        value = np.exp(value)
+    return value
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The registry: one signature for every reward
+# ----------------------------------------------------------------------------------------------------------------
+
+RewardFn = Callable[[Rollouts], Any]
+"""Every reward: ``fn(rollouts) -> (B,) array``."""
+
+_REGISTRY: dict[str, Callable[..., RewardFn]] = {}
+
+
+def register_reward(name: str) -> Callable[[Callable[..., RewardFn]], Callable[..., RewardFn]]:
+    """Decorator registering a reward *factory* ``factory(**options) -> RewardFn`` under ``name``.
+
+    Raises ``ValueError`` if the name is taken.
+
+    >>> @register_reward("my_length_penalty")        # doctest: +SKIP
+    ... def _make(scale=1.0):
+    ...     return lambda r: -scale * np.asarray(r.mask).sum(1)
+    """
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"name: must be a non-empty str, got {name!r}")
+
+    def decorator(factory: Callable[..., RewardFn]) -> Callable[..., RewardFn]:
+        if name in _REGISTRY:
+            raise ValueError(f"name: reward {name!r} is already registered")
+        _REGISTRY[name] = factory
+        return factory
+
+    return decorator
+
+
+def available_rewards() -> tuple[str, ...]:
+    """Names accepted by :func:`get_reward`, sorted."""
+    return tuple(sorted(_REGISTRY))
+
+
+def get_reward(name: str, **options: Any) -> RewardFn:
+    """The reward registered as ``name``, as a callable ``fn(rollouts: Rollouts) -> (B,) array``.
+
+    Options per reward: the presets take ``aggregate`` ("mean"/"sum") and ``log_space`` (bool);
+    ``ground_truth`` takes ``math_verify`` (bool); ``self_verification`` requires ``verifier``
+    (``fn(rollouts) -> (B,)`` scores in {0, 1}).
+
+    Raises
+    ------
+    ValueError
+        For an unknown name (the message lists the valid names) or bad options.
+
+    >>> fn = get_reward("majority_voting")
+    >>> fn(Rollouts(answers=["a", "b", "a"])).tolist()
+    [1.0, 0.0, 1.0]
+    """
+    if name not in _REGISTRY:
+        raise ValueError(f"name: unknown reward {name!r}; valid names: {', '.join(available_rewards())}")
+    return _REGISTRY[name](**options)
+
+
+def _preset_factory(preset: RewardSpec) -> Callable[..., RewardFn]:
+    def factory(*, aggregate: Aggregate | None = None, log_space: bool = False) -> RewardFn:
+        spec = preset if aggregate is None else dataclasses.replace(preset, aggregate=aggregate)
+
+        def reward(rollouts: Rollouts) -> Any:
+            return score(spec, rollouts, log_space=log_space)
+
+        reward.spec = spec  # type: ignore[attr-defined]
+        return reward
+
+    return factory
+
+
+for _name, _spec in PRESETS.items():
+    register_reward(_name)(_preset_factory(_spec))
+
+
+@register_reward("ground_truth")
+def _ground_truth(*, math_verify: bool = False) -> RewardFn:
+    r"""Oracle reward :math:`\mathbb 1[\mathrm{ans}(y)\equiv\mathrm{label}]` (never used for training unless asked)."""
+
+    def reward(rollouts: Rollouts) -> np.ndarray:
+        if rollouts.answers is None or rollouts.labels is None:
+            raise ValueError("answers, labels: the ground_truth reward needs both")
+        return np.asarray(
+            [
+                float(equivalent(g, a, math_verify=math_verify))
+                for a, g in zip(rollouts.answers, rollouts.labels, strict=True)
+            ],
+            dtype=np.float64,
+        )
+
+    return reward
+
+
+@register_reward("self_verification")
+def _self_verification(*, verifier: Callable[[Rollouts], Any] | None = None) -> RewardFn:
+    """External reward: a verifier callable scores each rollout 0/1 (e.g. the policy itself, asked to check)."""
+    if verifier is None or not callable(verifier):
+        raise ValueError("verifier: self_verification needs a callable verifier(rollouts) -> (B,) scores in {0, 1}")
+
+    def reward(rollouts: Rollouts) -> np.ndarray:
+        raw = verifier(rollouts)
+        scores = np.asarray(raw.detach().cpu() if isinstance(raw, torch.Tensor) else raw, dtype=np.float64)
+        if scores.shape != (rollouts.batch_size,):
+            raise ValueError(f"verifier: returned shape {scores.shape}, expected ({rollouts.batch_size},)")
+        if not np.isin(scores, (0.0, 1.0)).all():
+            raise ValueError("verifier: scores must be 0/1 (or booleans)")
+        return scores
+
+    return reward
