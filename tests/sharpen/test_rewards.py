@@ -34,7 +34,9 @@ from sharpen.testing import answer_lists, rollouts
 
 TOL = dict(rtol=1e-9, atol=1e-9)
 
-token_batches = rollouts(backend="numpy")
+token_batches = rollouts(backend="numpy", fields="token").map(
+    lambda r: r.replace(logits=np.asarray(r.logits, dtype=np.float64))  # float64 for the 1e-9 comparison
+)
 temperatures = st.sampled_from([1.0, 0.6, 1.7])
 
 
