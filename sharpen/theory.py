@@ -1,0 +1,1147 @@
+r"""Theorem 1 of He et al. (2026) and its extensions: geometric sharpening under majority voting.
+
+All functions are pure numpy (float64), broadcast over their array arguments and raise ``ValueError``
+naming the offending argument. Nothing here samples, prints or writes files.
+
+Sections
+--------
+1. **Theorem 1** (refreshed reference, majority reward). With the KL reference set to the current
+   iterate, one KL-regularised step maps the majority mass :math:`p_k` to
+
+   .. math:: p_{k+1} = \frac{p_k e^{1/\beta}}{p_k e^{1/\beta} + 1 - p_k},
+
+   so the odds grow by :math:`e^{1/\beta}` per step and
+   :math:`p_k = \mathrm{sigmoid}(\mathrm{logit}\,p_0 + k/\beta)`: a straight line of slope
+   :math:`1/\beta` on the logit scale. :func:`rho`, :func:`one_step`, :func:`majority_prob`,
+   :func:`majority_gap`, :func:`tail_bound`, :func:`contraction_factor`, :func:`steps_to_reach`,
+   :func:`fixed_reference_limit`, :func:`effective_beta`.
+2. **Finite N** (majority stability, assumption A1). :func:`plurality_win_probs` (exact),
+   :func:`stability_curve`, :func:`stability_prob`, :func:`hoeffding_flip_bound`.
+3. **Iterated tilts** on explicit finite sets of sequences, for the certainty rewards:
+   :func:`tilt`, :func:`iterate_tilt` and its instances :func:`power_sharpen`,
+   :func:`mean_logprob_tilt`, :func:`probability_tilt`.
+4. **Fitting** observed majority-probability trajectories: :func:`fit_sharpening` ->
+   :class:`SharpeningFit`.
+
+Reference: REFERENCE.md section 2 (the closed form, the bound, the finite-N extension and the
+iterated tilts are reconstructions, checked numerically by ``tests/sharpen/test_theory.py``).
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+from scipy import special, stats
+
+__all__ = [
+    "SharpeningFit",
+    "contraction_factor",
+    "effective_beta",
+    "fit_sharpening",
+    "fixed_reference_limit",
+    "hoeffding_flip_bound",
+    "iterate_tilt",
+    "majority_gap",
+    "majority_prob",
+    "mean_logprob_tilt",
+    "one_step",
+    "plurality_win_probs",
+    "power_sharpen",
+    "probability_tilt",
+    "rho",
+    "stability_curve",
+    "stability_prob",
+    "steps_to_reach",
+    "tail_bound",
+    "tilt",
+]
+
+FitMethod = Literal["binomial", "logit_wls"]
+
+# Tolerance for "the answer probabilities sum to at most one".
+_SUM_TOL = 1e-9
+# Memory budget (float64 elements) of one chunk of the exact plurality computation.
+_PLURALITY_CHUNK_ELEMENTS = 16_000_000
+
+
+# ----------------------------------------------------------------------------------------------
+# validation helpers
+# ----------------------------------------------------------------------------------------------
+
+
+def _as_float(name: str, x) -> np.ndarray:
+    try:
+        a = np.asarray(x, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name}: expected numbers, got {type(x).__name__}") from exc
+    if np.isnan(a).any():
+        raise ValueError(f"{name}: contains NaN")
+    return a
+
+
+def _as_prob(name: str, x) -> np.ndarray:
+    a = _as_float(name, x)
+    if ((a < 0) | (a > 1)).any():
+        raise ValueError(
+            f"{name}: probabilities must lie in [0, 1], got min {a.min()}, max {a.max()}"
+        )
+    return a
+
+
+def _as_beta(name: str, x) -> np.ndarray:
+    a = _as_float(name, x)
+    if (a <= 0).any():
+        raise ValueError(f"{name}: must be > 0 (inf allowed: no tilt), got min {a.min()}")
+    return a
+
+
+def _as_steps(name: str, x) -> np.ndarray:
+    a = _as_float(name, x)
+    if (~np.isfinite(a)).any() or (a < 0).any():
+        raise ValueError(f"{name}: steps must be finite and >= 0")
+    return a
+
+
+def _as_int(name: str, x, minimum: int) -> int:
+    if isinstance(x, bool):
+        raise ValueError(f"{name}: must be an integer >= {minimum}, got a bool")
+    try:
+        v = operator.index(x)
+    except TypeError as exc:
+        raise ValueError(f"{name}: must be an integer >= {minimum}, got {x!r}") from exc
+    if v < minimum:
+        raise ValueError(f"{name}: must be an integer >= {minimum}, got {v}")
+    return v
+
+
+def _as_answer_probs(name: str, x) -> np.ndarray:
+    """(..., K) answer probabilities: finite, >= 0, each row summing to at most 1."""
+    a = _as_float(name, x)
+    if a.ndim == 0 or a.shape[-1] == 0:
+        raise ValueError(f"{name}: expected shape (K,) or (G, K) with K >= 1, got {a.shape}")
+    if (~np.isfinite(a)).any():
+        raise ValueError(f"{name}: contains inf")
+    if (a < 0).any():
+        raise ValueError(f"{name}: probabilities must be >= 0, got min {a.min()}")
+    total = a.sum(axis=-1)
+    if (total > 1 + _SUM_TOL).any():
+        raise ValueError(
+            f"{name}: each row must sum to <= 1 (the rest is unparseable), got {total.max()}"
+        )
+    return a
+
+
+# ----------------------------------------------------------------------------------------------
+# 1. Theorem 1
+# ----------------------------------------------------------------------------------------------
+
+
+def rho(beta) -> np.ndarray:
+    r"""Geometric rate of Theorem 1, :math:`\rho = e^{-1/\beta}`.
+
+    Parameters
+    ----------
+    beta : array_like, > 0
+        KL coefficient (an implicit step size when training without KL). ``inf`` gives 1.
+
+    Examples
+    --------
+    >>> float(rho(0.5))  # e^{-2}
+    0.1353352832366127
+    """
+    b = _as_beta("beta", beta)
+    return np.exp(-1.0 / b)
+
+
+def one_step(p, beta) -> np.ndarray:
+    r"""One KL-regularised step with the reference refreshed to the current iterate.
+
+    .. math:: p_{k+1} = \frac{p_k e^{1/\beta}}{p_k e^{1/\beta} + 1 - p_k}
+                      = \frac{p_k}{p_k + (1 - p_k)\,e^{-1/\beta}}
+
+    (the second form is used: it cannot overflow). ``p = 0`` stays 0 and ``p = 1`` stays 1.
+
+    Parameters
+    ----------
+    p : array_like in [0, 1]
+        Mass of the (initial) majority answer.
+    beta : array_like, > 0
+        Broadcast against ``p``.
+
+    Examples
+    --------
+    >>> round(float(one_step(0.3, 0.5)), 6)
+    0.760004
+    """
+    q = _as_prob("p", p)
+    r = rho(beta)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = q / (q + (1.0 - q) * r)
+    return np.where(q == 0, 0.0, out)
+
+
+def majority_prob(p0, beta, k) -> np.ndarray:
+    r"""Closed form of Theorem 1: :math:`p_k = \mathrm{sigmoid}(\mathrm{logit}\,p_0 + k/\beta)`.
+
+    Equal to ``k`` applications of :func:`one_step` (the odds gain a factor :math:`e^{1/\beta}`
+    per step). Stable for large ``k / beta``; ``p0 = 0`` stays 0 and ``p0 = 1`` stays 1.
+    ``k`` may be real (a continuous-time reading).
+
+    Parameters
+    ----------
+    p0 : array_like in [0, 1]
+    beta : array_like, > 0
+    k : array_like, finite, >= 0
+        All three broadcast together.
+
+    Returns
+    -------
+    ndarray, float64, the broadcast shape.
+
+    Examples
+    --------
+    >>> np.round(majority_prob(0.3, 0.5, [0, 1, 2]), 4)
+    array([0.3  , 0.76 , 0.959])
+    """
+    q = _as_prob("p0", p0)
+    b = _as_beta("beta", beta)
+    kk = _as_steps("k", k)
+    with np.errstate(divide="ignore"):
+        out = special.expit(special.logit(q) + kk / b)
+    return np.where(kk == 0, q, out)  # p_0 exactly, not a logit round trip
+
+
+def majority_gap(p0, beta, k) -> np.ndarray:
+    r"""The minority mass :math:`1 - p_k = \mathrm{sigmoid}(-\mathrm{logit}\,p_0 - k/\beta)`.
+
+    Computed directly, so it keeps full relative precision where :math:`p_k` rounds to 1
+    (use it for log-scale plots). Same arguments as :func:`majority_prob`.
+
+    Examples
+    --------
+    >>> float(majority_gap(0.5, 1.0, 50))  # e^{-50} / (1 + e^{-50})
+    1.928749847963918e-22
+    """
+    q = _as_prob("p0", p0)
+    b = _as_beta("beta", beta)
+    kk = _as_steps("k", k)
+    with np.errstate(divide="ignore"):
+        out = special.expit(-special.logit(q) - kk / b)
+    return np.where(kk == 0, 1.0 - q, out)
+
+
+def tail_bound(p0, beta, k) -> np.ndarray:
+    r"""Theorem 1's geometric bound :math:`1 - p_k \le \frac{1 - p_0}{p_0}\,\rho^k`.
+
+    It follows from :math:`1 - p_k = \frac{1-p_0}{1-p_0+p_0 e^{k/\beta}} \le
+    \frac{1-p_0}{p_0 e^{k/\beta}}`. Computed in log space; ``p0 = 0`` gives ``inf`` (no bound),
+    ``p0 = 1`` gives 0. The bound exceeds 1 (and says nothing) while
+    :math:`p_0 e^{k/\beta} < 1 - p_0`.
+
+    Examples
+    --------
+    >>> round(float(tail_bound(0.3, 0.5, 2)), 6)  # (0.7 / 0.3) e^{-4}
+    0.042736
+    """
+    q = _as_prob("p0", p0)
+    b = _as_beta("beta", beta)
+    kk = _as_steps("k", k)
+    with np.errstate(divide="ignore", over="ignore"):
+        return np.exp(np.log1p(-q) - np.log(q) - kk / b)
+
+
+def contraction_factor(p, beta) -> np.ndarray:
+    r"""Per-step contraction of the minority mass, :math:`\frac{1-p_{k+1}}{1-p_k}`.
+
+    .. math:: \frac{1 - p_{k+1}}{1 - p_k} = \frac{1}{1 + p_k\,(e^{1/\beta} - 1)}
+
+    It is below 1 for :math:`p_k > 0`, decreases as :math:`p_k` grows and tends to
+    :math:`\rho = e^{-1/\beta}` as :math:`p_k \to 1`. ``p = 0`` gives 1.
+
+    Examples
+    --------
+    >>> round(float(contraction_factor(0.3, 0.5)), 6)  # 1 / (1 + 0.3 (e^2 - 1))
+    0.342851
+    >>> bool(np.isclose(contraction_factor(1.0, 0.5), rho(0.5)))
+    True
+    """
+    q = _as_prob("p", p)
+    b = _as_beta("beta", beta)
+    # Written as rho / (rho + p (1 - rho)) so that a tiny beta cannot overflow e^{1/beta}.
+    r = np.exp(-1.0 / b)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = r / (r + q * (1.0 - r))
+    return np.where(q == 0, 1.0, out)
+
+
+def steps_to_reach(p0, beta, target, *, integer: bool = True) -> np.ndarray:
+    r"""Steps until the majority mass reaches ``target``.
+
+    The real-valued solution of :math:`\mathrm{sigmoid}(\mathrm{logit}\,p_0 + k/\beta) = t` is
+    :math:`k^* = \beta\,(\mathrm{logit}\,t - \mathrm{logit}\,p_0)`; with ``integer=True`` (default)
+    the answer is the smallest integer :math:`k \ge 0` with :math:`p_k \ge t`, i.e.
+    :math:`\max(0, \lceil k^* \rceil)` (checked against :func:`majority_prob` so rounding in
+    :math:`k^*` cannot add a step). ``target <= p0`` gives 0; an unreachable target
+    (``p0 = 0 < target``, or ``target = 1 > p0``) gives ``inf``. With ``integer=False`` the real
+    :math:`k^*` is returned (negative when the target is already passed).
+
+    Returns
+    -------
+    ndarray, float64 (``inf`` where never reached).
+
+    Examples
+    --------
+    >>> float(steps_to_reach(0.3, 0.5, 0.99))
+    3.0
+    >>> round(float(steps_to_reach(0.3, 0.5, 0.99, integer=False)), 4)
+    2.7212
+    """
+    q = _as_prob("p0", p0)
+    b = _as_beta("beta", beta)
+    t = _as_prob("target", target)
+    q, b, t = np.broadcast_arrays(q, b, t)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        k_real = b * (special.logit(t) - special.logit(q))
+    never = (t > q) & ((q == 0) | (t == 1))
+    if not integer:
+        return np.where(never, np.inf, np.where(t == q, 0.0, k_real))
+    reached = t <= q
+    k_real = np.where(never | reached | ~np.isfinite(k_real), 0.0, k_real)
+    k_int = np.maximum(np.ceil(k_real), 0.0)
+    # Guard against k* rounding just above an integer that already reaches the target.
+    km1 = np.maximum(k_int - 1.0, 0.0)
+    k_int = np.where((k_int >= 1) & (majority_prob(q, b, km1) >= t), km1, k_int)
+    # ... and just below one that does not.
+    k_int = np.where(majority_prob(q, b, k_int) >= t, k_int, k_int + 1.0)
+    out = np.where(reached, 0.0, np.where(never, np.inf, k_int))
+    return out[()] if out.ndim == 0 else out
+
+
+def fixed_reference_limit(p0, beta) -> np.ndarray:
+    r"""Where majority-vote training stops when the KL reference stays fixed at :math:`\pi_0`.
+
+    The optimum of :math:`\max_\pi \mathbb E[r] - \beta\,\mathrm{KL}(\pi \Vert \pi_0)` is
+    :math:`\pi^* \propto \pi_0 e^{r/\beta}`, whose majority mass is
+
+    .. math:: p^* = \frac{p_0 e^{1/\beta}}{p_0 e^{1/\beta} + 1 - p_0},
+
+    i.e. *one* application of :func:`one_step`, however long one trains: with a fixed reference
+    the process does not converge to 1. Convergence to 1 needs the reference refreshed every
+    step (mirror descent / trust region). Conversely, :math:`k` refreshed steps at :math:`\beta`
+    reach exactly the fixed-reference optimum at :math:`\beta_{\rm eff} = \beta / k`
+    (:func:`effective_beta`): ``majority_prob(p0, beta, k) == fixed_reference_limit(p0, beta / k)``.
+
+    Examples
+    --------
+    >>> round(float(fixed_reference_limit(0.3, 0.5)), 6)
+    0.760004
+    >>> bool(np.isclose(majority_prob(0.3, 0.5, 4), fixed_reference_limit(0.3, 0.5 / 4)))
+    True
+    """
+    return one_step(p0, beta)
+
+
+def effective_beta(beta, k) -> np.ndarray:
+    r""":math:`\beta_{\rm eff} = \beta / k`: ``k`` refreshed-reference steps equal one step at it.
+
+    Since the odds gain :math:`e^{1/\beta}` per step, :math:`k` steps multiply them by
+    :math:`e^{k/\beta} = e^{1/(\beta/k)}`. ``k = 0`` gives ``inf`` (no tilt).
+
+    Examples
+    --------
+    >>> float(effective_beta(0.5, 4))
+    0.125
+    """
+    b = _as_beta("beta", beta)
+    kk = _as_steps("k", k)
+    with np.errstate(divide="ignore"):
+        return b / kk
+
+
+# ----------------------------------------------------------------------------------------------
+# 2. Finite N: majority stability
+# ----------------------------------------------------------------------------------------------
+
+
+def plurality_win_probs(probs, n) -> np.ndarray:
+    r"""Exact probability that each answer wins the plurality vote of ``n`` i.i.d. samples.
+
+    Answer counts :math:`c \sim \mathrm{Mult}(n; P_1..P_K, P_0)` where
+    :math:`P_0 = 1 - \sum_a P_a` is the mass of unparseable outputs: they count in ``n`` but
+    cannot win. Ties are split uniformly (equal in law to TTRL's first-seen rule, by
+    exchangeability); if nothing parses nobody wins.
+
+    .. math:: \Pr[\hat m = a] = \sum_c \mathrm{Mult}(c; n, P)\,
+              \frac{\mathbb 1[c_a = \max c \ge 1]}{\#\{b : c_b = \max c\}}
+
+    **Method (exact, no enumeration).** Write the multinomial with exponential generating
+    functions and the tie weight as :math:`1/(1+s) = \int_0^1 u^s\,du`. For a winner at count
+    :math:`m`,
+
+    .. math:: \Pr[\hat m = a, c_a = m] = n!\,[x^n]\int_0^1 \frac{(P_a x)^m}{m!}\,e^{P_0 x}
+              \prod_{b \ne a}\Big(\sum_{c<m}\frac{(P_b x)^c}{c!} + u\frac{(P_b x)^m}{m!}\Big)du .
+
+    The integrand is a polynomial of degree :math:`\le K-1` in :math:`u`, so Gauss-Legendre
+    with :math:`\lceil K/2 \rceil` nodes is exact. The leave-one-out products over :math:`b \ne a`
+    are prefix x suffix products of polynomials truncated at degree :math:`n`: cost
+    :math:`O(K^2 n^3)` flops, all terms positive (no cancellation). ``x`` is rescaled by
+    :math:`n/e` so that nothing overflows for ``n`` up to about 1,900.
+
+    Parameters
+    ----------
+    probs : array_like, shape (K,) or (G, K)
+        Answer probabilities, >= 0, each row summing to <= 1.
+    n : int >= 1
+        Number of samples voting.
+
+    Returns
+    -------
+    ndarray, shape like ``probs``; each row sums to :math:`1 - P_0^n`.
+
+    Examples
+    --------
+    >>> np.round(plurality_win_probs([0.5, 0.5], 2), 6)  # a 1-1 tie half the time, split evenly
+    array([0.5, 0.5])
+    >>> np.round(plurality_win_probs([0.6, 0.2], 1), 6)  # one sample: the answer drawn wins
+    array([0.6, 0.2])
+    """
+    p = _as_answer_probs("probs", probs)
+    n = _as_int("n", n, 1)
+    if p.ndim > 2:
+        raise ValueError(f"probs: expected shape (K,) or (G, K), got {p.shape}")
+    flat = p.reshape(-1, p.shape[-1])
+    n_groups, n_answers = flat.shape
+    n_nodes = max(1, math.ceil(n_answers / 2))
+    per_group = (n_answers + 2) * n_nodes * n * (n + 1)
+    chunk = max(1, _PLURALITY_CHUNK_ELEMENTS // per_group)
+    out = np.empty_like(flat)
+    for start in range(0, n_groups, chunk):
+        out[start : start + chunk] = _plurality_exact(flat[start : start + chunk], n)
+    return out.reshape(p.shape)
+
+
+def _poly_mul_truncated(a: np.ndarray, b: np.ndarray, max_nonzero: np.ndarray) -> np.ndarray:
+    """Product of polynomials (coefficients on the last axis, degree <= D) truncated at degree D.
+
+    ``b``'s coefficient ``c`` is nonzero only on the rows ``m >= c`` of axis -2 (``max_nonzero``
+    gives, for each ``c``, the first such row); rows below are skipped.
+    """
+    n_coef = a.shape[-1]
+    out = a * b[..., :1]
+    for c in range(1, n_coef):
+        lo = max_nonzero[c]
+        out[..., lo:, c:] += b[..., lo:, c : c + 1] * a[..., lo:, : n_coef - c]
+    return out
+
+
+def _plurality_exact(p: np.ndarray, n: int) -> np.ndarray:
+    """Core of :func:`plurality_win_probs` for a validated (G, K) block."""
+    n_groups, n_answers = p.shape
+    p0 = np.clip(1.0 - p.sum(axis=1), 0.0, None)  # (G,) unparseable mass
+    scale = n / math.e
+    deg = np.arange(n + 1)  # (D,) polynomial degrees, D = n + 1
+    log_fact = special.gammaln(deg + 1.0)
+    # Scaled EGF coefficients (P s)^c / c!; xlogy gives 0 * log 0 = 0 for the constant term.
+    coef = np.exp(special.xlogy(deg, p[..., None] * scale) - log_fact)  # (G, K, D)
+    unparse = np.exp(special.xlogy(deg, p0[:, None] * scale) - log_fact)  # (G, D)
+
+    nodes, weights = np.polynomial.legendre.leggauss(max(1, math.ceil(n_answers / 2)))
+    u = (nodes + 1.0) / 2.0  # (U,) Gauss-Legendre on [0, 1]
+    w = weights / 2.0
+    m = np.arange(1, n + 1)  # (M,) the winner's count, M = n
+    # factor[u, m, c] = 1 (c < m), u (c == m), 0 (c > m): the per-answer truncated EGF.
+    below = (deg[None, :] < m[:, None]).astype(np.float64)  # (M, D)
+    at = (deg[None, :] == m[:, None]).astype(np.float64)
+    factor = below[None] + u[:, None, None] * at[None]  # (U, M, D)
+    first_row = np.maximum(deg - 1, 0)  # coefficient c is nonzero on rows m >= c
+
+    shape = (n_groups, u.size, n, n + 1)
+
+    def answer_poly(b: int) -> np.ndarray:
+        return coef[:, b, None, None, :] * factor[None]  # (G, U, M, D)
+
+    # suffix[b] = e^{P0 x} * prod_{b' >= b} G_{b'}   (suffix[K] = e^{P0 x})
+    suffix = [None] * (n_answers + 1)
+    suffix[n_answers] = np.broadcast_to(unparse[:, None, None, :], shape).copy()
+    for b in range(n_answers - 1, 0, -1):
+        suffix[b] = _poly_mul_truncated(suffix[b + 1], answer_poly(b), first_row)
+
+    # [x^{n-m}] prefix * suffix via a gather: pair prefix coefficient i with suffix n-m-i.
+    idx = n - m[:, None] - deg[None, :]  # (M, D)
+    valid = idx >= 0
+    idx = np.where(valid, idx, 0)
+
+    win_coef = coef[:, :, 1:]  # (G, K, M): (P_a s)^m / m!
+    log_norm = special.gammaln(n + 1.0) - n * math.log(scale)  # n! / s^n
+    out = np.empty((n_groups, n_answers))
+    prefix = np.zeros(shape)
+    prefix[..., 0] = 1.0
+    for a in range(n_answers):
+        partner = np.take_along_axis(suffix[a + 1], np.broadcast_to(idx, shape), axis=-1)
+        h = np.einsum("gumd,gumd->gum", prefix * valid, partner)  # (G, U, M)
+        out[:, a] = np.einsum("u,gum,gm->g", w, h, win_coef[:, a, :])
+        if a + 1 < n_answers:
+            prefix = _poly_mul_truncated(prefix, answer_poly(a), first_row)
+        suffix[a + 1] = None  # free memory early
+    return out * math.exp(log_norm)
+
+
+def stability_curve(probs, n, beta, k) -> np.ndarray:
+    r"""Probability that majority stability (A1) holds through steps 0..j, for j = 0..k.
+
+    Start from answer marginals :math:`P_0` (``probs``; the rest of the mass is unparseable) with
+    mode :math:`m = \arg\max P_0` (the first one if tied). While the winner is :math:`m` the
+    policy tilts
+
+    .. math:: P_{j+1}(a) \propto P_j(a)\,e^{\mathbb 1[a = m]/\beta}
+
+    (unparseable mass is "not m" and is renormalised with the other answers), so
+    :math:`P_j(m)` follows Theorem 1, :math:`P_j(m) = \mathrm{sigmoid}(\mathrm{logit}\,P_0(m) +
+    j/\beta)`, and every other answer keeps its share of the rest. Entry ``j`` of the result is
+    :math:`\prod_{i<j} \Pr[\hat m_i = m \mid P_i]` with the exact :func:`plurality_win_probs`
+    at ``n`` samples per step: the probability that the first ``j`` votes all returned the
+    initial mode. Entry 0 is 1.
+
+    Parameters
+    ----------
+    probs : array_like, (K,) or (G, K)
+    n : int >= 1
+    beta : float > 0
+    k : int >= 0
+
+    Returns
+    -------
+    ndarray, (k + 1,) or (G, k + 1), non-increasing along the last axis.
+
+    Examples
+    --------
+    >>> np.round(stability_curve([0.4, 0.3, 0.2], 8, 1.0, 3), 4)
+    array([1.    , 0.5548, 0.514 , 0.5121])
+    """
+    p = _as_answer_probs("probs", probs)
+    n = _as_int("n", n, 1)
+    b = float(_as_beta("beta", beta))
+    k = _as_int("k", k, 0)
+    if p.ndim > 2:
+        raise ValueError(f"probs: expected shape (K,) or (G, K), got {p.shape}")
+    flat = p.reshape(-1, p.shape[-1])  # (G, K)
+    rows = np.arange(flat.shape[0])
+    mode = np.argmax(flat, axis=1)
+    pm0 = flat[rows, mode]  # (G,)
+    steps = np.arange(k)
+    pm = majority_prob(pm0[:, None], b, steps)  # (G, k): P_j(m)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        shrink = np.where(
+            pm0[:, None] < 1, majority_gap(pm0[:, None], b, steps) / (1 - pm0[:, None]), 0.0
+        )
+    path = flat[:, None, :] * shrink[..., None]  # (G, k, K): the other answers
+    path[rows, :, mode] = pm
+    win = plurality_win_probs(path.reshape(-1, flat.shape[1]), n).reshape(path.shape)
+    out = np.ones((flat.shape[0], k + 1))
+    out[:, 1:] = np.cumprod(win[rows, :, mode], axis=1)
+    return out.reshape(p.shape[:-1] + (k + 1,))
+
+
+def stability_prob(probs, n, beta, k) -> np.ndarray:
+    r"""Probability that majority stability (A1) holds for ``k`` consecutive steps.
+
+    The last entry of :func:`stability_curve`:
+    :math:`\prod_{j=0}^{k-1} \Pr[\hat m_j = m \mid P_j]`, the chance that the first ``k``
+    plurality votes of ``n`` samples all return the initial mode while the policy tilts toward
+    it with :math:`P_{j+1}(a) \propto P_j(a) e^{\mathbb 1[a=m]/\beta}`.
+
+    Returns
+    -------
+    ndarray, shape () or (G,).
+
+    Examples
+    --------
+    >>> round(float(stability_prob([0.4, 0.3, 0.2], 8, 1.0, 3)), 4)
+    0.5121
+    """
+    return stability_curve(probs, n, beta, k)[..., -1]
+
+
+def hoeffding_flip_bound(probs, n) -> np.ndarray:
+    r"""Hoeffding bound on the chance that the mode :math:`a^\star` loses the plurality vote.
+
+    .. math:: \Pr[\hat m \ne a^\star] \le \sum_{b \ne a^\star} e^{-n (P(a^\star) - P(b))^2 / 2}
+              \le (K - 1)\,e^{-n \Delta^2 / 2}
+
+    (each term bounds :math:`\Pr[c_b \ge c_{a^\star}]`, a sum of ``n`` i.i.d. variables in
+    [-1, 1] with mean :math:`-(P(a^\star) - P(b))`; the event "nothing parses" is inside
+    :math:`c_b \ge c_{a^\star}`). The raw sum is returned; it can exceed 1, where it says
+    nothing. Unparseable mass does not enter: it cannot win. With a single answer (K = 1) the
+    bound is :math:`e^{-nP(a^\star)^2/2}` (a virtual rival of probability 0).
+
+    Parameters
+    ----------
+    probs : array_like, (K,) or (G, K)
+    n : int >= 1
+
+    Returns
+    -------
+    ndarray, shape () or (G,).
+
+    Examples
+    --------
+    >>> round(float(hoeffding_flip_bound([0.5, 0.3, 0.2], 100)), 6)  # e^{-2} + e^{-4.5}
+    0.146444
+    """
+    p = _as_answer_probs("probs", probs)
+    n = _as_int("n", n, 1)
+    if p.shape[-1] == 1:
+        # The only way to lose is that nothing parses: a virtual rival with P = 0 bounds it,
+        # (1 - P)^n <= e^{-nP} <= e^{-nP^2/2}.
+        return np.exp(-n * p[..., 0] ** 2 / 2.0)
+    top = p.max(axis=-1, keepdims=True)
+    mode = np.argmax(p, axis=-1)
+    terms = np.exp(-n * (top - p) ** 2 / 2.0)
+    np.put_along_axis(terms, mode[..., None], 0.0, axis=-1)
+    return terms.sum(axis=-1)
+
+
+# ----------------------------------------------------------------------------------------------
+# 3. Iterated tilts on explicit finite sets of sequences
+# ----------------------------------------------------------------------------------------------
+
+
+def _log_normalise(logp: np.ndarray) -> np.ndarray:
+    return logp - special.logsumexp(logp, axis=-1, keepdims=True)
+
+
+def _as_distribution_log(name: str, pi) -> np.ndarray:
+    a = _as_float(name, pi)
+    if a.ndim == 0 or a.shape[-1] == 0:
+        raise ValueError(f"{name}: expected shape (..., S) with S >= 1, got {a.shape}")
+    if (~np.isfinite(a)).any() or (a < 0).any():
+        raise ValueError(f"{name}: must be finite and >= 0")
+    if (a.sum(axis=-1) <= 0).any():
+        raise ValueError(f"{name}: every distribution needs positive total mass")
+    with np.errstate(divide="ignore"):
+        return _log_normalise(np.log(a))
+
+
+def tilt(pi, reward, beta) -> np.ndarray:
+    r"""One exponential tilt :math:`\pi' \propto \pi\,e^{r/\beta}`, computed in log space.
+
+    This is the optimum of :math:`\max_{\pi'} \mathbb E_{\pi'}[r] - \beta\,\mathrm{KL}(\pi'\Vert\pi)`
+    over a finite set of S sequences.
+
+    Parameters
+    ----------
+    pi : array_like, (..., S), >= 0
+        Probabilities of the sequences (renormalised over the set; zeros stay zero).
+    reward : array_like, broadcastable to ``pi``
+        Finite, or ``-inf`` (the sequence gets zero mass).
+    beta : float > 0
+
+    Returns
+    -------
+    ndarray, (..., S), each row summing to 1.
+
+    Examples
+    --------
+    >>> np.round(tilt([0.5, 0.5], [1.0, 0.0], 1.0), 4)  # e / (e + 1)
+    array([0.7311, 0.2689])
+    """
+    logp = _as_distribution_log("pi", pi)
+    r = _as_float("reward", reward)
+    if (r == np.inf).any():
+        raise ValueError("reward: +inf is not allowed")
+    b = float(_as_beta("beta", beta))
+    try:
+        r = np.broadcast_to(r, logp.shape)
+    except ValueError as exc:
+        raise ValueError(
+            f"reward: shape {r.shape} does not broadcast to pi's {logp.shape}"
+        ) from exc
+    return np.exp(_tilt_log(logp, r, b))
+
+
+def _tilt_log(logp: np.ndarray, r: np.ndarray, beta: float) -> np.ndarray:
+    with np.errstate(invalid="ignore"):
+        new = np.where(np.isneginf(logp), -np.inf, logp + r / beta)
+    if np.isneginf(new).all(axis=-1).any():
+        raise ValueError("reward: -inf on every sequence that has mass")
+    return _log_normalise(new)
+
+
+def iterate_tilt(pi0, reward_fn: Callable[[np.ndarray], np.ndarray], beta, k: int) -> np.ndarray:
+    r"""Iterate :math:`\pi_{j+1} \propto \pi_j\,e^{r_j/\beta}` where :math:`r_j` depends on :math:`\pi_j`.
+
+    The reference is refreshed every step (as in Theorem 1). :func:`power_sharpen`,
+    :func:`mean_logprob_tilt` and :func:`probability_tilt` are instances.
+
+    Parameters
+    ----------
+    pi0 : array_like, (..., S), >= 0
+    reward_fn : callable
+        ``reward_fn(log_pi) -> reward``: receives the current *log*-probabilities (..., S)
+        (``-inf`` where the mass is zero) and returns rewards broadcastable to them.
+    beta : float > 0
+    k : int >= 0
+
+    Returns
+    -------
+    ndarray, (k + 1, ..., S): the trajectory :math:`\pi_0, \dots, \pi_k`.
+
+    Examples
+    --------
+    >>> traj = iterate_tilt([0.5, 0.5], lambda logp: np.array([1.0, 0.0]), 1.0, 2)
+    >>> np.round(traj[-1], 4)  # two steps of a fixed reward = one step at beta / 2
+    array([0.8808, 0.1192])
+    """
+    logp = _as_distribution_log("pi0", pi0)
+    b = float(_as_beta("beta", beta))
+    k = _as_int("k", k, 0)
+    if not callable(reward_fn):
+        raise ValueError("reward_fn: must be callable")
+    out = np.empty((k + 1, *logp.shape))
+    out[0] = np.exp(logp)
+    for j in range(k):
+        try:
+            r = np.broadcast_to(np.asarray(reward_fn(logp), dtype=np.float64), logp.shape)
+        except ValueError as exc:
+            raise ValueError("reward_fn: its output does not broadcast to pi0's shape") from exc
+        if (np.isnan(r) & ~np.isneginf(logp)).any() or (r == np.inf).any():
+            raise ValueError("reward_fn: returned NaN or +inf on a sequence with mass")
+        logp = _tilt_log(logp, r, b)
+        out[j + 1] = np.exp(logp)
+    return out
+
+
+def power_sharpen(pi0, beta, k: int) -> np.ndarray:
+    r"""Summed log-prob reward :math:`r = \log\pi_j(y)`: :math:`\pi_k \propto \pi_0^{(1+1/\beta)^k}`.
+
+    Each step is :math:`\pi_{j+1} \propto \pi_j e^{\log\pi_j/\beta} = \pi_j^{1+1/\beta}`, so the
+    exponents compound (power sharpening toward :math:`\arg\max \pi_0`). Evaluated in closed
+    form in log space (relative to the maximum, so large exponents cannot give NaN).
+
+    Parameters
+    ----------
+    pi0 : array_like, (..., S), >= 0
+    beta : float > 0
+    k : int >= 0
+
+    Returns
+    -------
+    ndarray, (k + 1, ..., S).
+
+    Examples
+    --------
+    >>> np.round(power_sharpen([0.6, 0.4], 1.0, 1)[1], 4)  # 0.36 / (0.36 + 0.16)
+    array([0.6923, 0.3077])
+    """
+    logp = _as_distribution_log("pi0", pi0)
+    b = float(_as_beta("beta", beta))
+    k = _as_int("k", k, 0)
+    rel = logp - logp.max(axis=-1, keepdims=True)  # <= 0, exactly 0 at the argmax
+    with np.errstate(over="ignore"):
+        power = (1.0 + 1.0 / b) ** np.arange(k + 1, dtype=np.float64)
+    power = power.reshape((k + 1,) + (1,) * logp.ndim)
+    with np.errstate(invalid="ignore"):
+        scaled = np.where(rel == 0, 0.0, rel * power)
+    return np.exp(_log_normalise(scaled))
+
+
+def mean_logprob_tilt(pi, lengths, beta, k: int) -> np.ndarray:
+    r"""Mean log-prob reward :math:`r = \log\pi_j(y)/|y|`: :math:`\pi_{j+1} \propto \pi_j^{1 + 1/(\beta|y|)}`.
+
+    The reward is the per-token log-probability, so at equal sequence probability the
+    *longer* sequence gains (its exponent :math:`1 + 1/(\beta|y|)` is closer to 1): long runs of
+    confident tokens win, the repetition-collapse direction of the token-mean reward.
+
+    Parameters
+    ----------
+    pi : array_like, (..., S), >= 0
+    lengths : array_like, broadcastable to ``pi``, > 0
+        Token lengths :math:`|y|` of the sequences.
+    beta : float > 0
+    k : int >= 0
+
+    Returns
+    -------
+    ndarray, (k + 1, ..., S).
+
+    Examples
+    --------
+    >>> np.round(mean_logprob_tilt([0.5, 0.5], [1, 2], 1.0, 1)[1], 4)  # 0.5^2 vs 0.5^1.5
+    array([0.4142, 0.5858])
+    """
+    lens = _as_float("lengths", lengths)
+    if (~np.isfinite(lens)).any() or (lens <= 0).any():
+        raise ValueError("lengths: must be finite and > 0")
+    shape = np.shape(pi)
+    try:
+        np.broadcast_to(lens, shape)
+    except ValueError as exc:
+        raise ValueError(f"lengths: shape {lens.shape} does not broadcast to pi's {shape}") from exc
+    return iterate_tilt(pi, lambda logp: logp / lens, beta, k)
+
+
+def probability_tilt(pi, beta, k: int) -> np.ndarray:
+    r"""Probability reward :math:`r = \pi_j(y)`: :math:`\pi_{j+1} \propto \pi_j\,e^{\pi_j/\beta}`.
+
+    The RLSC reward; on real sequence sets the most probable sequences are the short ones
+    (length collapse).
+
+    Parameters
+    ----------
+    pi : array_like, (..., S), >= 0
+    beta : float > 0
+    k : int >= 0
+
+    Returns
+    -------
+    ndarray, (k + 1, ..., S).
+
+    Examples
+    --------
+    >>> np.round(probability_tilt([0.6, 0.4], 1.0, 1)[1], 4)
+    array([0.6469, 0.3531])
+    """
+    return iterate_tilt(pi, np.exp, beta, k)
+
+
+# ----------------------------------------------------------------------------------------------
+# 4. Fitting observed majority-probability trajectories
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SharpeningFit:
+    r"""Fit of :math:`p_k = \mathrm{sigmoid}(\mathrm{logit}\,p_0 + k/\beta)` to M trajectories.
+
+    Every field is an array of the batch shape (``(M,)`` for ``p_maj`` of shape (M, L)); the CIs
+    have a trailing axis of 2 (lower, upper). Where ``valid`` is False every estimate is NaN.
+
+    Attributes
+    ----------
+    slope : 1/beta, the per-step gain in log-odds. Negative: the initial majority is losing mass
+        (it flipped, or effective learning (A2) broke) -- real information, not an error.
+    intercept : logit p0 (the fitted log-odds at step 0).
+    beta : 1/slope where slope > 0, else ``inf`` (see ``sharpening``).
+    rho : exp(-slope); equals e^{-1/beta} when sharpening, >= 1 when not.
+    p0 : sigmoid(intercept).
+    slope_se : standard error of the slope (dispersion included).
+    slope_ci, beta_ci : (..., 2) confidence intervals at ``level``. beta_ci maps the slope CI
+        through 1/slope: [1/hi, 1/lo], with ``inf`` for any end at slope <= 0.
+    r2_logit : weighted R^2 of the (continuity-corrected) empirical logits, the fit's scale.
+    r2_p : plain R^2 on the probability scale (NaN for a constant series).
+    dispersion : Pearson chi^2 / (n_points - 2) on the logit scale (see :func:`fit_sharpening`).
+    n_points : points used.
+    valid : at least two distinct steps observed.
+    sharpening : valid and slope > 0.
+    converged : valid and, for ``method="binomial"``, the IRLS converged (else the estimates
+        are the ``logit_wls`` ones; always True for ``method="logit_wls"``).
+    level : the CI level.
+    method : the fitting method.
+    """
+
+    slope: np.ndarray
+    intercept: np.ndarray
+    beta: np.ndarray
+    rho: np.ndarray
+    p0: np.ndarray
+    slope_se: np.ndarray
+    slope_ci: np.ndarray
+    beta_ci: np.ndarray
+    r2_logit: np.ndarray
+    r2_p: np.ndarray
+    dispersion: np.ndarray
+    n_points: np.ndarray
+    valid: np.ndarray
+    sharpening: np.ndarray
+    converged: np.ndarray
+    level: float
+    method: FitMethod
+
+    def predict(self, steps) -> np.ndarray:
+        """Fitted :math:`p_k` at ``steps`` (array broadcastable against the batch shape + (L,))."""
+        k = _as_float("steps", steps)
+        return special.expit(self.intercept[..., None] + self.slope[..., None] * k)
+
+
+def fit_sharpening(
+    steps,
+    p_maj,
+    *,
+    n_samples=None,
+    level: float = 0.95,
+    method: FitMethod = "binomial",
+    boundary_eps: float = 1e-3,
+    max_iter: int = 30,
+) -> SharpeningFit:
+    r"""Fit :math:`\beta` and :math:`p_0` of Theorem 1 to observed majority-probability trajectories.
+
+    Model: :math:`\mathrm{logit}\,p_k = \mathrm{logit}\,p_0 + k/\beta`, i.e. a logistic
+    regression of the majority probability on the step, fitted independently (but vectorised,
+    in closed-form steps) for every trajectory.
+
+    * ``method="logit_wls"``: weighted least squares of the empirical logits on the steps, with
+      delta-method weights :math:`n\,\hat p(1-\hat p)`
+      (:math:`\mathrm{Var}(\mathrm{logit}\,\hat p) \approx 1/(n p(1-p))`), then one refit with
+      weights from the fitted :math:`p`. Observed values of exactly 0 or 1 have infinite logits
+      and are moved half a count inward (**continuity correction**): to :math:`1/(2n)` and
+      :math:`1 - 1/(2n)` with ``n_samples``, else to ``boundary_eps`` and ``1 - boundary_eps``.
+      Interior values are used as they are (noiseless data is fitted exactly). Biased toward
+      flat slopes when many points sit at 0/1 (the corrected logits are censored).
+    * ``method="binomial"`` (default): starts from ``logit_wls`` and runs iteratively
+      reweighted least squares to the (quasi-)binomial maximum-likelihood estimate, which
+      uses the 0/1 points as they are (no correction, no saturation bias). Each iteration is
+      a closed-form WLS of the working response :math:`\eta + (\hat p - \mu)/(\mu(1-\mu))` with
+      weights :math:`n\mu(1-\mu)`. Where it does not converge within ``max_iter`` iterations
+      (a separated 0...0,1...1 series has no finite MLE) the ``logit_wls`` estimate is kept and
+      ``converged`` is False.
+
+    **Uncertainty.** :math:`\mathrm{SE}(\hat s)^2 = \phi / \sum_k w_k (k - \bar k_w)^2` with the
+    Pearson dispersion :math:`\hat\phi = \sum_k w_k r_k^2 / (L - 2)` (``r`` the residuals on the
+    fitted scale). With ``n_samples`` the binomial variance is known and
+    :math:`\phi = \max(1, \hat\phi)` (extra noise only widens the CI) with normal quantiles;
+    without it :math:`\phi = \hat\phi` with Student-t quantiles on :math:`L - 2` degrees of
+    freedom, and with only two points the slope CI is :math:`(-\infty, \infty)`.
+
+    **Missing data.** NaN in ``p_maj`` (or ``steps``) marks a missing point. Fewer than two
+    distinct observed steps: ``valid`` False and NaN estimates (never a silent number).
+
+    The majority probability is measured relative to the *initial* majority answer, so a
+    decreasing trajectory gives a negative slope, ``beta = inf`` and ``sharpening`` False.
+
+    Parameters
+    ----------
+    steps : array_like, (L,) or the shape of ``p_maj``
+        Training steps (any real numbers, e.g. epochs).
+    p_maj : array_like, (..., L)
+        Observed majority probabilities in [0, 1]; NaN = missing.
+    n_samples : None or array_like broadcastable to ``p_maj``, >= 1
+        Samples behind each observed probability (the weights' scale and the correction).
+    level : float in (0, 1)
+        Confidence level of the intervals.
+    method : "binomial" or "logit_wls"
+    boundary_eps : float in (0, 0.5)
+        Continuity correction for exact 0/1 when ``n_samples`` is None.
+    max_iter : int >= 1
+        IRLS iterations for ``method="binomial"``.
+
+    Returns
+    -------
+    SharpeningFit
+
+    Examples
+    --------
+    >>> k = np.arange(10)
+    >>> fit = fit_sharpening(k, majority_prob(0.3, 2.0, k))
+    >>> round(float(fit.beta), 6), round(float(fit.p0), 6)
+    (2.0, 0.3)
+    """
+    # ---- validation -------------------------------------------------------------------------
+    p = _as_float_allow_nan("p_maj", p_maj)
+    if p.ndim == 0:
+        raise ValueError("p_maj: expected shape (..., L), got a scalar")
+    if ((p < 0) | (p > 1)).any():
+        raise ValueError("p_maj: probabilities must lie in [0, 1] (NaN marks missing)")
+    k = _as_float_allow_nan("steps", steps)
+    if k.ndim == 0:
+        raise ValueError("steps: expected shape (L,) or p_maj's shape, got a scalar")
+    if k.ndim == 1 and k.shape[0] != p.shape[-1]:
+        raise ValueError(
+            f"steps: length {k.shape[0]} does not match p_maj's last axis {p.shape[-1]}"
+        )
+    if k.ndim > 1 and k.shape != p.shape:
+        raise ValueError(f"steps: shape {k.shape} must be (L,) or p_maj's shape {p.shape}")
+    if np.isinf(k).any():
+        raise ValueError("steps: contains inf")
+    if not (0.0 < level < 1.0):
+        raise ValueError(f"level: must lie in (0, 1), got {level}")
+    if method not in ("binomial", "logit_wls"):
+        raise ValueError(f"method: must be 'binomial' or 'logit_wls', got {method!r}")
+    if not (0.0 < boundary_eps < 0.5):
+        raise ValueError(f"boundary_eps: must lie in (0, 0.5), got {boundary_eps}")
+    max_iter = _as_int("max_iter", max_iter, 1)
+    if n_samples is None:
+        n = np.ones((1,) * p.ndim)
+        edge = np.full((1,) * p.ndim, boundary_eps)
+    else:
+        n = _as_float("n_samples", n_samples)
+        if (~np.isfinite(n)).any() or (n < 1).any():
+            raise ValueError("n_samples: must be finite and >= 1")
+        try:
+            np.broadcast_shapes(n.shape, p.shape)
+        except ValueError as exc:
+            raise ValueError(
+                f"n_samples: shape {n.shape} does not broadcast to p_maj's {p.shape}"
+            ) from exc
+        edge = 0.5 / n
+
+    batch_shape, length = p.shape[:-1], p.shape[-1]
+    p = p.reshape(-1, length)
+    k = np.broadcast_to(k, batch_shape + (length,)).reshape(-1, length)
+    n = np.broadcast_to(n, batch_shape + (length,)).reshape(-1, length)
+    edge = np.broadcast_to(edge, batch_shape + (length,)).reshape(-1, length)
+
+    # ---- logit-scale WLS ------------------------------------------------------------------------
+    observed = ~(np.isnan(p) | np.isnan(k))
+    kz = np.where(observed, k, 0.0)
+    pz = np.where(observed, p, 0.5)
+    pc = np.clip(pz, edge, 1.0 - edge)  # moves only exact 0/1 when edge = 1/(2n)
+    pc = np.where((pz > 0) & (pz < 1), pz, pc)  # interior points are never moved
+    y = special.logit(pc)
+    w = np.where(observed, n * pc * (1.0 - pc), 0.0)
+    slope, intercept, sxx = _wls(kz, y, w)
+    fitted = special.expit(intercept[:, None] + slope[:, None] * kz)
+    w_fit = np.where(observed, n * fitted * (1.0 - fitted), 0.0)
+    w = np.where(w_fit > 0, w_fit, w)  # a fitted p rounding to 0/1 keeps its first weight
+    slope, intercept, sxx = _wls(kz, y, w)
+    resid = y - intercept[:, None] - slope[:, None] * kz
+    converged = np.ones(p.shape[0], dtype=bool)
+
+    # ---- binomial maximum likelihood (IRLS) on the trajectories that need it ---------------------
+    if method == "binomial":
+        converged[:] = False
+        span = np.where(observed, kz, -np.inf).max(axis=1) - np.where(observed, kz, np.inf).min(
+            axis=1
+        )
+        active = np.flatnonzero((observed.sum(axis=1) >= 2) & (span > 0))
+        a_slope, a_int = slope[active], intercept[active]
+        for _ in range(max_iter):
+            if active.size == 0:
+                break
+            ka, pa, na, oa = kz[active], pz[active], n[active], observed[active]
+            eta = a_int[:, None] + a_slope[:, None] * ka
+            mu = special.expit(eta)
+            var = mu * (1.0 - mu)  # 0 where mu rounds to 0 or 1: such a point carries no weight
+            use = oa & (var > 0)
+            wa = np.where(use, na * var, 0.0)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                z = np.where(use, eta + (pa - mu) / var, 0.0)
+            new_slope, new_int, new_sxx = _wls(ka, z, wa)
+            finite = np.isfinite(new_slope) & np.isfinite(new_int) & (new_sxx > 0)
+            new_slope = np.where(finite, new_slope, a_slope)
+            new_int = np.where(finite, new_int, a_int)
+            # Step halving: a Newton step from far away can overshoot; never lower the likelihood.
+            # Only steps that move some fitted logit by more than 0.5 are checked (near the
+            # optimum Newton is safe, and the check costs two likelihood evaluations).
+            k_abs = np.where(oa, np.abs(ka), 0.0).max(axis=1)
+            risky = np.flatnonzero(
+                np.abs(new_int - a_int) + np.abs(new_slope - a_slope) * k_abs > 0.5
+            )
+            if risky.size:
+                args = (ka[risky], pa[risky], na[risky], oa[risky])
+                r_old_s, r_old_i = a_slope[risky], a_int[risky]
+                r_s, r_i = new_slope[risky], new_int[risky]
+                old_ll = _binomial_loglik(r_old_i, r_old_s, *args)
+                new_ll = _binomial_loglik(r_i, r_s, *args)
+                for _ in range(40):
+                    worse = ~(new_ll >= old_ll - 1e-12 * np.abs(old_ll))
+                    if not worse.any():
+                        break
+                    r_s = np.where(worse, (r_s + r_old_s) / 2, r_s)
+                    r_i = np.where(worse, (r_i + r_old_i) / 2, r_i)
+                    new_ll = np.where(worse, _binomial_loglik(r_i, r_s, *args), new_ll)
+                new_slope[risky], new_int[risky] = r_s, r_i
+            step = np.abs(new_slope - a_slope) * (1.0 + span[active]) + np.abs(new_int - a_int)
+            # A separated series (no finite MLE) runs off: its slope keeps growing until max_iter.
+            done = finite & (step < 1e-9 * (1.0 + np.abs(new_slope) + np.abs(new_int)))
+            idx = active[done]
+            slope[idx], intercept[idx], sxx[idx] = new_slope[done], new_int[done], new_sxx[done]
+            w[idx] = wa[done]
+            resid[idx] = np.where(
+                oa[done], z[done] - new_int[done, None] - new_slope[done, None] * ka[done], 0.0
+            )
+            converged[idx] = True
+            keep = finite & ~done
+            active, a_slope, a_int = active[keep], new_slope[keep], new_int[keep]
+
+    # ---- validity, uncertainty, goodness of fit -------------------------------------------------
+    n_points = observed.sum(axis=1)
+    k_min = np.where(observed, kz, np.inf).min(axis=1)
+    k_max = np.where(observed, kz, -np.inf).max(axis=1)
+    valid = (n_points >= 2) & (k_max > k_min) & np.isfinite(slope) & (sxx > 0)
+    resid = np.where(observed, resid, 0.0)
+    dof = n_points - 2
+    with np.errstate(invalid="ignore", divide="ignore"):
+        phi_hat = np.where(dof > 0, (w * resid**2).sum(axis=1) / np.maximum(dof, 1), np.nan)
+        if n_samples is None:
+            phi = phi_hat
+            quant = np.where(dof > 0, stats.t.ppf(0.5 + level / 2, np.maximum(dof, 1)), np.inf)
+        else:
+            phi = np.where(dof > 0, np.maximum(1.0, phi_hat), 1.0)
+            quant = np.full(phi.shape, stats.norm.ppf(0.5 + level / 2))
+        se = np.sqrt(phi / sxx)
+        half = np.where(np.isinf(quant), np.inf, quant * se)
+        slope_ci = np.stack([slope - half, slope + half], axis=-1)
+        lo, hi = slope_ci[:, 0], slope_ci[:, 1]
+        beta_ci = np.stack(
+            [np.where(hi > 0, 1.0 / hi, np.inf), np.where(lo > 0, 1.0 / lo, np.inf)], axis=-1
+        )
+        beta = np.where(slope > 0, 1.0 / slope, np.inf)
+
+        eta_fit = np.where(observed, intercept[:, None] + slope[:, None] * kz, 0.0)
+        y_fit = np.where(observed, y, 0.0)
+        ybar = (w * y_fit).sum(axis=1) / w.sum(axis=1)
+        tss = (w * (y_fit - ybar[:, None]) ** 2).sum(axis=1)
+        rss = (w * (y_fit - eta_fit) ** 2).sum(axis=1)
+        r2_logit = np.where(tss > 0, 1.0 - rss / tss, np.nan)
+        p_obs = np.where(observed, p, 0.0)
+        pbar = p_obs.sum(axis=1) / n_points
+        rss_p = (np.where(observed, p_obs - special.expit(eta_fit), 0.0) ** 2).sum(axis=1)
+        tss_p = (np.where(observed, p_obs - pbar[:, None], 0.0) ** 2).sum(axis=1)
+        r2_p = np.where(tss_p > 0, 1.0 - rss_p / tss_p, np.nan)
+
+    def out(x: np.ndarray) -> np.ndarray:
+        mask = valid if x.ndim == 1 else valid[:, None]
+        return np.where(mask, x, np.nan).reshape(batch_shape + x.shape[1:])
+
+    return SharpeningFit(
+        slope=out(slope),
+        intercept=out(intercept),
+        beta=out(beta),
+        rho=out(np.exp(-slope)),
+        p0=out(special.expit(intercept)),
+        slope_se=out(se),
+        slope_ci=out(slope_ci),
+        beta_ci=out(beta_ci),
+        r2_logit=out(r2_logit),
+        r2_p=out(r2_p),
+        dispersion=out(phi_hat),
+        n_points=n_points.reshape(batch_shape),
+        valid=valid.reshape(batch_shape),
+        sharpening=(valid & (slope > 0)).reshape(batch_shape),
+        converged=(converged & valid).reshape(batch_shape),
+        level=float(level),
+        method=method,
+    )
+
+
+def _as_float_allow_nan(name: str, x) -> np.ndarray:
+    try:
+        return np.asarray(x, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name}: expected numbers, got {type(x).__name__}") from exc
+
+
+def _binomial_loglik(intercept, slope, k, p, n, observed) -> np.ndarray:
+    """Binomial log-likelihood (up to a constant) of observed fractions p under logit = a + s k."""
+    eta = intercept[:, None] + slope[:, None] * k
+    ll = n * (p * special.log_expit(eta) + (1.0 - p) * special.log_expit(-eta))
+    return np.where(observed, ll, 0.0).sum(axis=1)
+
+
+def _wls(k: np.ndarray, y: np.ndarray, w: np.ndarray):
+    """Weighted least squares of y on k along the last axis: (slope, intercept, S_kk)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        sw = w.sum(axis=-1)
+        kbar = (w * k).sum(axis=-1) / sw
+        ybar = (w * y).sum(axis=-1) / sw
+        dk = k - kbar[..., None]
+        sxx = (w * dk**2).sum(axis=-1)
+        sxy = (w * dk * (y - ybar[..., None])).sum(axis=-1)
+        slope = sxy / sxx
+        intercept = ybar - slope * kbar
+    return slope, intercept, sxx
