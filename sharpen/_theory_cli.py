@@ -242,7 +242,7 @@ def register(subparsers) -> None:
             "Print Theorem 1's trajectory p_k = sigmoid(logit p0 + k/beta) with the geometric bound "
             "1 - p_k <= (1-p0)/p0 rho^k and the per-step contraction factor. With --n, add the exact "
             "probability that the plurality vote of n samples keeps returning the initial mode (A1). "
-            "With --out, also write theorem1.png and theorem1.csv there."
+            "Also writes theorem1.png and theorem1.csv into --out."
         ),
     )
     parser.add_argument("--p0", type=float, default=0.3, help="initial majority mass (default 0.3)")
@@ -266,7 +266,10 @@ def register(subparsers) -> None:
         help="mass of unparseable outputs for --n (default 0)",
     )
     parser.add_argument(
-        "--out", type=Path, default=None, help="folder for theorem1.png / theorem1.csv"
+        "--out",
+        type=Path,
+        default=Path("sharpen-out/theory"),
+        help="folder for theorem1.png / theorem1.csv (default: ./sharpen-out/theory)",
     )
     parser.set_defaults(func=run)
 
