@@ -1,0 +1,98 @@
+"""Figure kind 4 -- per-question sharpening heat map (paper Fig. 4): questions x probe steps.
+
+Colour says whether the current majority answer is correct (blue) or wrong (red); its depth is the confidence,
+the majority's share of the probe samples. Rows are sorted by initial then final correctness. The caption reports
+the share of questions whose majority correctness changed between the first and last probe (the paper: 3/25).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from paper_figures.data import FigureData
+from paper_figures.simruns import SimRunSpec, ensure_run
+from sharpen.analysis import trajectories_from_probes
+from sharpen.records import load_run
+
+KIND = "heatmap"
+DEFAULT_SPEC = SimRunSpec(reward="majority_voting")
+
+
+def signed_confidence(p_majority: np.ndarray, majority_correct: np.ndarray) -> np.ndarray:
+    """(Q, L): +p where the majority is correct, -p where wrong, NaN where unknown or not probed.
+
+    >>> signed_confidence(np.array([[0.5, 0.9]]), np.array([[1.0, 0.0]])).tolist()
+    [[0.5, -0.9]]
+    """
+    p = np.asarray(p_majority, dtype=float)
+    c = np.asarray(majority_correct, dtype=float)
+    if p.shape != c.shape:
+        raise ValueError(f"majority_correct: shape {c.shape} differs from p_majority {p.shape}")
+    return np.where(np.isnan(c), np.nan, np.where(c > 0.5, p, -p))
+
+
+def compute(run_dirs=None, *, cache: Path, spec: SimRunSpec = DEFAULT_SPEC) -> FigureData:
+    run_dir = Path(run_dirs[0]) if run_dirs else ensure_run(spec, cache / "runs")
+    run = load_run(run_dir)
+    if not run.probes:
+        raise ValueError(f"run_dirs: {run_dir} has no probes.jsonl for a per-question heat map")
+    traj, _ = trajectories_from_probes(run.probes)
+    z = signed_confidence(traj.p_majority, traj.majority_correct)
+    if np.isnan(z).all():
+        raise ValueError(f"run_dirs: the probes of {run_dir} carry no majority_correct")
+
+    def edge(row, last):
+        idx = np.flatnonzero(~np.isnan(row))
+        return row[idx[-1 if last else 0]] if idx.size else np.nan
+
+    first = np.array([edge(r, False) for r in z])
+    last = np.array([edge(r, True) for r in z])
+    order = np.lexsort((-np.nan_to_num(last), -np.nan_to_num(first)))
+    changed = (np.sign(first) != np.sign(last)) & ~np.isnan(first) & ~np.isnan(last)
+    src = (
+        f"{run.config.get('kind', 'run')} run '{run_dir.name}'"
+        if run_dirs
+        else f"simulated run ({spec.reward})"
+    )
+    return FigureData(
+        kind=KIND,
+        title="Per-question sharpening: correctness and confidence of the majority answer",
+        caption=(
+            f"Rows: {traj.n_questions} probe questions; columns: probe steps. Blue = majority correct, red = wrong, "
+            f"depth = majority share. Correctness changed for {int(changed.sum())}/{traj.n_questions} questions "
+            f"({changed.mean():.0%}); wrong->right {int(((first < 0) & (last > 0)).sum())}, right->wrong "
+            f"{int(((first > 0) & (last < 0)).sum())}. Data: {src}."
+        ),
+        source=str(run_dir),
+        data={
+            "steps": traj.steps,
+            "question_ids": [traj.question_ids[i] for i in order],
+            "z": z[order],
+            "changed": int(changed.sum()),
+        },
+    )
+
+
+def draw(fd: FigureData, ax=None):
+    import matplotlib.pyplot as plt
+
+    from paper_figures.style import finish, new_figure
+
+    d = fd.data
+    z = np.asarray([[np.nan if v is None else v for v in row] for row in d["z"]], dtype=float)
+    steps = np.asarray(d["steps"], dtype=float)
+    if ax is None:
+        fig, (ax,) = new_figure(1, width_per_panel=8.5, height=max(3.2, 0.16 * z.shape[0] + 1.5))
+    else:
+        fig = ax.figure
+    im = ax.imshow(z, aspect="auto", cmap="RdBu", vmin=-1, vmax=1, interpolation="nearest")
+    tick = np.linspace(0, steps.size - 1, min(10, steps.size)).round().astype(int)
+    ax.set_xticks(tick, [f"{steps[i]:g}" for i in tick])
+    ax.set_yticks(np.arange(z.shape[0]), d["question_ids"], fontsize=6)
+    ax.set(xlabel="training step (probe)", ylabel="probe question")
+    ax.grid(False)
+    cb = plt.colorbar(im, ax=ax, fraction=0.04)
+    cb.set_label("majority share: + correct / - wrong")
+    return finish(fig, fd.title, fd.caption)

@@ -1,0 +1,75 @@
+"""Figure kind 1 -- theory vs measurement: per-question p_k with fitted Theorem 1 curves, logit view, residuals.
+
+Compute: :func:`sharpen.analysis.analyze_run` on one run folder (default: the simulated majority-vote run).
+Draw: :func:`sharpen.analysis.draw_overlay_arrays` on the cached arrays.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from paper_figures.data import FigureData
+from paper_figures.simruns import SimRunSpec, ensure_run
+from sharpen.analysis import analyze_run, draw_overlay_arrays
+
+KIND = "theory_fit"
+DEFAULT_SPEC = SimRunSpec(reward="majority_voting")
+
+
+def compute(run_dirs=None, *, cache: Path, spec: SimRunSpec = DEFAULT_SPEC) -> FigureData:
+    """Fit the first run folder given (or the simulated default) and keep what the overlay draws."""
+    run_dir = Path(run_dirs[0]) if run_dirs else ensure_run(spec, cache / "runs")
+    res = analyze_run(run_dir)
+    if res.trajectories is None:
+        raise ValueError(f"run_dirs: {run_dir} has no probes.jsonl to fit Theorem 1 to")
+    pooled = res.pooled.get("sharpened")
+    shares = {c: v["share"] for c, v in res.class_summary.items() if v["count"]}
+    src = (
+        f"{res.kind} run '{run_dir.name}'"
+        if run_dirs
+        else f"simulated run ({spec.reward}, sharpen figures default)"
+    )
+    share_txt = ", ".join(f"{c} {s:.0%}" for c, s in shares.items())
+    return FigureData(
+        kind=KIND,
+        title="Theorem 1 against measured majority-probability trajectories",
+        caption=(
+            f"Share p_k of each probe question's initial majority answer (markers, {res.trajectories.n_questions} "
+            f"questions, up to 12 shown) and its Theorem 1 fit (dashed). Classes: {share_txt}. Data: {src}."
+        ),
+        source=str(run_dir),
+        data={
+            "steps": res.trajectories.steps,
+            "p_initial": res.trajectories.p_initial,
+            "n_samples": res.trajectories.n_samples,
+            "intercept": np.asarray(res.fit.intercept),
+            "slope": np.asarray(res.fit.slope),
+            "labels": [q.label for q in res.questions],
+            "pooled_beta": None if pooled is None or not pooled.n_questions else pooled.beta,
+            "n_pooled": 0 if pooled is None else pooled.n_questions,
+        },
+    )
+
+
+def draw(fd: FigureData, axes=None):
+    from paper_figures.style import finish, new_figure
+
+    d = fd.data
+    if axes is None:
+        fig, axes = new_figure(3, width_per_panel=4.6)
+    f = lambda x: np.asarray([[np.nan if v is None else v for v in row] for row in x], dtype=float)  # noqa: E731
+    g = lambda x: np.asarray([np.nan if v is None else v for v in x], dtype=float)  # noqa: E731
+    fig = draw_overlay_arrays(
+        d["steps"],
+        f(d["p_initial"]),
+        f(d["n_samples"]),
+        g(d["intercept"]),
+        g(d["slope"]),
+        d["labels"],
+        pooled_beta=d["pooled_beta"],
+        n_pooled=d["n_pooled"],
+        axes=axes,
+    )
+    return finish(fig, fd.title, fd.caption)

@@ -1,0 +1,258 @@
+"""Tests of sharpen.analysis: Theorem 1 fitted to run folders (`sharpen fit`).
+
+Synthetic runs are built from the closed form (sharpen.theory.majority_prob): noiseless, with binomial probe
+noise, with a planted majority flip and a no-learning question, plus truncated lines and missing fields.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from sharpen.analysis import (
+    AnalysisConfig,
+    analyze_run,
+    classify_questions,
+    fit_trajectories,
+    pool_slopes,
+    predict_collapse,
+    register,
+    run_settings,
+    short_table,
+    trajectories_from_probes,
+    write_report,
+)
+from sharpen.records import ProbeRecord, RunWriter
+from sharpen.theory import majority_prob
+
+STEPS = np.arange(0, 201, 10)
+M = 64
+
+
+def _probe(step, qid, p_init, p_maj=None, maj="A", init="A", correct=False, acc=0.05):
+    p_maj = p_init if p_maj is None else p_maj
+    return ProbeRecord(
+        step=int(step),
+        question_id=qid,
+        n_samples=M,
+        majority_answer=maj,
+        p_majority=float(p_maj),
+        initial_majority_answer=init,
+        p_initial_majority=float(p_init),
+        label="C",
+        majority_correct=bool(correct),
+        sample_accuracy=float(acc),
+    )
+
+
+def make_run(tmp_path, *, noise: bool, beta=40.0, seed=0, n_sharp=6, flip=True, flat=True):
+    """A run with `n_sharp` sharpening questions, one planted flip and one no-learning question."""
+    rng = np.random.default_rng(seed)
+    w = RunWriter(tmp_path)
+    w.write_json(
+        "config.json", {"kind": "sim", "grpo": {"lr": 0.5, "n_rollouts": 8, "clip_eps": 0.2}}
+    )
+
+    def obs(p):
+        return rng.binomial(M, p) / M if noise else p
+
+    recs = []
+    p0s = np.linspace(0.3, 0.6, n_sharp)
+    for q, p0 in enumerate(p0s):
+        for k, p in zip(STEPS, majority_prob(p0, beta, STEPS), strict=True):
+            recs.append(_probe(k, f"s{q}", obs(p), acc=0.1 * (1 - p) / (1 - p0)))
+    if flip:  # A starts at 0.40; B starts at 0.35 and takes over
+        pb = majority_prob(0.35, beta / 2, STEPS)
+        pa = 0.40 * (1 - pb) / (1 - 0.35)
+        for k, a, b in zip(STEPS, pa, pb, strict=True):
+            a_o, b_o = obs(a), obs(b)
+            recs.append(_probe(k, "flip", a_o, max(a_o, b_o), maj="A" if a_o >= b_o else "B"))
+    if flat:
+        for k in STEPS:
+            recs.append(_probe(k, "flat", obs(0.5)))
+    w.log_probes(recs)
+    # Batch reward accuracy implied by Theorem 1 for the sharpened questions (all wrong majorities).
+    ra = np.mean(
+        [(1 - majority_prob(p0, beta, STEPS)) * (1 - 0.1 / (1 - p0)) for p0 in p0s], axis=0
+    )
+    for k, r in zip(STEPS, ra, strict=True):
+        w.log_metrics(int(k), {"reward_accuracy": float(r), "majority_ratio": 0.5})
+    for k in STEPS[::2]:
+        w.log_eval(int(k), "heldout", {"accuracy": float(0.5 + 0.2 * math.sin(k / 200 * math.pi))})
+    return tmp_path
+
+
+def test_noiseless_closed_form_is_recovered_exactly(tmp_path):
+    res = analyze_run(make_run(tmp_path, noise=False))
+    by = {q.question_id: q for q in res.questions}
+    for q in range(6):
+        assert by[f"s{q}"].label == "sharpened"
+        assert by[f"s{q}"].beta == pytest.approx(40.0, rel=1e-6)
+        assert by[f"s{q}"].r2_logit == pytest.approx(1.0, abs=1e-9)
+    assert by["flip"].label == "flipped"
+    assert by["flat"].label == "no_learning"
+    assert res.pooled["sharpened"].beta == pytest.approx(40.0, rel=1e-6)
+    assert res.class_summary["sharpened"]["share"] == pytest.approx(6 / 8)
+    # B overtakes A where pb > pa: the planted flip's first step is known in closed form.
+    pb = majority_prob(0.35, 20.0, STEPS)
+    expected = STEPS[np.argmax(pb > 0.40 * (1 - pb) / 0.65)]
+    assert by["flip"].first_flip_step == expected
+    assert by["flip"].n_flips == 1
+
+
+def test_noisy_beta_inside_its_ci_and_classes_right(tmp_path):
+    res = analyze_run(make_run(tmp_path, noise=True, seed=3))
+    by = {q.question_id: q for q in res.questions}
+    assert by["flip"].label == "flipped"
+    assert by["flat"].label == "no_learning"
+    inside = [by[f"s{q}"].beta_ci[0] <= 40.0 <= by[f"s{q}"].beta_ci[1] for q in range(6)]
+    assert sum(inside) >= 5  # 95% CIs: at most one miss in six is plausible
+    assert all(by[f"s{q}"].label == "sharpened" for q in range(6))
+    lo, hi = res.pooled["sharpened"].beta_ci
+    assert lo <= 40.0 <= hi
+
+
+@given(beta=st.floats(5.0, 200.0), p0=st.floats(0.2, 0.8))
+def test_classification_of_closed_form_is_sharpened(beta, p0):
+    recs = [
+        {"step": int(k), "question_id": "q", "p_initial_majority": float(p), "n_samples": 1000}
+        for k, p in zip(STEPS, majority_prob(p0, beta, STEPS), strict=True)
+    ]
+    traj, warns = trajectories_from_probes(recs)
+    fit = fit_trajectories(traj)
+    q = classify_questions(traj, fit)[0]
+    assert not warns
+    assert q.label in ("sharpened", "saturated")
+    if q.label == "sharpened":
+        assert q.beta_ci[0] <= beta * (1 + 1e-6) and beta * (1 - 1e-6) <= q.beta_ci[1]
+
+
+def test_collapse_rules_and_early_prediction(tmp_path):
+    res = analyze_run(make_run(tmp_path, noise=False, flip=False, flat=False))
+    c = res.collapse
+    assert c.metric == "reward_accuracy"
+    assert c.threshold_step is not None and c.threshold_step <= 200
+    assert c.heldout["heldout"]["peak_step"] == 100
+    # The run follows Theorem 1 exactly, so a fit of the first 10% predicts the step to the probe grid.
+    p10 = next(p for p in res.predictions if p.fraction == 0.1)
+    assert p10.predicted_step is not None
+    assert abs(p10.predicted_step - c.threshold_step) <= 10
+    assert res.needed_fraction is not None and res.needed_fraction <= 0.1
+
+
+def test_prediction_says_no_collapse_when_majorities_are_correct(tmp_path):
+    recs = [
+        _probe(k, "q", p, correct=True, acc=p)
+        for k, p in zip(STEPS, majority_prob(0.4, 30.0, STEPS), strict=True)
+    ]
+    traj, _ = trajectories_from_probes([r.__dict__ for r in recs])
+    pred = predict_collapse(traj, 100)
+    assert pred.predicted_step is None and pred.floor == 1.0
+    assert "no collapse" in pred.note
+
+
+def test_pool_slopes_weights_and_heterogeneity():
+    p = pool_slopes([0.1, 0.3], [0.01, 0.01])
+    assert p.slope == pytest.approx(0.2)
+    assert p.i2 > 0.9  # two slopes 14 SE apart: not one common beta
+    q = pool_slopes([0.1, 0.3, math.nan], [0.001, 1.0, 0.1])
+    assert q.n_questions == 2 and q.slope == pytest.approx(0.1, abs=1e-3)
+    with pytest.raises(ValueError, match="ses"):
+        pool_slopes([0.1], [0.1, 0.2])
+
+
+def test_run_settings_finds_nested_keys():
+    s = run_settings({"kind": "empirical", "optim": {"learning_rate": 3e-5}, "num_generations": 8})
+    assert s == {"lr": 3e-5, "n_rollouts": 8}
+    with pytest.raises(ValueError, match="config"):
+        run_settings([1, 2])
+
+
+def test_report_files_and_summary_numbers(tmp_path):
+    res = analyze_run(make_run(tmp_path, noise=True))
+    paths = write_report(res, tmp_path / "out")
+    summary = json.loads(paths["summary"].read_text())
+    assert summary["n_questions"] == 8
+    assert summary["beta_mapping"]["beta_steps"] > 0
+    assert summary["beta_mapping"]["log_odds_per_step_per_lr"] == pytest.approx(
+        1 / summary["beta_mapping"]["beta_steps"] / 0.5
+    )
+    assert "## Question classes" in paths["report"].read_text()
+    assert paths["overlay"].stat().st_size > 10_000
+    assert "pooled beta" in short_table(res)
+
+
+def test_truncated_lines_and_missing_fields_are_reported_and_rest_used(tmp_path):
+    make_run(tmp_path, noise=False)
+    with (tmp_path / "probes.jsonl").open("a") as fh:
+        fh.write(
+            json.dumps({"step": 210, "question_id": "s0"}) + "\n"
+        )  # missing p_initial_majority
+        fh.write('{"step": 220, "question_id": "s0", "p_initial_maj')  # killed mid-write
+    with (tmp_path / "metrics.jsonl").open("a") as fh:
+        fh.write('{"step": 210, "reward_acc')
+    res = analyze_run(tmp_path)
+    text = " ".join(res.warnings)
+    assert "probes.jsonl: skipped 1 unreadable" in text
+    assert "metrics.jsonl: skipped 1 unreadable" in text
+    assert "missing field p_initial_majority" in text
+    assert len(res.questions) == 8 and res.questions[0].label == "sharpened"
+
+
+def test_bad_inputs_give_clear_errors(tmp_path):
+    with pytest.raises(ValueError, match="holds none of"):
+        analyze_run(tmp_path)
+    with pytest.raises(ValueError, match="not a folder"):
+        analyze_run(tmp_path / "nope")
+    with pytest.raises(ValueError, match="no usable probe record"):
+        trajectories_from_probes([{"step": 1}])
+    with pytest.raises(ValueError, match="threshold"):
+        AnalysisConfig(threshold=2.0)
+    with pytest.raises(ValueError, match="early_fractions"):
+        AnalysisConfig(early_fractions=(0.5, 0.1))
+    # metrics only, no probes: still analysed, with a warning
+    RunWriter(tmp_path).log_metrics(0, {"reward_accuracy": 0.9})
+    res = analyze_run(tmp_path)
+    assert res.questions == () and any("no probe records" in w for w in res.warnings)
+
+
+def test_cli_prints_table_and_writes_report(tmp_path, capsys):
+    import argparse
+
+    make_run(tmp_path / "run", noise=False)
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    args = parser.parse_args(["fit", str(tmp_path / "run"), "--no-figure"])
+    assert args.func(args) == 0
+    out = capsys.readouterr().out
+    assert "sharpened" in out and "collapse" in out
+    assert (tmp_path / "run" / "fit_summary.json").exists()
+    args = parser.parse_args(["fit", str(tmp_path / "empty")])
+    assert args.func(args) == 2
+    assert "not a folder" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_fit_of_a_real_tiny_empirical_run(tmp_path):
+    """A short CPU GRPO run of the tiny model (empirical/), then `sharpen fit`: finite numbers in the summary."""
+    pytest.importorskip("empirical.train")
+    from empirical.config import preset
+    from empirical.train import train
+
+    cfg = preset("tiny-arith-ttrl").replace(
+        steps=8, probe_every=2, eval_every=4, checkpoint_every=0, out_dir=str(tmp_path / "run")
+    )
+    run_dir = train(cfg)
+    res = analyze_run(run_dir)
+    summary = json.loads(write_report(res, figure=False)["summary"].read_text())
+    assert summary["kind"] == "empirical" and summary["n_questions"] > 0
+    assert summary["probe_steps"] == [0, 2, 4, 6, 8]
+    fitted = [q for q in summary["questions"] if q["label"] != "insufficient"]
+    assert fitted and all(isinstance(q["n_points"], int) and q["n_points"] == 5 for q in fitted)
+    assert sum(c["count"] for c in summary["classes"].values()) == summary["n_questions"]
+    assert summary["settings"]["lr"] > 0
