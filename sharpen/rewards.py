@@ -63,6 +63,7 @@ __all__ = [
     "TOKEN_ENTROPY",
     "TRAJECTORY_ENTROPY",
     "VOTE_SHARE",
+    "aggregate_cross_entropies",
     "available_rewards",
     "get_reward",
     "group_indices",
@@ -297,7 +298,9 @@ def _sampled_logprobs(logp: torch.Tensor, y: torch.Tensor, m: torch.Tensor) -> t
     return logp.gather(-1, safe.unsqueeze(-1)).squeeze(-1)
 
 
-def token_cross_entropies(spec: RewardSpec, rollouts: Rollouts) -> tuple[torch.Tensor, torch.Tensor]:
+def token_cross_entropies(
+    spec: RewardSpec, rollouts: Rollouts
+) -> tuple[torch.Tensor, torch.Tensor]:
     r"""Per-token cross-entropies :math:`\mathbb H(q_t, \pi^t)` for a token- or sequence-level spec.
 
     Returns
@@ -407,6 +410,47 @@ def _answer_log_values(spec: RewardSpec, rollouts: Rollouts) -> np.ndarray:
     return out if spec.sign == -1 else -out
 
 
+def _aggregate(spec: RewardSpec, h: torch.Tensor, m: torch.Tensor, log_space: bool) -> torch.Tensor:
+    total = torch.where(m, h, torch.zeros_like(h)).sum(dim=1)
+    if spec.unit == "token" and spec.aggregate == "mean":
+        total = total / m.sum(dim=1).to(h.dtype)
+    value = spec.sign * total
+    if not log_space and spec.transform == "exp":
+        value = value.exp()
+    return value
+
+
+def aggregate_cross_entropies(
+    spec: RewardSpec, h: Any, mask: Any, *, log_space: bool = False
+) -> Any:
+    r"""The outer part of :math:`r_{\rm uni}` from per-token cross-entropies computed elsewhere.
+
+    For engines that return per-token quantities but not full logits (veRL's actor gives
+    :math:`\log\pi^t(y_t)` and :math:`H(\pi^t)`): pass :math:`\mathbb H(q_t,\pi^t)` -- ``-log_probs`` for the
+    ``sampled`` anchor, the entropies for ``policy`` -- and get
+    :math:`\psi(\frac{\sigma}{|\mathcal I|}\sum_t\mathbb H_t)` exactly as :func:`score` computes it.
+
+    Parameters
+    ----------
+    spec : RewardSpec with a token or sequence unit
+    h : (B, T) array or tensor of per-token cross-entropies (finite)
+    mask : (B, T) 0/1 or bool; every row needs a valid token
+    log_space : bool
+        Skip :math:`\psi` (see :func:`score`).
+
+    Returns
+    -------
+    (B,), same library as ``h``.
+    """
+    if not isinstance(spec, RewardSpec) or not spec.needs_logits:
+        raise ValueError("spec: needs a RewardSpec with a 'token' or 'sequence' unit")
+    ht = _array.as_float_tensor(h, "h")
+    if ht.ndim != 2:
+        raise ValueError(f"h: expected shape (B, T), got {tuple(ht.shape)}")
+    m = _mask(Rollouts(mask=mask), (ht.shape[0], ht.shape[1]))
+    return _array.like_input(_aggregate(spec, ht, m, log_space), h)
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # The one scoring function
 # ----------------------------------------------------------------------------------------------------------------
@@ -444,14 +488,8 @@ def score(spec: RewardSpec, rollouts: Rollouts, *, log_space: bool = False) -> A
         raise ValueError(f"rollouts: expected a Rollouts, got {type(rollouts).__name__}")
     if spec.needs_logits:
         h, m = token_cross_entropies(spec, rollouts)
-        total = h.sum(dim=1)
-        if spec.unit == "token" and spec.aggregate == "mean":
-            total = total / m.sum(dim=1).to(h.dtype)
-        value = spec.sign * total
-        if not log_space and spec.transform == "exp":
-            value = value.exp()
         source = rollouts.logits if rollouts.logits is not None else rollouts.logprobs
-        return _array.like_input(value, source)
+        return _array.like_input(_aggregate(spec, h, m, log_space), source)
     value = _answer_log_values(spec, rollouts)
     if not log_space and spec.transform == "exp":
         value = np.exp(value)
@@ -511,7 +549,9 @@ def get_reward(name: str, **options: Any) -> RewardFn:
     [1.0, 0.0, 1.0]
     """
     if name not in _REGISTRY:
-        raise ValueError(f"name: unknown reward {name!r}; valid names: {', '.join(available_rewards())}")
+        raise ValueError(
+            f"name: unknown reward {name!r}; valid names: {', '.join(available_rewards())}"
+        )
     return _REGISTRY[name](**options)
 
 
@@ -554,13 +594,19 @@ def _ground_truth(*, math_verify: bool = False) -> RewardFn:
 def _self_verification(*, verifier: Callable[[Rollouts], Any] | None = None) -> RewardFn:
     """External reward: a verifier callable scores each rollout 0/1 (e.g. the policy itself, asked to check)."""
     if verifier is None or not callable(verifier):
-        raise ValueError("verifier: self_verification needs a callable verifier(rollouts) -> (B,) scores in {0, 1}")
+        raise ValueError(
+            "verifier: self_verification needs a callable verifier(rollouts) -> (B,) scores in {0, 1}"
+        )
 
     def reward(rollouts: Rollouts) -> np.ndarray:
         raw = verifier(rollouts)
-        scores = np.asarray(raw.detach().cpu() if isinstance(raw, torch.Tensor) else raw, dtype=np.float64)
+        scores = np.asarray(
+            raw.detach().cpu() if isinstance(raw, torch.Tensor) else raw, dtype=np.float64
+        )
         if scores.shape != (rollouts.batch_size,):
-            raise ValueError(f"verifier: returned shape {scores.shape}, expected ({rollouts.batch_size},)")
+            raise ValueError(
+                f"verifier: returned shape {scores.shape}, expected ({rollouts.batch_size},)"
+            )
         if not np.isin(scores, (0.0, 1.0)).all():
             raise ValueError("verifier: scores must be 0/1 (or booleans)")
         return scores

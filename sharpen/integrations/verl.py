@@ -1,0 +1,836 @@
+r"""sharpen inside veRL: scoring, pseudo-label injection, data, the paper's recipe and run export.
+
+Everything here is plain Python (numpy/torch, pandas for parquet) and runs **without** veRL; the thin trainer hook
+that calls it inside veRL's loop is :mod:`sharpen.integrations.verl_trainer` (pinned to :data:`SUPPORTED_VERL`).
+
+* :func:`compute_score` -- veRL's custom reward function: ``{"score", "acc", "pred", "gt_score", "label_correct"}``.
+* :func:`inject_pseudo_labels` -- majority voting at scale, TTRL's way: vote per prompt ``uid`` right after
+  generation, write the winner as the label, keep the true label for measurement. Over plain arrays.
+* :func:`certainty_from_actor` -- token entropy, trajectory entropy and probability from the actor's old-log-prob
+  pass (per-token log-probs and entropies); self-certainty needs full logits, which veRL's actor does not return.
+* :func:`to_verl_rows` / :func:`write_verl_parquet` -- any questions (``qid``, ``prompt``, ``label``) in veRL's
+  parquet schema with stable prompt ids (``extra_info.question_id``).
+* :class:`VerlRecipe` -- the paper's setting (Qwen3-1.7B-Base, DAPO-Math-17k, GRPO, 64 prompts x 8 rollouts,
+  temperature 1.0, lr 1e-6, no KL, vLLM rollouts) as one typed config; :meth:`VerlRecipe.overrides` gives veRL's
+  Hydra overrides and :func:`write_recipe` the launch scripts (one node of 8 GPUs, and a multi-node Ray variant).
+* :func:`export_verl_run` -- a veRL file-logger JSONL to sharpen's run folder (``sharpen fit`` reads it).
+
+Example
+-------
+>>> compute_score("math_dapo", "... so the total is 12.\nAnswer: 12", "12")["score"]
+1.0
+>>> pl = inject_pseudo_labels(["4", "4", "5", "7", None, "7"], ["u1"] * 3 + ["u2"] * 3, ["5"] * 3 + ["7"] * 3)
+>>> pl.labels, pl.rewards.tolist()
+(['4', '4', '4', '7', '7', '7'], [1.0, 1.0, 0.0, 1.0, 0.0, 1.0])
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import shlex
+import warnings
+from collections.abc import Hashable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from sharpen.answers import canonicalize, equivalent, extract_answer
+from sharpen.metrics import exact_match, ttrl_metrics
+from sharpen.records import RunWriter, environment_info, read_jsonl
+from sharpen.rewards import PRESETS, Rollouts, aggregate_cross_entropies, get_reward
+
+__all__ = [
+    "NO_LABEL",
+    "SUPPORTED_VERL",
+    "PseudoLabels",
+    "VerlRecipe",
+    "certainty_from_actor",
+    "compute_score",
+    "export_verl_run",
+    "inject_pseudo_labels",
+    "register",
+    "to_verl_rows",
+    "verl_version",
+    "write_recipe",
+    "write_verl_parquet",
+]
+
+SUPPORTED_VERL = "0.9.1"
+"""The veRL release the trainer hook and the recipe's override keys are written and tested against."""
+
+NO_LABEL = "<no-majority>"
+"""Pseudo-label written when no rollout of a group parses: :func:`compute_score` scores it 0 for every response."""
+
+
+def verl_version() -> str | None:
+    """Installed veRL version, or None."""
+    try:
+        return metadata.version("verl")
+    except metadata.PackageNotFoundError:
+        return None
+
+
+_installed = verl_version()
+if (
+    _installed is not None and _installed != SUPPORTED_VERL
+):  # pragma: no cover - depends on the environment
+    warnings.warn(
+        f"sharpen.integrations.verl targets veRL {SUPPORTED_VERL}, found {_installed}: compute_score and the data "
+        "functions do not depend on it, but the trainer hook refuses other versions",
+        stacklevel=2,
+    )
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# compute_score: veRL's custom reward function
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def compute_score(
+    data_source: str,
+    solution_str: str,
+    ground_truth: Any,
+    extra_info: Mapping[str, Any] | None = None,
+    **kwargs: Any,
+) -> dict[str, Any]:
+    r"""veRL custom reward: grade one response against its (possibly pseudo-) label.
+
+    Set with ``reward.custom_reward_function.path=<this file>`` and ``...name=compute_score``. The answer is the
+    last ``\boxed{}``, else the last ``Answer:`` line (DAPO's format), compared with
+    :func:`sharpen.answers.equivalent` (canonical strings; Math-Verify fallback with ``math_verify=True``).
+
+    Parameters
+    ----------
+    data_source : str
+        veRL's ``data_source`` column (any math-style source; recorded, not dispatched on).
+    solution_str : str
+        The decoded response.
+    ground_truth : str or int
+        The label veRL passes (``reward_model.ground_truth``): the true answer, or the majority answer after
+        :func:`inject_pseudo_labels` (:data:`NO_LABEL` scores 0).
+    extra_info : dict, optional
+        If it holds ``original_gt`` (written by the pseudo-label hook) the response is also graded against it.
+    **kwargs
+        ``answer_style`` (``"auto"``, ``"boxed"``, ``"answer_line"``) and ``math_verify`` (bool), e.g. from
+        ``reward.custom_reward_function.reward_kwargs``; other keys veRL passes are ignored.
+
+    Returns
+    -------
+    dict
+        ``score`` (1.0/0.0, the training reward), ``acc`` (bool, same), ``pred`` (the extracted answer, ``""`` if
+        unparseable; veRL's ``maj@N`` validation metrics vote on it), ``gt_score`` (1.0/0.0 against the true label:
+        ``original_gt`` if present, else ``ground_truth``) and ``label_correct`` (1.0 if the label graded against is
+        the true one, i.e. the pseudo-label was right; 1.0 when no pseudo-label was injected). The same keys on
+        every call, as veRL's ``reward_extra_info`` requires.
+    """
+    if not isinstance(solution_str, str):
+        raise ValueError(f"solution_str: expected a str, got {type(solution_str).__name__}")
+    if ground_truth is None:
+        raise ValueError("ground_truth: is None; veRL's reward_model.ground_truth must be set")
+    style = kwargs.get("answer_style", "auto")
+    math_verify = bool(kwargs.get("math_verify", False))
+    pred = extract_answer(solution_str, style=style)
+    label = str(ground_truth)
+    score = 0.0 if label == NO_LABEL else float(equivalent(label, pred, math_verify=math_verify))
+    original = None if extra_info is None else extra_info.get("original_gt")
+    if original is None:
+        gt_score, label_correct = score, 1.0
+    else:
+        gt_score = float(equivalent(str(original), pred, math_verify=math_verify))
+        label_correct = (
+            0.0
+            if label == NO_LABEL
+            else float(equivalent(str(original), label, math_verify=math_verify))
+        )
+    return {
+        "score": score,
+        "acc": bool(score),
+        "pred": "" if pred is None else (canonicalize(pred) or ""),
+        "gt_score": gt_score,
+        "label_correct": label_correct,
+    }
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Pseudo-label injection (majority voting at scale)
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PseudoLabels:
+    """Result of :func:`inject_pseudo_labels` for a batch of B rollouts.
+
+    Attributes
+    ----------
+    labels : list of B str
+        The majority answer of each rollout's group (canonical string), :data:`NO_LABEL` if nothing parsed.
+    original : list of B
+        The true labels, unchanged (measurement only).
+    rewards : (B,) float64
+        The majority-voting reward :math:`\\mathbb 1[\\mathrm{ans}(y)=\\mathrm{maj}(Y)]`
+        (``sharpen.rewards.get_reward("majority_voting")``).
+    correct : (B,) float64
+        Ground-truth correctness of each rollout (against ``original``).
+    metrics : dict
+        TTRL's metrics of the batch (``label_accuracy``, ``majority_ratio``, ``ground_truth_ratio``,
+        ``pass@N``, ``majority_voting_reward``, ``reward_accuracy``), averaged over prompts.
+    """
+
+    labels: list[str]
+    original: list[Any]
+    rewards: np.ndarray
+    correct: np.ndarray
+    metrics: dict[str, float]
+
+
+def inject_pseudo_labels(
+    answers: Sequence[Hashable | None],
+    uids: Sequence[Hashable],
+    ground_truths: Sequence[Any],
+    *,
+    math_verify: bool = False,
+) -> PseudoLabels:
+    r"""Vote per prompt ``uid`` and return the winners as labels (TTRL's pseudo-label injection).
+
+    Call it right after generation, before veRL's ``_balance_batch`` reorders the batch (the hook in
+    :mod:`sharpen.integrations.verl_trainer` does). Each group's winner is the plurality of its parsed answers
+    (TTRL's rule: unparseable answers do not vote, ties go to the first seen); the reward is
+    :math:`\mathbb 1[\mathrm{ans}(y)=\mathrm{maj}(Y)]`, exactly ``get_reward("majority_voting")``.
+
+    Parameters
+    ----------
+    answers : (B,) extracted answers, None = unparseable
+    uids : (B,) prompt id of each rollout (veRL's ``non_tensor_batch["uid"]``); every group the same size N
+    ground_truths : (B,) true label of each rollout's prompt
+    math_verify : grade correctness with Math-Verify's fallback
+
+    Returns
+    -------
+    PseudoLabels
+    """
+    answers = list(answers)
+    uids = list(uids.tolist() if hasattr(uids, "tolist") else uids)
+    truths = list(ground_truths.tolist() if hasattr(ground_truths, "tolist") else ground_truths)
+    if not answers:
+        raise ValueError("answers: empty batch")
+    if not (len(answers) == len(uids) == len(truths)):
+        raise ValueError(
+            f"answers, uids, ground_truths: lengths differ ({len(answers)}, {len(uids)}, {len(truths)})"
+        )
+    keys = [
+        canonicalize(a) if isinstance(a, str) else (None if a is None else str(a)) for a in answers
+    ]
+    rollouts = Rollouts(answers=keys, groups=uids)
+    rewards = np.asarray(get_reward("majority_voting")(rollouts), dtype=np.float64)
+    labels: list[str] = []
+    winners: dict[Hashable, str] = {}
+    for i, uid in enumerate(uids):
+        if uid not in winners:
+            winners[uid] = NO_LABEL
+        if rewards[i] == 1.0 and winners[uid] == NO_LABEL:
+            winners[uid] = keys[i]
+    labels = [winners[u] for u in uids]
+    texts = [None if t is None else str(t) for t in truths]
+    correct = np.array(
+        [float(equivalent(t, k, math_verify=math_verify)) for t, k in zip(texts, keys, strict=True)]
+    )
+
+    def same(gold: Any, pred: Any) -> bool:
+        return (
+            equivalent(gold, pred, math_verify=math_verify)
+            if math_verify
+            else exact_match(gold, pred)
+        )
+
+    metrics = ttrl_metrics(
+        keys, texts, uids, proxy_rewards=rewards, correct=correct, equivalent=same
+    )
+    return PseudoLabels(
+        labels=labels, original=truths, rewards=rewards, correct=correct, metrics=metrics
+    )
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Certainty rewards from the actor's old-log-prob pass
+# ----------------------------------------------------------------------------------------------------------------
+
+ActorReward = Literal["token_entropy", "trajectory_entropy", "probability"]
+ACTOR_REWARDS: tuple[str, ...] = ("token_entropy", "trajectory_entropy", "probability")
+
+
+def certainty_from_actor(
+    name: str,
+    log_probs: Any,
+    entropies: Any,
+    mask: Any,
+    *,
+    aggregate: Literal["mean", "sum"] | None = None,
+    log_space: bool = False,
+) -> np.ndarray:
+    r"""A certainty reward from veRL's old-log-prob pass (per-token quantities, not full logits).
+
+    veRL's actor returns :math:`\log\pi^t(y_t)` (``old_log_probs``) and :math:`H(\pi^t)` (``entropys``), both from
+    temperature-scaled logits. These are the per-token cross-entropies of two presets of
+    :mod:`sharpen.rewards`: :math:`\mathbb H(\delta_{y_t},\pi^t)=-\log\pi^t(y_t)` (anchor ``sampled``) and
+    :math:`\mathbb H(\pi^t,\pi^t)=H(\pi^t)` (anchor ``policy``); the reward is the preset's
+    :math:`\psi(\frac{\sigma}{|\mathcal I|}\sum_t\mathbb H_t)` over valid tokens, as in :func:`sharpen.rewards.score`.
+    Self-certainty (anchor ``uniform``) needs :math:`\mathrm{LSE}(z)-\bar z`, which veRL does not return.
+
+    Parameters
+    ----------
+    name : {"token_entropy", "trajectory_entropy", "probability"}
+    log_probs, entropies : (B, T) arrays or tensors (``entropies`` may be None unless ``token_entropy``)
+    mask : (B, T) 0/1 response mask; every row needs a valid token
+    aggregate : override the preset's ``"mean"``/``"sum"`` over tokens
+    log_space : return the value before ``exp`` (probability: :math:`\log\pi(y\mid x)`)
+
+    Returns
+    -------
+    (B,) float64 numpy array
+
+    >>> lp = np.log(np.array([[0.5, 0.5, 1.0]])); m = np.array([[1, 1, 0]])
+    >>> float(certainty_from_actor("probability", lp, None, m)[0])
+    0.25
+    """
+    if name not in ACTOR_REWARDS:
+        hint = (
+            " (it needs the full logits: use the TRL integration)"
+            if name == "self_certainty"
+            else ""
+        )
+        raise ValueError(f"name: the veRL actor pass supports {ACTOR_REWARDS}, got {name!r}{hint}")
+    spec = (
+        PRESETS[name]
+        if aggregate is None
+        else dataclasses.replace(PRESETS[name], aggregate=aggregate)
+    )
+    source = entropies if spec.anchor == "policy" else log_probs
+    arg = "entropies" if spec.anchor == "policy" else "log_probs"
+    if source is None:
+        raise ValueError(f"{arg}: {name} needs it")
+    x = _as_float64(source, arg)
+    h = x if spec.anchor == "policy" else -x  # per-token cross-entropy H(q_t, pi^t)
+    return aggregate_cross_entropies(spec, h, _as_float64(mask, "mask"), log_space=log_space)
+
+
+def _as_float64(x: Any, name: str) -> np.ndarray:
+    if hasattr(x, "detach"):
+        x = x.detach().cpu().double().numpy()
+    arr = np.asarray(x, dtype=np.float64)
+    if np.isnan(arr).any():
+        raise ValueError(f"{name}: contains NaN")
+    return arr
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Data: questions -> veRL parquet
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def to_verl_rows(
+    questions: Iterable[Any],
+    *,
+    data_source: str,
+    split: str = "train",
+    ability: str = "MATH",
+) -> list[dict[str, Any]]:
+    """Questions in veRL's RL-dataset schema (the DAPO-Math-17k layout), one row each.
+
+    Parameters
+    ----------
+    questions : iterable of objects with ``qid``, ``prompt`` and ``label`` attributes (e.g.
+        ``empirical.tasks.Question``; ``meta`` is kept as JSON when present)
+    data_source : veRL's ``data_source`` (``"math_dapo"`` for DAPO, ``"sharpen/arith"`` ...)
+    split : recorded in ``extra_info.split``
+    ability : veRL's ``ability`` column
+
+    Returns
+    -------
+    list of dict with ``data_source``, ``prompt`` (one user message), ``ability``,
+    ``reward_model = {"style": "rule", "ground_truth": label}`` and
+    ``extra_info = {"index", "question_id", "split", "meta_json"}``. ``question_id`` is the stable prompt id that
+    the trainer hook writes into sharpen's per-question records (veRL's own ``uid`` is random per step).
+
+    >>> from types import SimpleNamespace as Q
+    >>> row = to_verl_rows([Q(qid="3+4", prompt="3+4=", label="7")], data_source="sharpen/arith")[0]
+    >>> row["prompt"], row["reward_model"], row["extra_info"]["question_id"]
+    ([{'role': 'user', 'content': '3+4='}], {'style': 'rule', 'ground_truth': '7'}, '3+4')
+    """
+    if not isinstance(data_source, str) or not data_source:
+        raise ValueError(f"data_source: must be a non-empty str, got {data_source!r}")
+    rows, seen = [], set()
+    for index, q in enumerate(questions):
+        for attr in ("qid", "prompt", "label"):
+            if not hasattr(q, attr):
+                raise ValueError(f"questions: item {index} has no {attr!r} attribute")
+        qid = str(q.qid)
+        if qid in seen:
+            raise ValueError(
+                f"questions: duplicate question id {qid!r} (prompt ids must be unique)"
+            )
+        seen.add(qid)
+        if q.label is None:
+            raise ValueError(
+                f"questions: question {qid!r} has no label (veRL needs reward_model.ground_truth)"
+            )
+        meta = dict(getattr(q, "meta", ()) or ())
+        rows.append(
+            {
+                "data_source": data_source,
+                "prompt": [{"role": "user", "content": str(q.prompt)}],
+                "ability": ability,
+                "reward_model": {"style": "rule", "ground_truth": str(q.label)},
+                "extra_info": {
+                    "index": index,
+                    "question_id": qid,
+                    "split": split,
+                    "meta_json": json.dumps(meta, sort_keys=True, default=list),
+                },
+            }
+        )
+    if not rows:
+        raise ValueError("questions: empty")
+    return rows
+
+
+def write_verl_parquet(rows: Sequence[Mapping[str, Any]], path: str | Path) -> Path:
+    """Write :func:`to_verl_rows` output to a parquet file (needs pandas + pyarrow, extra ``data``)."""
+    try:
+        import pandas as pd
+    except ImportError as err:  # pragma: no cover - pandas is in the data extra
+        raise ImportError(
+            "writing parquet needs pandas and pyarrow: pip install 'sharpen[data]'"
+        ) from err
+    if not rows:
+        raise ValueError("rows: empty")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(list(rows)).to_parquet(path, index=False)
+    return path
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The recipe: one typed config -> veRL overrides and launch scripts
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _f(default: Any, help: str) -> Any:  # noqa: A002 - "help" reads best at the call sites
+    return field(default=default, metadata={"help": help})
+
+
+VerlReward = Literal[
+    "majority_voting", "ground_truth", "token_entropy", "trajectory_entropy", "probability"
+]
+_VERL_REWARDS = (
+    "majority_voting",
+    "ground_truth",
+    "token_entropy",
+    "trajectory_entropy",
+    "probability",
+)
+
+
+@dataclass(frozen=True)
+class VerlRecipe:
+    """A veRL GRPO run; the defaults are the paper's setting (REFERENCE section 3)."""
+
+    name: str = _f(
+        "qwen3-1.7b-dapo-ttrl", "experiment name (trainer.experiment_name, run folder name)"
+    )
+    model_path: str = _f("Qwen/Qwen3-1.7B-Base", "HF model id or local folder")
+    train_files: str = _f(
+        "$HOME/data/dapo-math-17k/train.parquet", "training parquet (veRL schema)"
+    )
+    val_files: str = _f("$HOME/data/aime24/test.parquet", "validation parquet (veRL schema)")
+    reward: VerlReward = _f("majority_voting", "training reward: " + ", ".join(_VERL_REWARDS))
+    prompts_per_step: int = _f(64, "prompts per step (data.train_batch_size)")
+    n_rollouts: int = _f(8, "rollouts per prompt, the GRPO group (rollout.n)")
+    temperature: float = _f(1.0, "rollout temperature")
+    lr: float = _f(1e-6, "actor learning rate (constant)")
+    warmup_ratio: float = _f(0.0, "linear warm-up as a fraction of the steps")
+    ppo_mini_batch_size: int = _f(
+        64, "prompts per actor update; = prompts_per_step makes each step on-policy"
+    )
+    clip_eps: float = _f(0.2, "PPO clip range")
+    use_kl: bool = _f(False, "add the low_var_kl loss to the reference model (the paper: off)")
+    kl_coef: float = _f(0.005, "KL loss coefficient when use_kl")
+    max_prompt_length: int = _f(1024, "longest prompt in tokens")
+    max_response_length: int = _f(7168, "longest response in tokens")
+    total_epochs: int = _f(1, "passes over the training data")
+    shuffle: bool = _f(False, "shuffle the training data (the paper: file order)")
+    rollout_engine: Literal["vllm", "sglang"] = _f("vllm", "rollout engine")
+    tensor_parallel: int = _f(1, "rollout tensor-parallel size")
+    gpu_memory_utilization: float = _f(0.6, "rollout engine's share of GPU memory")
+    val_temperature: float = _f(0.6, "validation temperature")
+    val_top_p: float = _f(0.95, "validation top-p")
+    val_n: int = _f(8, "validation samples per prompt (avg@n)")
+    test_freq: int = _f(20, "validate every this many steps")
+    save_freq: int = _f(100, "checkpoint every this many steps (-1: never)")
+    nnodes: int = _f(1, "nodes")
+    gpus_per_node: int = _f(8, "GPUs per node")
+    answer_style: Literal["auto", "boxed", "answer_line"] = _f(
+        "auto", "answer extraction in compute_score"
+    )
+    math_verify: bool = _f(False, "grade with Math-Verify's symbolic fallback")
+    project: str = _f("sharpen", "trainer.project_name")
+    run_root: str = _f("runs/verl", "sharpen run folders are written under run_root/name")
+
+    def __post_init__(self) -> None:
+        if self.reward not in _VERL_REWARDS:
+            hint = (
+                " (self_certainty needs full logits: use the TRL integration)"
+                if self.reward == "self_certainty"
+                else ""
+            )
+            raise ValueError(f"reward: must be one of {_VERL_REWARDS}, got {self.reward!r}{hint}")
+        if self.rollout_engine not in ("vllm", "sglang"):
+            raise ValueError(
+                f"rollout_engine: must be 'vllm' or 'sglang', got {self.rollout_engine!r}"
+            )
+        if self.answer_style not in ("auto", "boxed", "answer_line"):
+            raise ValueError(
+                f"answer_style: must be 'auto', 'boxed' or 'answer_line', got {self.answer_style!r}"
+            )
+        for name in ("prompts_per_step", "n_rollouts", "ppo_mini_batch_size", "max_prompt_length",
+                     "max_response_length", "total_epochs", "tensor_parallel", "val_n", "test_freq", "nnodes",
+                     "gpus_per_node"):  # fmt: skip
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name}: must be an int >= 1, got {value!r}")
+        if self.n_rollouts < 2:
+            raise ValueError(f"n_rollouts: GRPO needs groups of >= 2, got {self.n_rollouts}")
+        if self.prompts_per_step % self.ppo_mini_batch_size:
+            raise ValueError("ppo_mini_batch_size: must divide prompts_per_step")
+        for name in ("temperature", "lr", "val_temperature", "clip_eps"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name}: must be > 0, got {getattr(self, name)!r}")
+        if not 0 < self.gpu_memory_utilization <= 1 or not 0 < self.val_top_p <= 1:
+            raise ValueError("gpu_memory_utilization, val_top_p: must lie in (0, 1]")
+        if not 0 <= self.warmup_ratio < 1:
+            raise ValueError(f"warmup_ratio: must lie in [0, 1), got {self.warmup_ratio}")
+        if self.kl_coef < 0:
+            raise ValueError(f"kl_coef: must be >= 0, got {self.kl_coef}")
+        if self.save_freq == 0 or self.save_freq < -1:
+            raise ValueError(f"save_freq: must be >= 1 or -1, got {self.save_freq}")
+        if not self.name or any(c in self.name for c in " /'\""):
+            raise ValueError(
+                f"name: must be non-empty without spaces, slashes or quotes, got {self.name!r}"
+            )
+
+    @classmethod
+    def paper(cls, **changes: Any) -> VerlRecipe:
+        """The paper's setting on one node of 8 GPUs (the defaults), with ``changes`` applied."""
+        return cls(**changes)
+
+    @classmethod
+    def paper_multinode(cls, nnodes: int = 2, **changes: Any) -> VerlRecipe:
+        """The paper's setting spread over ``nnodes`` nodes of 8 GPUs (Ray cluster)."""
+        return cls(
+            nnodes=nnodes, name=changes.pop("name", f"qwen3-1.7b-dapo-ttrl-{nnodes}n"), **changes
+        )
+
+    @property
+    def run_dir(self) -> str:
+        """Where the trainer hook writes sharpen's run folder."""
+        return f"{self.run_root.rstrip('/')}/{self.name}"
+
+    def overrides(self, reward_fn_path: str | None = None) -> list[str]:
+        """veRL 0.9.1 Hydra overrides of ``ppo_trainer`` (plus the ``+sharpen.*`` keys the hook reads).
+
+        ``reward_fn_path`` is the file veRL loads :func:`compute_score` from (default:
+        ``sharpen/integrations/verl_reward.py``, a re-export, since veRL executes that file by path).
+        """
+        path = reward_fn_path or str(Path(__file__).resolve().with_name("verl_reward.py"))
+        max_tokens = 2 * (self.max_prompt_length + self.max_response_length)
+        b = lambda v: "True" if v else "False"  # noqa: E731 - Hydra spells booleans this way
+        out = [
+            "algorithm.adv_estimator=grpo",
+            "algorithm.use_kl_in_reward=False",
+            "algorithm.norm_adv_by_std_in_grpo=True",
+            f"data.train_files={self.train_files}",
+            f"data.val_files={self.val_files}",
+            f"data.train_batch_size={self.prompts_per_step}",
+            f"data.max_prompt_length={self.max_prompt_length}",
+            f"data.max_response_length={self.max_response_length}",
+            f"data.shuffle={b(self.shuffle)}",
+            "data.filter_overlong_prompts=True",
+            "data.truncation=error",
+            f"actor_rollout_ref.model.path={self.model_path}",
+            f"actor_rollout_ref.actor.optim.lr={self.lr}",
+            f"actor_rollout_ref.actor.optim.lr_warmup_steps_ratio={self.warmup_ratio}",
+            f"actor_rollout_ref.actor.ppo_mini_batch_size={self.ppo_mini_batch_size}",
+            "actor_rollout_ref.actor.use_dynamic_bsz=True",
+            f"actor_rollout_ref.actor.ppo_max_token_len_per_gpu={max_tokens}",
+            f"actor_rollout_ref.actor.clip_ratio={self.clip_eps}",
+            "actor_rollout_ref.actor.loss_agg_mode=token-mean",
+            "actor_rollout_ref.actor.entropy_coeff=0",
+            f"actor_rollout_ref.actor.use_kl_loss={b(self.use_kl)}",
+            f"actor_rollout_ref.actor.kl_loss_coef={self.kl_coef if self.use_kl else 0.0}",
+            "actor_rollout_ref.actor.kl_loss_type=low_var_kl",
+            f"actor_rollout_ref.rollout.name={self.rollout_engine}",
+            f"actor_rollout_ref.rollout.n={self.n_rollouts}",
+            f"actor_rollout_ref.rollout.temperature={self.temperature}",
+            f"actor_rollout_ref.rollout.tensor_model_parallel_size={self.tensor_parallel}",
+            f"actor_rollout_ref.rollout.gpu_memory_utilization={self.gpu_memory_utilization}",
+            "actor_rollout_ref.rollout.log_prob_use_dynamic_bsz=True",
+            f"actor_rollout_ref.rollout.log_prob_max_token_len_per_gpu={max_tokens}",
+            f"actor_rollout_ref.rollout.val_kwargs.temperature={self.val_temperature}",
+            f"actor_rollout_ref.rollout.val_kwargs.top_p={self.val_top_p}",
+            f"actor_rollout_ref.rollout.val_kwargs.n={self.val_n}",
+            "actor_rollout_ref.rollout.val_kwargs.do_sample=True",
+            f"reward.custom_reward_function.path={path}",
+            "reward.custom_reward_function.name=compute_score",
+            f"trainer.project_name={self.project}",
+            f"trainer.experiment_name={self.name}",
+            "trainer.logger=[console,file]",
+            f"trainer.nnodes={self.nnodes}",
+            f"trainer.n_gpus_per_node={self.gpus_per_node}",
+            f"trainer.total_epochs={self.total_epochs}",
+            f"trainer.test_freq={self.test_freq}",
+            f"trainer.save_freq={self.save_freq}",
+            "trainer.balance_batch=True",
+            # the sharpen hook subclasses RayPPOTrainer, which veRL 0.9.1 runs on its non-v1 path
+            "trainer.use_v1=False",
+            f"+sharpen.reward={self.reward}",
+            f"+sharpen.run_dir={self.run_dir}",
+            f"+sharpen.answer_style={self.answer_style}",
+            f"+sharpen.math_verify={b(self.math_verify)}",
+        ]
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+_HEADER = """#!/usr/bin/env bash
+# Generated by `sharpen verl-recipe` from sharpen.integrations.verl.VerlRecipe -- do not edit; regenerate.
+# veRL {verl}; recipe: recipe.json next to this file.
+set -euo pipefail
+REWARD_FN="$(python -c 'import sharpen.integrations.verl_reward as m; print(m.__file__)')"
+export VERL_FILE_LOGGER_PATH="{run_dir}/verl_metrics.jsonl"
+mkdir -p "{run_dir}"
+"""
+
+
+def _command(recipe: VerlRecipe) -> str:
+    lines = ["python -m sharpen.integrations.verl_trainer \\"]
+    ovs = recipe.overrides(reward_fn_path="__REWARD_FN__")
+    for i, ov in enumerate(ovs):
+        key, value = ov.split("=", 1)
+        quoted = (
+            '"$REWARD_FN"'
+            if value == "__REWARD_FN__"
+            else shlex.quote(value)
+            if "$" not in value
+            else f'"{value}"'
+        )
+        lines.append(f"    {key}={quoted}" + (" \\" if i < len(ovs) - 1 else ""))
+    return "\n".join(lines) + "\n"
+
+
+def launch_script(recipe: VerlRecipe) -> str:
+    """Bash launch script for ``recipe`` (single node; for ``nnodes > 1`` run it on the Ray head node)."""
+    text = _HEADER.format(verl=SUPPORTED_VERL, run_dir=recipe.run_dir)
+    if recipe.nnodes > 1:
+        text += (
+            f"# Multi-node: {recipe.nnodes} nodes x {recipe.gpus_per_node} GPUs in one Ray cluster. First:\n"
+            f"#   head:    ray start --head --port=6379 --num-gpus={recipe.gpus_per_node}\n"
+            f"#   workers: ray start --address=$HEAD_IP:6379 --num-gpus={recipe.gpus_per_node}\n"
+            "# then run this script on the head node (veRL joins the running cluster).\n"
+            f'test "$(python -c \'import ray; ray.init(address="auto"); '
+            f'print(int(ray.cluster_resources().get("GPU", 0)))\')" -ge {recipe.nnodes * recipe.gpus_per_node}\n'
+        )
+    text += _command(recipe)
+    text += (
+        "# Convert veRL's log to sharpen's run format (sharpen fit / sharpen figures read it):\n"
+        f'python -m sharpen.integrations.verl export "{recipe.run_dir}/verl_metrics.jsonl" "{recipe.run_dir}"\n'
+    )
+    return text
+
+
+def write_recipe(recipe: VerlRecipe, out_dir: str | Path) -> dict[str, Path]:
+    """Write ``recipe.json``, ``overrides.txt`` and the launch script(s) for ``recipe`` into ``out_dir``.
+
+    Returns the written paths by role: ``recipe``, ``overrides``, ``launch`` and, for the one-node paper setting,
+    ``launch_multinode`` (the same run on 2 nodes).
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {
+        "recipe": out / "recipe.json",
+        "overrides": out / "overrides.txt",
+        "launch": out / "launch.sh",
+    }
+    paths["recipe"].write_text(
+        json.dumps({"verl": SUPPORTED_VERL, **recipe.to_dict()}, indent=2) + "\n"
+    )
+    paths["overrides"].write_text("\n".join(recipe.overrides()) + "\n")
+    paths["launch"].write_text(launch_script(recipe))
+    paths["launch"].chmod(0o755)
+    if recipe.nnodes == 1:
+        multi = dataclasses.replace(recipe, nnodes=2, name=f"{recipe.name}-2n")
+        paths["launch_multinode"] = out / "launch_multinode.sh"
+        paths["launch_multinode"].write_text(launch_script(multi))
+        paths["launch_multinode"].chmod(0o755)
+    return paths
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Export: veRL's file logger -> sharpen's run folder
+# ----------------------------------------------------------------------------------------------------------------
+
+_RENAMES = {
+    "actor/entropy": "entropy",
+    "response_length/mean": "response_length",
+    "critic/score/mean": "reward",
+    "actor/lr": "lr",
+    "actor/ppo_kl": "ppo_kl",
+    "actor/kl_loss": "kl",
+}
+_TTRL_PREFIX = "sharpen/"
+
+
+def _rename(key: str) -> str:
+    if key.startswith(_TTRL_PREFIX):
+        return key[len(_TTRL_PREFIX) :]
+    return _RENAMES.get(key, key)
+
+
+def export_verl_run(
+    metrics_jsonl: str | Path,
+    run_dir: str | Path,
+    *,
+    recipe: VerlRecipe | Mapping[str, Any] | None = None,
+) -> Path:
+    """Convert veRL's file-logger JSONL (``{"step", "data": {...}}`` lines) into sharpen's run folder.
+
+    Training metrics go to ``metrics.jsonl`` (the hook's ``sharpen/<ttrl name>`` keys lose the prefix, so
+    ``label_accuracy``, ``majority_ratio`` ... read as in every sharpen run; ``actor/entropy`` -> ``entropy``,
+    ``response_length/mean`` -> ``response_length``; other keys are kept); validation keys (``val-core/``,
+    ``val-aux/``) go to ``eval.jsonl``. ``probes.jsonl``, written by the hook during training, is left as is.
+    ``config.json`` gets ``kind: "verl"`` and the recipe. Re-running replaces the exported files.
+    """
+    records, n_bad = read_jsonl(metrics_jsonl)
+    if not records:
+        raise ValueError(f"metrics_jsonl: {metrics_jsonl} holds no readable line")
+    out = Path(run_dir)
+    writer = RunWriter(out)
+    for name in ("metrics.jsonl", "eval.jsonl"):
+        (out / name).unlink(missing_ok=True)
+    config: dict[str, Any] = {"kind": "verl", "verl": SUPPORTED_VERL, "source": str(metrics_jsonl)}
+    if recipe is not None:
+        config.update(recipe.to_dict() if isinstance(recipe, VerlRecipe) else dict(recipe))
+    writer.write_json("config.json", config)
+    writer.write_json("env.json", {**environment_info(), "skipped_lines": n_bad})
+    for rec in records:
+        step, data = rec.get("step"), rec.get("data")
+        if not isinstance(step, int) or not isinstance(data, Mapping):
+            continue
+        train = {
+            _rename(k): v for k, v in data.items() if not k.startswith("val-") and _is_number(v)
+        }
+        val = {k: v for k, v in data.items() if k.startswith("val-") and _is_number(v)}
+        if train:
+            writer.log_metrics(step, train)
+        if val:
+            writer.log_eval(step, "val", val)
+    return out
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# CLI: `sharpen verl-recipe` (entry point) and `python -m sharpen.integrations.verl export`
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
+    for f in dataclasses.fields(VerlRecipe):
+        flag = "--" + f.name.replace("_", "-")
+        if f.type in ("bool",):
+            parser.add_argument(
+                flag,
+                type=_parse_bool,
+                default=None,
+                metavar="{true,false}",
+                help=f.metadata["help"],
+            )
+        else:
+            kind = {"int": int, "float": float}.get(str(f.type), str)
+            parser.add_argument(
+                flag, type=kind, default=None, help=f"{f.metadata['help']} (default: {f.default})"
+            )
+
+
+def _parse_bool(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes"):
+        return True
+    if text.lower() in ("0", "false", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true/false, got {text!r}")
+
+
+def _recipe_from_args(args: argparse.Namespace) -> VerlRecipe:
+    changes = {
+        f.name: getattr(args, f.name)
+        for f in dataclasses.fields(VerlRecipe)
+        if getattr(args, f.name) is not None
+    }
+    return VerlRecipe(**changes)
+
+
+def _run_recipe(args: argparse.Namespace) -> int:
+    try:
+        recipe = _recipe_from_args(args)
+    except ValueError as err:
+        print(f"sharpen verl-recipe: {err}")
+        return 2
+    paths = write_recipe(recipe, args.out)
+    for role, path in paths.items():
+        print(f"{role:17s} {path}")
+    print(f"run it on a GPU node with veRL {SUPPORTED_VERL}: bash {paths['launch']}")
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    """Entry point (group ``sharpen.commands``): adds ``sharpen verl-recipe``."""
+    p = subparsers.add_parser(
+        "verl-recipe",
+        help="write the veRL launch scripts of the paper's setting (or a variant) from sharpen's typed recipe",
+        description="Writes recipe.json, overrides.txt, launch.sh (and launch_multinode.sh) for veRL "
+        f"{SUPPORTED_VERL}. Every option is a field of sharpen.integrations.verl.VerlRecipe.",
+    )
+    p.add_argument("--out", default="verl-recipe", help="output folder (default: ./verl-recipe)")
+    _add_recipe_arguments(p)
+    p.set_defaults(func=_run_recipe)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m sharpen.integrations.verl {recipe,export} ...`` (works without the ``sharpen`` script)."""
+    parser = argparse.ArgumentParser(prog="python -m sharpen.integrations.verl")
+    sub = parser.add_subparsers(dest="command", required=True)
+    register(sub)
+    exp = sub.add_parser("export", help="convert veRL's file-logger JSONL to a sharpen run folder")
+    exp.add_argument("metrics_jsonl")
+    exp.add_argument("run_dir")
+    exp.add_argument("--recipe", default=None, help="recipe.json to store in config.json")
+
+    def _export(a: argparse.Namespace) -> int:
+        recipe = json.loads(Path(a.recipe).read_text()) if a.recipe else None
+        print(export_verl_run(a.metrics_jsonl, a.run_dir, recipe=recipe))
+        return 0
+
+    exp.set_defaults(func=_export)
+    args = parser.parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

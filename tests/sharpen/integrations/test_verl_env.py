@@ -1,0 +1,113 @@
+"""Opt-in: the generated recipe composed with veRL's own Hydra config, and the trainer hook on a real DataProto.
+
+Runs only where veRL 0.9.1 is installed (the separate `.venv-verl`; `bash scripts/verl/test_verl.sh`); the main
+CI skips it. CPU is enough: nothing here trains.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+verl = pytest.importorskip("verl")
+
+import torch  # noqa: E402
+from hydra import compose, initialize_config_dir  # noqa: E402
+from hydra.errors import ConfigCompositionException  # noqa: E402
+
+from sharpen.integrations.verl import SUPPORTED_VERL, VerlRecipe, verl_version  # noqa: E402
+
+CONFIG_DIR = os.path.join(os.path.dirname(verl.__file__), "trainer", "config")
+
+
+def _compose(overrides):
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base=None):
+        return compose(config_name="ppo_trainer", overrides=overrides)
+
+
+def test_pinned_version():
+    assert verl_version() == SUPPORTED_VERL
+
+
+@pytest.mark.parametrize(
+    "recipe", [VerlRecipe.paper(), VerlRecipe.paper_multinode(2, reward="trajectory_entropy")]
+)
+def test_recipe_composes_with_verl_hydra_config(recipe):
+    cfg = _compose(recipe.overrides())
+    assert cfg.algorithm.adv_estimator == "grpo"
+    assert cfg.data.train_batch_size == recipe.prompts_per_step
+    assert cfg.actor_rollout_ref.rollout.n == recipe.n_rollouts
+    assert cfg.actor_rollout_ref.actor.optim.lr == recipe.lr
+    assert cfg.actor_rollout_ref.actor.use_kl_loss is False
+    assert cfg.actor_rollout_ref.rollout.name == "vllm"
+    assert cfg.trainer.nnodes == recipe.nnodes and cfg.trainer.n_gpus_per_node == 8
+    assert cfg.reward.custom_reward_function.path.endswith("verl_reward.py")
+    assert cfg.sharpen.reward == recipe.reward
+
+
+def test_verl_rejects_a_misspelled_override():
+    with pytest.raises(ConfigCompositionException):
+        _compose([*VerlRecipe().overrides(), "actor_rollout_ref.rollout.nn=8"])
+
+
+def test_custom_reward_file_loads_the_way_verl_loads_it():
+    from verl.utils.import_utils import load_extern_object
+
+    path = _compose(VerlRecipe().overrides()).reward.custom_reward_function.path
+    fn = load_extern_object(path, "compute_score")
+    assert fn("math_dapo", "x\nAnswer: 3", "3")["score"] == 1.0
+
+
+def test_hook_injects_pseudo_labels_into_a_dataproto(tmp_path):
+    from omegaconf import OmegaConf
+    from verl import DataProto
+
+    from empirical.tiny import build_tokenizer
+    from sharpen.integrations.verl_trainer import SharpenRayPPOTrainer, last_token_scores
+
+    tok = build_tokenizer()
+    texts = [f"answer: {a}" if a else "no idea" for a in ["7", "7", "8", None, "5", "6", "6", "6"]]
+    enc = [tok(t, add_special_tokens=False)["input_ids"] for t in texts]
+    width = max(len(ids) for ids in enc) + 2  # right padding
+    responses = torch.zeros(8, width, dtype=torch.long)
+    mask = torch.zeros(8, width, dtype=torch.long)
+    for i, ids in enumerate(enc):
+        responses[i, : len(ids)] = torch.tensor(ids)
+        mask[i, : len(ids)] = 1
+    batch = DataProto.from_dict(
+        tensors={"responses": responses, "response_mask": mask, "rm_scores": torch.zeros(8, width)},
+        non_tensors={
+            "uid": np.array(["a"] * 4 + ["b"] * 4, dtype=object),
+            "reward_model": np.array(
+                [{"ground_truth": g} for g in ["7"] * 4 + ["5"] * 4], dtype=object
+            ),
+            "extra_info": np.array(
+                [{"question_id": q} for q in ["qa"] * 4 + ["qb"] * 4], dtype=object
+            ),
+        },
+    )
+    trainer = object.__new__(SharpenRayPPOTrainer)  # no Ray workers: only the hook's own state
+    trainer.config = OmegaConf.create(
+        {
+            "trainer": {"balance_batch": True},
+            "sharpen": {"reward": "majority_voting", "run_dir": str(tmp_path)},
+        }
+    )
+    trainer.tokenizer = tok
+    trainer.global_steps = 1
+    trainer._sharpen_setup()
+    metrics = {}
+    trainer._sharpen_after_generation(batch, metrics)
+    labels = [rm["ground_truth"] for rm in batch.non_tensor_batch["reward_model"]]
+    assert labels == ["7"] * 4 + ["6"] * 4
+    assert [e["original_gt"] for e in batch.non_tensor_batch["extra_info"]] == ["7"] * 4 + ["5"] * 4
+    expected = last_token_scores([1, 1, 0, 0, 0, 1, 1, 1], mask)
+    torch.testing.assert_close(batch.batch["rm_scores"], expected)
+    assert metrics["sharpen/label_accuracy"] == 0.5
+    from sharpen.records import load_run
+
+    run = load_run(tmp_path)
+    assert run.metrics[0]["majority_ratio"] == pytest.approx(0.625)
+    assert [p["question_id"] for p in run.probes] == ["qa", "qb"]

@@ -1,0 +1,271 @@
+"""sharpen.integrations.verl without veRL: scoring, pseudo-labels, actor rewards, parquet, recipe, export."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from sharpen.integrations.verl import (
+    NO_LABEL,
+    VerlRecipe,
+    certainty_from_actor,
+    compute_score,
+    export_verl_run,
+    inject_pseudo_labels,
+    main,
+    to_verl_rows,
+    write_recipe,
+    write_verl_parquet,
+)
+from sharpen.metrics import ttrl_metrics
+from sharpen.records import load_run
+from sharpen.rewards import PRESETS, Rollouts, get_reward, score, token_entropies, token_logprobs
+from sharpen.testing import answer_lists
+
+DAPO = "Let me compute. 3 + 4 = 7, times 2 is 14.\nAnswer: 14"
+
+
+# --- compute_score ------------------------------------------------------------------------------------------
+
+
+def test_compute_score_dapo_answer_line_and_boxed():
+    assert compute_score("math_dapo", DAPO, "14") == {
+        "score": 1.0, "acc": True, "pred": "14", "gt_score": 1.0, "label_correct": 1.0,
+    }  # fmt: skip
+    assert (
+        compute_score("math_dapo", DAPO, 15)["score"] == 0.0
+    )  # integer labels, as in DAPO's parquet
+    assert (
+        compute_score("math", r"so $\boxed{\dfrac{1}{2}}$.", r"\frac12")["pred"] == r"\frac{1}{2}"
+    )
+    assert compute_score("math", r"so $\boxed{\dfrac{1}{2}}$.", r"\frac{1}{2}")["score"] == 1.0
+    unparsed = compute_score("math_dapo", "I am not sure", "14")
+    assert unparsed["score"] == 0.0 and unparsed["pred"] == ""
+
+
+def test_compute_score_against_a_pseudo_label_keeps_the_truth_for_measurement():
+    out = compute_score("math_dapo", DAPO, "14", extra_info={"original_gt": "15"})
+    assert (out["score"], out["gt_score"], out["label_correct"]) == (1.0, 0.0, 0.0)
+    none = compute_score(
+        "math_dapo", "Answer: " + NO_LABEL, NO_LABEL, extra_info={"original_gt": "15"}
+    )
+    assert none["score"] == 0.0  # no majority: nobody is rewarded
+
+
+def test_compute_score_keys_are_always_the_same_and_bad_input_raises():
+    keys = {
+        frozenset(compute_score("d", s, "1", extra_info=e))
+        for s in ("Answer: 1", "x")
+        for e in (None, {})
+    }
+    assert len(keys) == 1
+    with pytest.raises(ValueError, match="solution_str"):
+        compute_score("d", None, "1")
+    with pytest.raises(ValueError, match="ground_truth"):
+        compute_score("d", "Answer: 1", None)
+
+
+# --- pseudo-label injection ----------------------------------------------------------------------------------
+
+
+@given(st.lists(answer_lists(4, 4, n_values=3), min_size=1, max_size=4))
+def test_injected_labels_reproduce_the_majority_voting_reward(groups):
+    answers = [a for g in groups for a in g]
+    uids = [f"u{i}" for i, g in enumerate(groups) for _ in g]
+    truths = ["0"] * len(answers)
+    pl = inject_pseudo_labels(answers, uids, truths)
+    expected = get_reward("majority_voting")(Rollouts(answers=answers, groups=uids))
+    np.testing.assert_array_equal(pl.rewards, expected)
+    # grading each response against its injected label (what veRL's per-sample loop does) gives the vote reward
+    graded = [
+        compute_score("d", f"Answer: {a}" if a else "none", lab)["score"]
+        for a, lab in zip(answers, pl.labels, strict=True)
+    ]
+    np.testing.assert_array_equal(graded, expected)
+    for i, g in enumerate(groups):  # one label per group; NO_LABEL exactly when nothing parsed
+        labels = {lab for lab, u in zip(pl.labels, uids, strict=True) if u == f"u{i}"}
+        assert len(labels) == 1 and (labels == {NO_LABEL}) == all(a is None for a in g)
+    assert pl.original == truths
+    ref = ttrl_metrics(answers, truths, uids, proxy_rewards=expected, correct=pl.correct)
+    assert pl.metrics == pytest.approx(ref)
+
+
+def test_inject_pseudo_labels_ttrl_tie_rule_and_validation():
+    pl = inject_pseudo_labels(["5", "4", "4", "5", None], ["a"] * 5, ["4"] * 5)
+    assert pl.labels == ["5"] * 5  # tie 2-2: the first-seen answer wins
+    assert pl.metrics["label_accuracy"] == 0.0 and pl.metrics["majority_ratio"] == pytest.approx(
+        0.4
+    )
+    with pytest.raises(ValueError, match="lengths differ"):
+        inject_pseudo_labels(["1"], ["a", "b"], ["1"])
+
+
+# --- certainty rewards from the actor pass -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["token_entropy", "trajectory_entropy", "probability"])
+@pytest.mark.parametrize("aggregate", [None, "sum"])
+def test_certainty_from_actor_equals_score_on_full_logits(name, aggregate):
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(5, 7, 11, generator=g) * 3
+    tokens = torch.randint(0, 11, (5, 7), generator=g)
+    mask = torch.ones(5, 7, dtype=torch.bool)
+    mask[1, 4:] = False
+    mask[3, 1:] = False
+    tau = 0.7
+    if name == "probability" and aggregate == "sum":
+        pytest.skip("probability is a one-unit spec: aggregate does not apply")
+    lp = token_logprobs(logits, tokens, temperature=tau)
+    ent = token_entropies(logits, temperature=tau)
+    got = certainty_from_actor(name, lp, ent, mask, aggregate=aggregate)
+    spec = (
+        PRESETS[name]
+        if aggregate is None
+        else dataclasses.replace(PRESETS[name], aggregate=aggregate)
+    )
+    want = (
+        score(spec, Rollouts(logits=logits, tokens=tokens, mask=mask, temperature=tau))
+        .double()
+        .numpy()
+    )
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_certainty_from_actor_rejects_self_certainty_and_bad_masks():
+    lp = np.zeros((2, 3))
+    with pytest.raises(ValueError, match="TRL integration"):
+        certainty_from_actor("self_certainty", lp, lp, np.ones((2, 3)))
+    with pytest.raises(ValueError, match="no valid token"):
+        certainty_from_actor("trajectory_entropy", lp, None, np.array([[1, 1, 1], [0, 0, 0]]))
+    with pytest.raises(ValueError, match="entropies"):
+        certainty_from_actor("token_entropy", lp, None, np.ones((2, 3)))
+
+
+# --- data ------------------------------------------------------------------------------------------------------
+
+
+def test_parquet_rows_load_back_through_the_dapo_loader(tmp_path):
+    from empirical.tasks import DAPO_INSTRUCTION, Question, load_dapo
+
+    qs = [
+        Question(
+            qid=f"p{i}",
+            prompt=DAPO_INSTRUCTION.format(problem=f"What is {i}+{i}?"),
+            label=str(2 * i),
+        )
+        for i in range(4)
+    ]
+    path = write_verl_parquet(to_verl_rows(qs, data_source="math_dapo"), tmp_path / "train.parquet")
+    loaded = load_dapo(path)
+    assert [(q.prompt, q.label) for q in loaded] == [(q.prompt, q.label) for q in qs]
+    import pandas as pd
+
+    frame = pd.read_parquet(path)
+    assert list(frame.columns) == ["data_source", "prompt", "ability", "reward_model", "extra_info"]
+    assert [e["question_id"] for e in frame["extra_info"]] == [
+        "p0",
+        "p1",
+        "p2",
+        "p3",
+    ]  # stable prompt ids
+
+
+def test_rows_of_generated_tasks_keep_meta_and_reject_duplicates():
+    from empirical.tasks import arithmetic_task, countdown_task
+
+    rows = to_verl_rows(
+        countdown_task(n_train=3, n_heldout=0).train, data_source="sharpen/countdown"
+    )
+    meta = json.loads(rows[0]["extra_info"]["meta_json"])
+    assert set(meta) == {"numbers", "target"}
+    q = arithmetic_task(n_train=2, n_heldout=0).train[0]
+    with pytest.raises(ValueError, match="duplicate"):
+        to_verl_rows([q, q], data_source="sharpen/arith")
+
+
+# --- recipe ----------------------------------------------------------------------------------------------------
+
+
+def test_recipe_defaults_are_the_paper_setting():
+    ov = dict(o.split("=", 1) for o in VerlRecipe.paper().overrides())
+    assert ov["actor_rollout_ref.model.path"] == "Qwen/Qwen3-1.7B-Base"
+    assert ov["data.train_batch_size"] == "64" and ov["actor_rollout_ref.rollout.n"] == "8"
+    assert ov["actor_rollout_ref.rollout.temperature"] == "1.0"
+    assert float(ov["actor_rollout_ref.actor.optim.lr"]) == 1e-6
+    assert (
+        ov["actor_rollout_ref.actor.use_kl_loss"] == "False"
+        and ov["algorithm.use_kl_in_reward"] == "False"
+    )
+    assert ov["actor_rollout_ref.rollout.name"] == "vllm" and ov["trainer.n_gpus_per_node"] == "8"
+    assert ov["reward.custom_reward_function.path"].endswith("verl_reward.py")
+    assert "trainer.nnodes=4" in VerlRecipe.paper_multinode(4).overrides()
+
+
+@pytest.mark.parametrize(
+    "changes, match",
+    [({"reward": "self_certainty"}, "TRL"), ({"n_rollouts": 1}, "n_rollouts"), ({"ppo_mini_batch_size": 48}, "divide"),
+     ({"lr": 0.0}, "lr"), ({"name": "a b"}, "name")],
+)  # fmt: skip
+def test_recipe_validation(changes, match):
+    with pytest.raises(ValueError, match=match):
+        VerlRecipe(**changes)
+
+
+def test_write_recipe_and_cli(tmp_path, capsys):
+    paths = write_recipe(VerlRecipe(), tmp_path / "a")
+    assert set(paths) == {"recipe", "overrides", "launch", "launch_multinode"}
+    launch = paths["launch"].read_text()
+    assert (
+        "python -m sharpen.integrations.verl_trainer" in launch
+        and "data.train_batch_size=64" in launch
+    )
+    assert (
+        "ray start --head" in paths["launch_multinode"].read_text()
+        and "trainer.nnodes=2" in paths["launch_multinode"].read_text()
+    )
+    assert (
+        main(
+            [
+                "verl-recipe",
+                "--out",
+                str(tmp_path / "b"),
+                "--reward",
+                "probability",
+                "--use-kl",
+                "true",
+            ]
+        )
+        == 0
+    )
+    rec = json.loads((tmp_path / "b" / "recipe.json").read_text())
+    assert rec["reward"] == "probability" and rec["use_kl"] is True and rec["verl"] == "0.9.1"
+    assert "+sharpen.reward=probability" in (tmp_path / "b" / "overrides.txt").read_text().split()
+
+
+# --- export ------------------------------------------------------------------------------------------------------
+
+
+def test_export_verl_file_logger_to_a_sharpen_run(tmp_path):
+    log = tmp_path / "verl.jsonl"
+    lines = [
+        {"step": 0, "data": {"val-core/math_dapo/acc/mean@8": 0.1}},
+        {"step": 1, "data": {"sharpen/label_accuracy": 0.5, "sharpen/majority_ratio": 0.6, "actor/entropy": 1.2,
+                             "response_length/mean": 300.0, "critic/score/mean": 0.4, "timing_s/gen": 3.0}},
+    ]  # fmt: skip
+    log.write_text("".join(json.dumps(x) + "\n" for x in lines) + '{"step": 2, "da')  # a killed run
+    run = load_run(export_verl_run(log, tmp_path / "run", recipe=VerlRecipe()))
+    assert run.config["kind"] == "verl" and run.config["prompts_per_step"] == 64
+    (m,) = run.metrics
+    assert (
+        m["step"] == 1
+        and m["label_accuracy"] == 0.5
+        and m["entropy"] == 1.2
+        and m["response_length"] == 300.0
+    )
+    assert run.evals[0]["val-core/math_dapo/acc/mean@8"] == 0.1
