@@ -52,8 +52,8 @@ def group_advantages(
     [[0.5, 0.5, 0.5, -1.5]]
     """
     t = _array.as_float_tensor(rewards, "rewards")
-    if t.ndim < 1 or t.shape[-1] < 1:
-        raise ValueError(f"rewards: expected shape (G, N) with N >= 1, got {tuple(t.shape)}")
+    if t.ndim < 1 or t.numel() == 0:
+        raise ValueError(f"rewards: expected a non-empty (G, N) array, got shape {tuple(t.shape)}")
     if eps < 0:
         raise ValueError(f"eps: must be >= 0, got {eps}")
     n = t.shape[-1]

@@ -27,6 +27,8 @@ def test_group_advantages_equal_the_formula(r):
     np.testing.assert_allclose(group_advantages(r, eps=eps), expected, rtol=1e-9, atol=1e-9)
     np.testing.assert_allclose(group_advantages(r, normalize_std=False), r - r.mean(1, keepdims=True), atol=1e-12)
     ok = r.std(1) > 1e-9
+    if not ok.any():
+        return
     biased = group_advantages(r[ok], unbiased=False, eps=0.0)
     centred = r[ok] - r[ok].mean(1, keepdims=True)
     np.testing.assert_allclose(biased, centred / r[ok].std(1, keepdims=True), rtol=1e-9, atol=1e-9)
@@ -50,6 +52,8 @@ def test_zero_variance_group_gets_zero_advantage_and_torch_roundtrip():
     assert np.allclose(group_advantages(np.array([[2.0]])), 2.0 / (1 + 1e-6))
     with pytest.raises(ValueError, match="rewards"):
         group_advantages(np.array([[np.nan, 1.0]]))
+    with pytest.raises(ValueError, match="rewards: expected a non-empty"):
+        group_advantages(np.zeros((0, 4)))
 
 
 def test_policy_loss_on_policy_is_minus_mean_advantage_and_gradient():
