@@ -2,8 +2,12 @@
 
 Case: Q = 100,000 questions, K = 16 answers, N = 8 rollouts. The reference is plain numpy: it samples every
 rollout (inverse CDF, float64), counts and scatters with ``np.add.at``. The fast path is
-:func:`sim.fast.tabular_majority_step` (float32, answer counts sampled exactly, transposed layout).
-The sim-grid timing (5 rewards x 4 settings x 3 seeds x 1,000 steps) is not implemented yet.
+:func:`sim.fast.tabular_majority_step` (float32, answer counts sampled exactly, transposed layout, uint8 tie-broken
+plurality winner). The two are timed interleaved, step by step, so machine load hits both alike; the ratio is
+printed from the same run, with the fast step's cost split into its pieces.
+
+Then the sim grid (:func:`sim.grid.run_grid`: 5 rewards x 4 settings x 3 seeds x 1,000 steps on 64 questions x 8
+rollouts), timed once end to end (target < 60 s on 2 cores).
 
 Run: ``.venv/bin/python benchmarks/bench_sim.py [--repeats 20] [--skip-grid]``
 """
@@ -15,7 +19,12 @@ import time
 
 import numpy as np
 
-from sim.fast import binary_advantage_table, tabular_majority_step
+from sim.fast import (
+    _plurality_winners_t,
+    binary_advantage_table,
+    sample_counts_t,
+    tabular_majority_step,
+)
 
 Q, K, N, LR = 100_000, 16, 8, 0.1
 
@@ -85,8 +94,36 @@ def main() -> None:
     tabular_majority_step(a, N, LR, np.random.default_rng(7))
     tabular_majority_step(b, N, LR, np.random.default_rng(7))
     print(f"same seed -> bit-identical: {bool(np.array_equal(a, b))}")
+    # the fast step's pieces
+    rng = np.random.default_rng(3)
+    e = zt - zt.max(axis=0)
+    np.exp(e, out=e)
+    counts = sample_counts_t(e, N, rng)
+
+    def exp_piece():
+        x = zt - zt.max(axis=0)
+        np.exp(x, out=x)
+
+    pieces = {
+        "max + exp (K, Q) float32": exp_piece,
+        "sample counts (inverse CDF, uint8)": lambda: sample_counts_t(e, N, rng),
+        "plurality winner (uint8, uniform ties)": lambda: _plurality_winners_t(counts, rng),
+    }
+    for name, fn in pieces.items():
+        print(f"  piece: {name:<40s} median {1e3 * np.median(_time(fn, args.repeats)):.2f} ms")
     if not args.skip_grid:
-        print("sim grid (5 rewards x 4 settings x 3 seeds x 1,000 steps): not implemented yet")
+        from sim.grid import GridConfig, run_grid
+
+        cfg = GridConfig()
+        t0 = time.perf_counter()
+        res = run_grid(cfg)
+        dt = time.perf_counter() - t0
+        n_runs = len(res.verdict.numbers["runs"])
+        print(
+            f"sim grid: {len(cfg.rewards)} rewards x {len(cfg.settings)} settings x {cfg.seeds} seeds = {n_runs} runs "
+            f"x {cfg.steps} steps, {cfg.prior.n_questions} questions x {cfg.n_rollouts} rollouts: {dt:.1f} s "
+            f"(target < 60 s)"
+        )
 
 
 if __name__ == "__main__":

@@ -81,10 +81,9 @@ register(
 
 def available_experiments() -> tuple[str, ...]:
     """Registered experiment names."""
-    try:  # explorations register themselves on import
-        import sim.explorations  # noqa: F401
-    except ImportError:  # pragma: no cover
-        pass
+    import sim.explorations  # noqa: F401  (explorations and the grid register themselves on import)
+    import sim.grid  # noqa: F401
+
     return tuple(EXPERIMENTS)
 
 

@@ -22,6 +22,8 @@ def _field_parser(tp):
         return lambda s: s.lower() in ("1", "true", "yes", "on")
     if origin is tuple:
         (inner, *_) = typing.get_args(tp)
+        if inner not in (int, float, str):
+            return None
         return lambda s: tuple(inner(x) for x in s.split(","))
     if tp in (int, float, str):
         return tp

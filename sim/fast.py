@@ -5,7 +5,9 @@ class gets the same group advantage; the tabular gradient :math:`\\frac1N\\sum_i
 depends on the rollouts only through the answer counts :math:`c\\sim\\mathrm{Mult}(N,\\pi)`, and equals
 :math:`\\frac1N c\\odot A` because group advantages sum to zero. So the step samples the counts (exact
 inverse-CDF sampling, :func:`sim.core.sample_counts` in float32) instead of N rollouts. The layout is
-transposed, ``(K, Q)``, so that every reduction over the K answers is K contiguous row operations.
+transposed, ``(K, Q)``, so that every reduction over the K answers is K contiguous row operations. The
+plurality winner draws a uniform rank among the tied answers (``rng.integers``, exact) and finds it with uint8 row
+sums instead of ``argmax`` (see :func:`_plurality_winners_t`), so K and N must stay below 256.
 """
 
 from __future__ import annotations
@@ -30,27 +32,46 @@ def sample_counts_t(e: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarr
         np.add(cdf[k - 1], e[k], out=cdf[k])
     u = rng.random((int(n), e.shape[1]), dtype=e.dtype)
     u *= cdf[-1]
-    cdf[-1] = np.inf
-    below = np.zeros(e.shape, dtype=np.uint8)
+    below = np.zeros(e.shape, dtype=np.uint8)  # below[k] = #{j : u_j < F_k}
+    below[-1] = n  # F_K is the total: every draw lies below it (no rounding gap)
+    less = np.empty((e.shape[0] - 1, e.shape[1]), dtype=bool)
+    body = below[:-1]
     for j in range(int(n)):
-        below += u[j] < cdf
+        np.less(u[j], cdf[:-1], out=less)
+        body += less.view(np.uint8)
     counts = below.copy()
     counts[1:] -= below[:-1]  # below is non-decreasing in k, so no wrap-around
     return counts
 
 
 def _plurality_winners_t(counts: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Plurality winner per column of ``counts (K, Q)``, ties split uniformly at random.
+    r"""Plurality winner per column of ``counts (K, Q)`` (uint8), ties split uniformly at random, ``(Q,)`` intp.
 
     PRIVATE, and a candidate to move to :mod:`sharpen.answers`: the same rule as
-    :func:`sharpen.answers.plurality_winners` (equal in law, tested), laid out for speed: a key
-    ``count + u/2`` with ``u ~ U[0, 1)`` per cell is largest at a max-count cell chosen uniformly among the tied ones.
+    :func:`sharpen.answers.plurality_winners` (equal in law, tested), laid out for speed. With
+    :math:`T_q` the number of answers tied at the column's maximum, draw :math:`j_q` uniform on
+    :math:`\{0..T_q-1\}` (exact: ``rng.integers`` with an array bound) and return the position of the
+    (j+1)-th tied answer, computed without ``argmax`` as :math:`\sum_k \mathbb 1[R_k \le j]` where
+    :math:`R_k` counts the tied answers among 0..k (non-decreasing in k). Every step is a row operation on uint8.
     Every column must hold at least one count (no unparseable answers on this path).
     """
-    score = rng.random(counts.shape, dtype=np.float32)
-    score *= 0.5
-    score += counts
-    return np.argmax(score, axis=0)
+    return _winners_and_max_t(counts, rng)[0]
+
+
+def _winners_and_max_t(
+    counts: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_plurality_winners_t` and the winning count (the column maximum), ``(Q,)`` each."""
+    m = counts.max(axis=0)
+    tied = (counts == m).view(np.uint8)  # (K, Q) 0/1
+    n_tied = tied.sum(axis=0, dtype=np.uint8)
+    j = rng.integers(0, n_tied, dtype=np.uint8)  # uniform rank among the tied answers
+    running = np.zeros(counts.shape[1], dtype=np.uint8)
+    winner = np.zeros(counts.shape[1], dtype=np.uint8)
+    for k in range(counts.shape[0]):
+        running += tied[k]
+        winner += running <= j
+    return winner.astype(np.intp), m
 
 
 def binary_advantage_table(
@@ -81,8 +102,8 @@ def tabular_majority_step(
     ``table`` is :func:`binary_advantage_table` (computed if not given). Returns the winners ``(Q,)``.
     Same seed -> same result, bit for bit.
     """
-    if zt.ndim != 2 or zt.shape[0] < 2:
-        raise ValueError(f"zt: expected shape (K >= 2, Q), got {zt.shape}")
+    if zt.ndim != 2 or not 2 <= zt.shape[0] < 256:
+        raise ValueError(f"zt: expected shape (K, Q) with 2 <= K < 256, got {zt.shape}")
     n = int(n)
     a_pos_t, a_neg_t = (
         table
@@ -92,14 +113,11 @@ def tabular_majority_step(
     e = zt - zt.max(axis=0)
     np.exp(e, out=e)  # (K, Q) unnormalised probabilities
     counts = sample_counts_t(e, n, rng)
-    winners = _plurality_winners_t(counts, rng)
-    q = np.arange(zt.shape[1])
-    c_win = counts[winners, q]
+    winners, c_win = _winners_and_max_t(counts, rng)  # the winner holds the maximum count
     scale = lr / n
-    a_neg = (a_neg_t * scale).astype(zt.dtype)[c_win]
+    a_neg = (a_neg_t * scale).astype(zt.dtype)[c_win]  # (Q,)
     a_pos = (a_pos_t * scale).astype(zt.dtype)[c_win]
     # grad = c * A / N, with A = a_neg except in the winner's class (tabular: group advantages sum to zero)
-    step = counts * a_neg
-    step[winners, q] = c_win * a_pos
-    zt += step
+    zt += counts * a_neg
+    zt[winners, np.arange(zt.shape[1])] += c_win * (a_pos - a_neg)
     return winners

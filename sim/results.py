@@ -15,9 +15,57 @@ from typing import Any, Literal
 
 import numpy as np
 
-from sharpen.records import RunWriter, environment_info
+from sharpen.records import ProbeRecord, RunWriter, environment_info
 
-__all__ = ["Verdict", "SimResult", "load_result"]
+__all__ = ["Verdict", "SimResult", "load_result", "probe_records", "EXACT_PROBE_SAMPLES"]
+
+EXACT_PROBE_SAMPLES = 1_000_000
+"""``n_samples`` written in a probe record whose probabilities are exact (the simulator knows the policy)."""
+
+
+def probe_records(
+    steps: np.ndarray, probs: np.ndarray, correct: np.ndarray, prefix: str = "q"
+) -> list[ProbeRecord]:
+    """:class:`sharpen.records.ProbeRecord` s from exact answer distributions.
+
+    Parameters
+    ----------
+    steps : (S,) probe steps
+    probs : (S, M, K) answer distribution of each probed question at each step
+    correct : (M,) correct answer index
+
+    The majority answer is the argmax; the initial majority is the argmax at the first probe step; answers are
+    written as their index (a string), ``n_samples`` as :data:`EXACT_PROBE_SAMPLES` (the probabilities are exact).
+    """
+    probs = np.asarray(probs, dtype=np.float64)
+    steps = np.asarray(steps)
+    if probs.ndim != 3 or probs.shape[0] != steps.shape[0]:
+        raise ValueError(f"probs: expected shape (S={steps.shape[0]}, M, K), got {probs.shape}")
+    correct = np.asarray(correct)
+    if correct.shape != (probs.shape[1],):
+        raise ValueError(f"correct: expected shape ({probs.shape[1]},), got {correct.shape}")
+    m0 = probs[0].argmax(axis=1)
+    rows = np.arange(probs.shape[1])
+    out = []
+    for i, s in enumerate(steps):
+        p = np.clip(probs[i], 0.0, 1.0)
+        maj = p.argmax(axis=1)
+        for q in rows:
+            out.append(
+                ProbeRecord(
+                    step=int(s),
+                    question_id=f"{prefix}{q}",
+                    n_samples=EXACT_PROBE_SAMPLES,
+                    majority_answer=str(int(maj[q])),
+                    p_majority=float(p[q, maj[q]]),
+                    initial_majority_answer=str(int(m0[q])),
+                    p_initial_majority=float(p[q, m0[q]]),
+                    label=str(int(correct[q])),
+                    majority_correct=bool(maj[q] == correct[q]),
+                    sample_accuracy=float(p[q, correct[q]]),
+                )
+            )
+    return out
 
 
 @dataclass(frozen=True)
@@ -50,7 +98,9 @@ class SimResult:
     ----------
     experiment : registry name
     config : the resolved configuration (plain JSON-able values)
-    trajectories : named arrays; ``step`` (S,) and any (S,)-long series are also written to ``metrics.jsonl``
+    trajectories : named arrays; ``step`` (S,) and any (S,)-long series are also written to ``metrics.jsonl``;
+        ``probe/step`` (L,), ``probe/probs`` (L, M, K) and ``probe/correct`` (M,), when present, to
+        ``probes.jsonl`` (:func:`probe_records`)
     verdict : :class:`Verdict`
     """
 
@@ -70,6 +120,12 @@ class SimResult:
         metrics = Path(run_dir) / "metrics.jsonl"
         if metrics.exists():
             metrics.unlink()
+        probes = Path(run_dir) / "probes.jsonl"
+        if probes.exists():
+            probes.unlink()
+        if "probe/probs" in self.trajectories:
+            t = self.trajectories
+            w.log_probes(probe_records(t["probe/step"], t["probe/probs"], t["probe/correct"]))
         if steps is not None and steps.ndim == 1:
             series = {
                 k: v for k, v in self.trajectories.items() if k != "step" and v.shape == steps.shape

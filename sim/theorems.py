@@ -60,6 +60,7 @@ class Theorem1Config:
     max_logit_gain : the tilt runs for ``floor(beta * max_logit_gain)`` (at least 3) steps, so p_k stays
         representable below 1 in float64
     grpo_questions, grpo_steps, grpo_rollouts, grpo_lr : the sampled-GRPO part (tabular, majority voting)
+    n_probe : questions of the Adam/std run written to ``probes.jsonl`` (exact distributions, every step)
     seed : int
     """
 
@@ -71,9 +72,12 @@ class Theorem1Config:
     grpo_steps: int = 60
     grpo_rollouts: int = 8
     grpo_lr: float = 0.05
+    n_probe: int = 32
     seed: int = 0
 
     def __post_init__(self) -> None:
+        if self.n_probe < 0:
+            raise ValueError(f"n_probe: must be >= 0, got {self.n_probe}")
         if not self.betas or any(not (b > 0) for b in self.betas):
             raise ValueError(f"betas: need at least one beta and every beta > 0, got {self.betas}")
         if self.n_answers < 2:
@@ -133,16 +137,26 @@ def theorem1(config: Theorem1Config = Theorem1Config()) -> SimResult:
         pol = TabularPolicy(prior.logits)
         m0 = prior.probs.argmax(axis=1)
         rows = np.arange(config.grpo_questions)
-        series = [prior.probs[rows, m0]]
         lr = config.grpo_lr if opt == "adam" else config.grpo_lr * 10
         cfg = GRPOConfig(n_rollouts=config.grpo_rollouts, lr=lr, optimizer=opt, normalize_std=norm)
         sub = np.random.default_rng(config.seed + 2)
-        for _ in range(config.grpo_steps):
-            train_answer_level(
-                pol, prior.correct, reward="majority_voting", grpo=cfg, steps=1, rng=sub
-            )
-            series.append(softmax(pol.logits())[rows, m0])
-        p = np.stack(series, axis=1)  # (Q, S+1), exact probabilities of the initial mode
+        # one call, so Adam keeps its moments across steps; the probe records every question's distribution
+        out = train_answer_level(
+            pol,
+            prior.correct,
+            reward="majority_voting",
+            grpo=cfg,
+            steps=config.grpo_steps,
+            rng=sub,
+            probe=rows,
+        )
+        probs = out["probe_probs"]  # (S+1, Q, K), exact
+        p = probs[:, rows, m0].T  # (Q, S+1), exact probabilities of the initial mode
+        if (opt, norm) == ("adam", True):
+            n_probe = min(config.n_probe, config.grpo_questions)
+            traj_out["probe/step"] = np.arange(config.grpo_steps + 1)
+            traj_out["probe/probs"] = probs[:, :n_probe]
+            traj_out["probe/correct"] = prior.correct[:n_probe]
         ks = np.arange(p.shape[1])
         fit = fit_sharpening(ks, np.clip(p, 1e-12, 1 - 1e-12))
         name = f"{opt}/{'std' if norm else 'nostd'}"

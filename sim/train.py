@@ -106,6 +106,7 @@ def train_answer_level(
     verifier_accuracy: float = 0.9,
     eval_questions: dict[str, tuple[object, np.ndarray]] | None = None,
     force_rollouts: bool = False,
+    probe: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """Train ``policy`` in place with sampled GRPO for ``steps`` steps; return per-step trajectories.
 
@@ -118,13 +119,15 @@ def train_answer_level(
     eval_questions : ``{name: (policy_like, correct)}`` extra question sets measured each step (held-out
         questions of a shared policy); each ``policy_like`` has ``logits()``.
     force_rollouts : use the rollout path even for count-path rewards (for equivalence tests).
+    probe : (M,) question indices whose full answer distributions are recorded every step (``probe_probs``).
 
     Returns
     -------
     dict of (steps + 1,) arrays (index 0 = before training): ``accuracy`` (mean pi(correct) over all questions,
     exact pass@1), ``greedy_accuracy``, ``majority_correct`` (argmax = correct), ``p_max`` (mean max prob),
     ``kl`` (mean exact KL to the reference), and per-step batch metrics ``reward_mean``, ``reward_accuracy``,
-    ``label_accuracy`` (batch vote correct), ``majority_ratio``; plus ``eval/<name>/accuracy``.
+    ``label_accuracy`` (batch vote correct), ``majority_ratio``; plus ``eval/<name>/accuracy``; with ``probe``
+    also ``probe_probs`` (steps + 1, M, K).
     """
     if reward not in ANSWER_REWARDS:
         raise ValueError(f"reward: unknown {reward!r}; valid: {', '.join(ANSWER_REWARDS)}")
@@ -154,9 +157,12 @@ def train_answer_level(
         out[f"eval/{name}/accuracy"] = []
         out[f"eval/{name}/greedy_accuracy"] = []
     rows_all = np.arange(q_all)
+    probes: list[np.ndarray] = []
 
     def measure() -> None:
         p = softmax(policy.logits())
+        if probe is not None:
+            probes.append(p[probe])
         out["accuracy"].append(float(p[rows_all, correct].mean()))
         out["greedy_accuracy"].append(float((p.argmax(axis=1) == correct).mean()))
         out["p_max"].append(float(p.max(axis=1).mean()))
@@ -231,4 +237,7 @@ def train_answer_level(
                     )  # ascent on -kl_coef * KL(pi || ref)
                 opt.step(policy.params, policy.backward(idx, grad))
         measure()
-    return {key: np.asarray(v, dtype=np.float64) for key, v in out.items()}
+    res = {key: np.asarray(v, dtype=np.float64) for key, v in out.items()}
+    if probe is not None:
+        res["probe_probs"] = np.stack(probes)
+    return res
