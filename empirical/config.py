@@ -1,0 +1,402 @@
+"""Typed, frozen configuration of a GRPO run, its named presets and the memory estimate of ``--dry-run``.
+
+Every field of :class:`TrainConfig` carries its help text in ``metadata["help"]``; :mod:`empirical.cli` builds
+the command line from these fields, so nothing is written twice.
+
+>>> cfg = preset("tiny-arith-ttrl")
+>>> cfg.reward, cfg.prompts_per_step, cfg.n_rollouts
+('majority_voting', 16, 8)
+>>> cfg.replace(lr=1e-4).lr
+0.0001
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from sharpen.rewards import available_rewards
+
+Backend = Literal["hf", "vllm"]
+TaskName = Literal["arith", "countdown", "dapo", "math-jsonl"]
+Device = Literal["auto", "cpu", "cuda"]
+Precision = Literal["float32", "bfloat16"]
+Schedule = Literal["constant", "cosine"]
+LossAgg = Literal["token-mean", "seq-mean-token-mean", "seq-mean-token-sum"]
+
+
+def _f(default, help: str):  # noqa: A002 - "help" reads best at the call sites
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One GRPO run. Sections follow the loop: model, data, rollout, reward, optimisation, logging, checkpoint."""
+
+    # --- model ---
+    model: str = _f("tiny", "'tiny' (built and pretrained locally), a local HF folder, or a hub id")
+    pretrain_steps: int = _f(
+        400, "tiny model: pretraining steps (the prior is imperfect because it stops here)"
+    )
+    pretrain_corpus: Literal["arith", "countdown"] = _f("arith", "tiny model: pretraining corpus")
+    trust_remote_code: bool = _f(False, "allow custom model code from the model folder / hub")
+    device: Device = _f("auto", "'auto' picks cuda when available")
+    precision: Precision = _f(
+        "float32", "compute dtype; bfloat16 = fp32 master weights + bf16 autocast (GPU)"
+    )
+    gradient_checkpointing: bool = _f(
+        False, "recompute activations in the backward pass (saves memory)"
+    )
+    # --- data ---
+    task: TaskName = _f(
+        "arith", "arith | countdown (generated locally) | dapo (parquet) | math-jsonl"
+    )
+    data_path: str | None = _f(None, "training file for dapo / math-jsonl")
+    heldout_path: str | None = _f(
+        None, "held-out JSONL (MATH500/AIME/AMC) for validation; dapo/math-jsonl"
+    )
+    n_train: int = _f(
+        2000, "training questions (generated tasks) or a cap on loaded rows (0 = all)"
+    )
+    n_heldout: int = _f(
+        200, "held-out questions (generated tasks) or a cap on loaded rows (0 = all)"
+    )
+    shuffle: bool = _f(
+        True, "reshuffle the training questions every epoch (False: file order, as the paper)"
+    )
+    data_seed: int = _f(0, "seed of the generated questions and their split")
+    math_verify: bool = _f(
+        False, "math tasks: fall back to Math-Verify's symbolic check when grading"
+    )
+    # --- rollout ---
+    backend: Backend = _f("hf", "hf (transformers generate) or vllm (colocated engine, GPU)")
+    rollout_batch_size: int = _f(128, "rollouts per step = prompts per step x n_rollouts")
+    n_rollouts: int = _f(8, "samples per prompt (the GRPO group size N)")
+    temperature: float = _f(
+        1.0, "rollout temperature (also applied to the logits of the certainty rewards)"
+    )
+    top_p: float = _f(1.0, "rollout nucleus sampling")
+    max_new_tokens: int = _f(6, "longest response in tokens")
+    max_prompt_tokens: int = _f(1024, "prompts longer than this are left-truncated")
+    vllm_gpu_memory_utilization: float = _f(
+        0.35, "vllm: fraction of GPU memory the engine may take"
+    )
+    # --- reward ---
+    reward: str = _f(
+        "majority_voting", "training reward, any name of sharpen.rewards.available_rewards()"
+    )
+    reward_aggregate: Literal["mean", "sum"] | None = _f(
+        None, "certainty rewards: token mean or sum"
+    )
+    verifier_temperature: float = _f(0.5, "self_verification: sampling temperature of the verifier")
+    verifier_max_new_tokens: int = _f(6, "self_verification: longest verdict in tokens")
+    # --- optimisation ---
+    steps: int = _f(300, "optimizer steps on fresh rollouts")
+    lr: float = _f(3e-5, "AdamW learning rate")
+    lr_schedule: Schedule = _f("constant", "learning-rate schedule after warm-up")
+    warmup_steps: int = _f(0, "linear warm-up steps")
+    weight_decay: float = _f(0.0, "AdamW weight decay")
+    max_grad_norm: float = _f(1.0, "gradient clipping (0 = off)")
+    clip_eps: float = _f(0.2, "PPO clip range")
+    kl_coef: float = _f(
+        0.0, "k3 KL penalty to the initial policy in the loss (0 = off, as in the paper)"
+    )
+    normalize_std: bool = _f(True, "GRPO std normalisation of advantages (False = Dr. GRPO)")
+    adv_eps: float = _f(1e-6, "epsilon added to the group std (veRL 1e-6)")
+    loss_agg: LossAgg = _f("token-mean", "loss aggregation (veRL token-mean = TRL 'dapo')")
+    mini_batch_size: int | None = _f(
+        None, "rollouts per optimizer update (None = whole batch, one update)"
+    )
+    micro_batch_size: int | None = _f(
+        None, "rollouts per forward pass (gradient accumulation; None = mini-batch)"
+    )
+    # --- logging ---
+    out_dir: str = _f("runs/tiny-arith-ttrl", "run folder (logs, config, checkpoints)")
+    probe_every: int = _f(20, "steps between probes of the fixed probe questions (0 = off)")
+    n_probe: int = _f(32, "probe questions (the first ones of the training split)")
+    probe_samples: int = _f(32, "samples M per probe question")
+    eval_every: int = _f(50, "steps between held-out evaluations (0 = off)")
+    n_eval: int = _f(200, "held-out questions evaluated (0 = all)")
+    eval_samples: int = _f(4, "samples per held-out question (avg@k)")
+    eval_temperature: float = _f(0.6, "held-out sampling temperature")
+    eval_top_p: float = _f(0.95, "held-out nucleus sampling")
+    eval_greedy: bool = _f(True, "also log greedy held-out accuracy")
+    log_kl: bool = _f(
+        True, "log the k3 KL to the initial policy every step (one extra forward pass)"
+    )
+    progress: bool = _f(True, "show a progress bar")
+    # --- checkpoint ---
+    checkpoint_every: int = _f(50, "steps between checkpoints (0 = only at the end)")
+    keep_checkpoints: int = _f(2, "checkpoints kept on disk")
+    seed: int = _f(0, "seed of sampling and data order")
+
+    def __post_init__(self) -> None:
+        def need(ok: bool, name: str, problem: str) -> None:
+            if not ok:
+                raise ValueError(f"{name}: {problem}, got {getattr(self, name)!r}")
+
+        for name, choices in (
+            ("backend", ("hf", "vllm")),
+            ("task", ("arith", "countdown", "dapo", "math-jsonl")),
+            ("device", ("auto", "cpu", "cuda")),
+            ("precision", ("float32", "bfloat16")),
+            ("lr_schedule", ("constant", "cosine")),
+            ("loss_agg", ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum")),
+            ("pretrain_corpus", ("arith", "countdown")),
+        ):
+            need(getattr(self, name) in choices, name, f"must be one of {choices}")
+        need(self.reward in available_rewards(), "reward", f"must be one of {available_rewards()}")
+        need(
+            self.reward_aggregate in (None, "mean", "sum"),
+            "reward_aggregate",
+            "must be mean, sum or None",
+        )
+        for name in (
+            "rollout_batch_size",
+            "n_rollouts",
+            "max_new_tokens",
+            "max_prompt_tokens",
+            "steps",
+        ):
+            need(getattr(self, name) >= 1, name, "must be >= 1")
+        for name in (
+            "n_probe",
+            "probe_samples",
+            "eval_samples",
+            "verifier_max_new_tokens",
+            "keep_checkpoints",
+        ):
+            need(getattr(self, name) >= 1, name, "must be >= 1")
+        for name in (
+            "probe_every",
+            "eval_every",
+            "checkpoint_every",
+            "warmup_steps",
+            "pretrain_steps",
+        ):
+            need(getattr(self, name) >= 0, name, "must be >= 0")
+        for name in ("n_train", "n_heldout", "n_eval"):
+            need(getattr(self, name) >= 0, name, "must be >= 0")
+        need(
+            self.rollout_batch_size % self.n_rollouts == 0,
+            "rollout_batch_size",
+            f"must be divisible by n_rollouts={self.n_rollouts} (whole groups per step)",
+        )
+        mini = self.mini_batch_size or self.rollout_batch_size
+        micro = self.micro_batch_size or mini
+        need(
+            mini >= 1 and self.rollout_batch_size % mini == 0,
+            "mini_batch_size",
+            f"must divide rollout_batch_size={self.rollout_batch_size}",
+        )
+        need(
+            micro >= 1 and mini % micro == 0,
+            "micro_batch_size",
+            f"must divide the mini-batch size {mini}",
+        )
+        for name in ("temperature", "verifier_temperature", "eval_temperature"):
+            need(getattr(self, name) >= 0, name, "must be >= 0 (0 = greedy)")
+        need(self.temperature > 0, "temperature", "must be > 0 for training rollouts")
+        for name in ("top_p", "eval_top_p"):
+            need(0 < getattr(self, name) <= 1, name, "must lie in (0, 1]")
+        need(
+            0 < self.vllm_gpu_memory_utilization < 1,
+            "vllm_gpu_memory_utilization",
+            "must lie in (0, 1)",
+        )
+        need(self.lr > 0, "lr", "must be > 0")
+        for name in ("weight_decay", "max_grad_norm", "clip_eps", "kl_coef", "adv_eps"):
+            need(getattr(self, name) >= 0, name, "must be >= 0")
+        if self.task in ("dapo", "math-jsonl"):
+            need(self.data_path is not None, "data_path", f"is required for task {self.task!r}")
+            need(
+                self.model != "tiny",
+                "model",
+                f"the tiny character model cannot read task {self.task!r}",
+            )
+        if self.reward == "self_verification":
+            need(
+                self.task == "countdown",
+                "reward",
+                "self_verification is implemented for the countdown task",
+            )
+
+    @property
+    def prompts_per_step(self) -> int:
+        """Questions per step, ``rollout_batch_size // n_rollouts``."""
+        return self.rollout_batch_size // self.n_rollouts
+
+    def replace(self, **changes) -> TrainConfig:
+        """A validated copy with some fields changed."""
+        unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
+        if unknown:
+            raise ValueError(f"changes: unknown field(s) {sorted(unknown)}")
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        """Plain-JSON form (what ``config.json`` holds under ``"train"``)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TrainConfig:
+        """Inverse of :meth:`to_dict`; unknown keys raise ``ValueError``."""
+        unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"data: unknown field(s) {sorted(unknown)}")
+        return cls(**data)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# presets
+# ----------------------------------------------------------------------------------------------------------
+
+_TINY = TrainConfig()
+_CERTAINTY = ("self_certainty", "token_entropy", "trajectory_entropy", "probability")
+
+PRESETS: dict[str, TrainConfig] = {
+    # The embedded default: majority-vote (TTRL) reward on the tiny model, a few minutes on 2 CPU cores.
+    "tiny-arith-ttrl": _TINY,
+    **{
+        f"tiny-arith-{name.replace('_', '-')}": _TINY.replace(
+            reward=name, out_dir=f"runs/tiny-arith-{name}"
+        )
+        for name in _CERTAINTY
+    },
+    "tiny-arith-ground-truth": _TINY.replace(
+        reward="ground_truth", out_dir="runs/tiny-arith-ground-truth"
+    ),
+    "tiny-countdown-selfverify": _TINY.replace(
+        task="countdown",
+        pretrain_corpus="countdown",
+        pretrain_steps=1500,
+        reward="self_verification",
+        max_new_tokens=12,
+        n_train=2000,
+        n_heldout=200,
+        out_dir="runs/tiny-countdown-selfverify",
+    ),
+    # The paper's recipe (REFERENCE §3): Qwen3-1.7B-Base on DAPO-Math-17k, 64 prompts x 8 rollouts, lr 1e-6,
+    # temperature 1.0, no KL, responses up to 7168 tokens, colocated vLLM; validation avg@8 at T=0.6, top-p 0.95.
+    "qwen3-1.7b-dapo-ttrl": TrainConfig(
+        model="Qwen/Qwen3-1.7B-Base",
+        device="cuda",
+        precision="bfloat16",
+        gradient_checkpointing=True,
+        task="dapo",
+        data_path="data/dapo-math-17k.parquet",
+        heldout_path="data/aime24.jsonl",
+        n_train=0,
+        n_heldout=0,
+        shuffle=False,
+        backend="vllm",
+        rollout_batch_size=512,
+        n_rollouts=8,
+        temperature=1.0,
+        max_new_tokens=7168,
+        max_prompt_tokens=1024,
+        vllm_gpu_memory_utilization=0.3,
+        reward="majority_voting",
+        steps=600,
+        lr=1e-6,
+        micro_batch_size=1,
+        out_dir="runs/qwen3-1.7b-dapo-ttrl",
+        probe_every=20,
+        n_probe=64,
+        probe_samples=32,
+        eval_every=20,
+        n_eval=0,
+        eval_samples=8,
+        eval_greedy=False,
+        log_kl=False,
+        checkpoint_every=50,
+    ),
+}
+
+
+def preset(name: str) -> TrainConfig:
+    """The named preset; ``ValueError`` listing the valid names for an unknown one."""
+    if name not in PRESETS:
+        raise ValueError(
+            f"preset: unknown preset {name!r}; valid presets: {', '.join(sorted(PRESETS))}"
+        )
+    return PRESETS[name]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# memory estimate (--dry-run)
+# ----------------------------------------------------------------------------------------------------------
+
+# Architectures we can describe without reaching the hub (values from the public config.json files).
+KNOWN_ARCHITECTURES = {
+    "Qwen/Qwen3-1.7B-Base": {
+        "hidden_size": 2048,
+        "intermediate_size": 6144,
+        "num_hidden_layers": 28,
+        "num_attention_heads": 16,
+        "num_key_value_heads": 8,
+        "head_dim": 128,
+        "vocab_size": 151936,
+        "tie_word_embeddings": True,
+    },
+}
+
+
+def model_dimensions(model: str) -> dict:
+    """``config.json`` fields of a local model folder, or of a known hub id (no network)."""
+    path = Path(model)
+    if (path / "config.json").is_file():
+        return json.loads((path / "config.json").read_text(encoding="utf-8"))
+    if model in KNOWN_ARCHITECTURES:
+        return dict(KNOWN_ARCHITECTURES[model])
+    raise ValueError(
+        f"model: no config.json under {model!r} and not a known architecture for the estimate"
+    )
+
+
+def parameter_count(dims: dict) -> int:
+    """Parameters of a Qwen3-style decoder from its dimensions (embeddings, attention with q/k norms, MLP)."""
+    h, i, n_layers = dims["hidden_size"], dims["intermediate_size"], dims["num_hidden_layers"]
+    heads, kv, hd, v = (
+        dims["num_attention_heads"],
+        dims["num_key_value_heads"],
+        dims["head_dim"],
+        dims["vocab_size"],
+    )
+    attention = h * heads * hd + 2 * h * kv * hd + heads * hd * h + 2 * hd
+    mlp = 3 * h * i
+    per_layer = attention + mlp + 2 * h
+    embeddings = v * h * (1 if dims.get("tie_word_embeddings", False) else 2)
+    return n_layers * per_layer + embeddings + h
+
+
+def estimate_memory_gib(cfg: TrainConfig, dims: dict) -> dict[str, float]:
+    """Rough GPU memory (GiB) of one training step: fp32 master weights, grads and AdamW states (16 bytes per
+    parameter), bf16 activations of one micro-batch with or without checkpointing, its full-vocabulary logits
+    in fp32 (twice: logits and log-softmax), a frozen bf16 reference copy if the KL is used, and the vLLM
+    engine's reserved share of the card (80 GiB assumed).
+    """
+    n = parameter_count(dims)
+    gib = 1024**3
+    micro = cfg.micro_batch_size or cfg.mini_batch_size or cfg.rollout_batch_size
+    seq = cfg.max_prompt_tokens + cfg.max_new_tokens
+    h, layers, v = dims["hidden_size"], dims["num_hidden_layers"], dims["vocab_size"]
+    per_token_layer = (
+        2 if cfg.gradient_checkpointing else 34
+    ) * h  # bytes/2: checkpoint vs full activations
+    activations = micro * seq * layers * per_token_layer * 2
+    logits = micro * cfg.max_new_tokens * v * 4 * 2
+    out = {
+        "parameters_billion": n / 1e9,
+        "weights_fp32": 4 * n / gib,
+        "gradients_fp32": 4 * n / gib,
+        "adamw_states_fp32": 8 * n / gib,
+        "activations": activations / gib,
+        "logits": logits / gib,
+        "reference_model_bf16": (2 * n / gib) if (cfg.kl_coef > 0 or cfg.log_kl) else 0.0,
+        "vllm_engine": (cfg.vllm_gpu_memory_utilization * 80) if cfg.backend == "vllm" else 0.0,
+    }
+    out["total"] = sum(v for k, v in out.items() if k != "parameters_billion")
+    return out
