@@ -8,6 +8,8 @@ Public modules (imported on first use, so ``import sharpen`` stays light):
 - :mod:`sharpen.metrics` -- TTRL-named metrics, Model Collapse Step, GT gain
 - :mod:`sharpen.grpo` -- group-normalised advantages, clipped surrogate, k3 KL
 - :mod:`sharpen.records` -- the run-folder format (append-only JSONL) written by runs and read by analyses
+- :mod:`sharpen.analysis` -- Theorem 1 fitted to a run folder: per-question classes, pooled beta, collapse, reports
+- :mod:`sharpen.integrations` -- TRL and veRL adapters (optional extras)
 - :mod:`sharpen.testing` -- hypothesis strategies and ``check_reward`` for property-testing your own rewards
 - :mod:`sharpen.reference` -- slow reference implementations of each reward's original formula
 """
@@ -19,7 +21,18 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-_MODULES = ("answers", "grpo", "metrics", "records", "reference", "rewards", "testing", "theory")
+_MODULES = (
+    "analysis",
+    "answers",
+    "grpo",
+    "integrations",
+    "metrics",
+    "records",
+    "reference",
+    "rewards",
+    "testing",
+    "theory",
+)
 __all__ = [*_MODULES, "__version__"]
 
 
