@@ -1,16 +1,21 @@
-"""``sharpen figures``: build every figure kind, from simulations by default or from run folders.
+"""``sharpen figures``: build every figure kind, from the simulator's experiments by default or from run folders.
 
-Each kind is a module with ``compute(run_dirs, *, cache) -> FigureData`` (cached to ``cache/data/<kind>.json``)
-and ``draw(FigureData) -> Figure``; this module runs them in order with a progress bar and saves PNG + PDF.
+Each kind is a module with ``compute(run_dirs, *, cache) -> FigureData`` and ``draw(FigureData) -> Figure``.
+Without run folders a kind reads its ``sim`` experiment (module constant ``SIM``), run once into
+``cache/runs/`` (``cache``: ``--cache``, else :func:`paper_figures.data.default_cache`); the prepared data is cached in ``cache/data/<figure>-<sim|runs>.json``, keyed by the figure's
+code, the resolved sim config or the run folders' log sizes and times. This module runs the kinds in order with a
+progress bar and saves PNG (palette-compressed) and PDF.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import sys
 import traceback
 from pathlib import Path
 
+from paper_figures import data as data_module
 from paper_figures import (
     dataset_size,
     failure_modes,
@@ -21,7 +26,7 @@ from paper_figures import (
     stability,
     theory_fit,
 )
-from paper_figures.data import FigureData, cached
+from paper_figures.data import FigureData, SimSpec, cached, default_cache, is_cached, sim_run_dir
 
 __all__ = ["FIGURES", "build", "build_all", "register", "demo"]
 
@@ -47,12 +52,40 @@ def build(
     if name not in FIGURES:
         raise ValueError(f"name: unknown figure {name!r}; valid: {', '.join(FIGURES)}")
     mod = FIGURES[name]
-    key = {"runs": [str(Path(d).resolve()) for d in run_dirs or []], "kind": mod.KIND, "v": 1}
+    key = {
+        "kind": mod.KIND,
+        "code": _code_version(mod),
+        "runs": [_run_state(d) for d in run_dirs or []],
+    }
+    if not run_dirs and hasattr(
+        mod, "SIM"
+    ):  # the resolved sim config: a changed default recomputes
+        key["sim"] = {"spec": mod.SIM, "config": mod.SIM.config()}
     tag = "runs" if run_dirs else "sim"
     fd: FigureData = cached(
         cache / "data" / f"{name}-{tag}.json", key, lambda: mod.compute(run_dirs, cache=cache)
     )
-    return save(mod.draw(fd), out_dir, name, formats=formats)
+    return save(mod.draw(fd), out_dir, name, formats=formats, compact=getattr(mod, "COMPACT", True))
+
+
+def _code_version(mod) -> str:
+    """A hash of the figure module and ``data.py``: editing a compute step invalidates its cached data."""
+    h = hashlib.sha1()
+    for path in (Path(mod.__file__), Path(data_module.__file__)):
+        h.update(path.read_bytes())
+    return h.hexdigest()[:12]
+
+
+def _run_state(run_dir) -> dict:
+    """A run folder's path and the size and mtime of its logs: a run that grew is read again."""
+    d = Path(run_dir).resolve()
+    logs = {}
+    for name in ("config.json", "metrics.jsonl", "probes.jsonl", "eval.jsonl"):
+        p = d / name
+        if p.exists():
+            st = p.stat()
+            logs[name] = [st.st_size, st.st_mtime_ns]
+    return {"dir": str(d), "logs": logs}
 
 
 def build_all(
@@ -63,13 +96,23 @@ def build_all(
     only=None,
     formats=("png", "pdf"),
     progress: bool = True,
+    jobs: int = 2,
 ) -> tuple[dict[str, list[Path]], dict[str, str]]:
-    """Build every figure (or those named in ``only``); returns (written files, {figure: error message})."""
+    """Build every figure (or those named in ``only``); returns (written files, {figure: error message}).
+
+    Without ``run_dirs`` the figures' simulator runs that are not cached yet run first, ``jobs`` processes at
+    a time (:func:`simulate`).
+    """
     from tqdm.auto import tqdm
 
     out = Path(out_dir)
-    cache_dir = Path(cache) if cache is not None else out / "cache"
+    cache_dir = Path(cache) if cache is not None else default_cache()
     names = [n for n in FIGURES if not only or any(o in n for o in only)]
+    # The simulator runs first, ``jobs`` at a time; the figures then read their cached folders.
+    specs = [
+        s for n in names if not run_dirs or n == "fig8_stability" for s in sim_specs(FIGURES[n])
+    ]
+    simulate(specs, cache_dir, jobs=jobs, progress=progress)
     written, errors = {}, {}
     bar = tqdm(names, desc="figures", disable=not progress, file=sys.stderr)
     for name in bar:
@@ -85,6 +128,51 @@ def build_all(
     return written, errors
 
 
+def sim_specs(mod) -> list[SimSpec]:
+    """The simulator runs a figure module reads by default: ``mod.sim_specs()``, else ``[mod.SIM]``, else none."""
+    if hasattr(mod, "sim_specs"):
+        return list(mod.sim_specs())
+    return [mod.SIM] if hasattr(mod, "SIM") else []
+
+
+def simulate(specs, cache: Path, *, jobs: int = 2, progress: bool = False) -> None:
+    """Run the specs whose folder is not cached yet (:func:`paper_figures.data.sim_run_dir`), ``jobs`` at a time.
+
+    Each run is single-threaded, so on a 2-core machine two of them take the time of the longest. A run that
+    fails here is left to the figure that needs it, which reruns it in-process and reports the error.
+    """
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from multiprocessing import get_context
+
+    from tqdm.auto import tqdm
+
+    if int(jobs) < 1:
+        raise ValueError(f"jobs: must be >= 1, got {jobs}")
+    todo = list(dict.fromkeys(s for s in specs if not is_cached(s, cache)))
+    if not todo:
+        return
+    bar = tqdm(total=len(todo), desc="simulating", disable=not progress, file=sys.stderr)
+    if int(jobs) == 1 or len(todo) == 1:
+        for spec in todo:
+            bar.set_postfix_str(spec.experiment)
+            sim_run_dir(spec, cache)
+            bar.update()
+    else:
+        # spawn: a fresh interpreter per worker, never a fork of a process that may hold torch threads
+        with ProcessPoolExecutor(
+            min(int(jobs), len(todo)), mp_context=get_context("spawn")
+        ) as pool:
+            futures = {pool.submit(sim_run_dir, spec, cache): spec for spec in todo}
+            for fut in as_completed(futures):
+                bar.set_postfix_str(futures[fut].experiment)
+                try:
+                    fut.result()
+                except Exception:  # noqa: BLE001 -- the figure reruns it and reports
+                    pass
+                bar.update()
+    bar.close()
+
+
 def _cli(args: argparse.Namespace) -> int:
     written, errors = build_all(
         args.out,
@@ -92,6 +180,7 @@ def _cli(args: argparse.Namespace) -> int:
         cache=args.cache,
         only=args.only,
         formats=tuple(args.formats),
+        jobs=args.jobs,
     )
     for name, paths in written.items():
         print(f"{name}: " + ", ".join(str(p) for p in paths))
@@ -119,43 +208,61 @@ def register(subparsers) -> None:
     p.add_argument(
         "--cache",
         default=None,
-        help="cache folder for simulated runs and figure data (default OUT/cache)",
+        help="cache folder for simulated runs and figure data (default $SHARPEN_CACHE/figures, "
+        "else ~/.cache/sharpen/figures)",
     )
     p.add_argument(
         "--only", nargs="+", default=None, help="only figures whose name contains one of these"
     )
     p.add_argument("--formats", nargs="+", default=["png", "pdf"], choices=["png", "pdf", "svg"])
+    p.add_argument(
+        "--jobs", type=int, default=2, help="simulator runs in parallel processes (default 2)"
+    )
     p.set_defaults(func=_cli)
 
 
 def demo(out_dir: Path) -> None:
-    """Demo step: fit every run the earlier demo steps wrote, then draw all figures into ``out_dir``."""
+    """Demo step: fit every run the earlier demo steps wrote, draw all figures, and kinds 1 and 4 per training run.
+
+    ``sharpen fit`` runs on every run folder under the sibling ``theory/``, ``sim/`` and ``train/`` folders
+    (report next to its logs); the eight figures are drawn from the simulator into ``out_dir``; each run under
+    ``train/`` with probes also gets its own Theorem 1 fit (kind 1) and heat map (kind 4) in
+    ``out_dir/<run name>/``.
+    """
     from sharpen.analysis import analyze_run, find_runs, short_table, write_report
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    runs = [r for sub in ("theory", "sim", "train") for r in find_runs(out_dir.parent / sub)]
+    train_runs = set(find_runs(out_dir.parent / "train"))
+    runs = [r for sub in ("theory", "sim") for r in find_runs(out_dir.parent / sub)]
     probed = []
-    for run_dir in runs:
+    for run_dir in runs + sorted(train_runs):
         try:
             res = analyze_run(run_dir)
         except ValueError as exc:
             print(f"sharpen fit {run_dir}: {exc}")
             continue
+        if res.trajectories is None and res.collapse.metric is None:
+            print(f"sharpen fit {run_dir}: skipped (no probes and no reward accuracy to fit)\n")
+            continue
         write_report(res)
         print(short_table(res))
         print(f"report: {run_dir / 'fit_report.md'}\n")
-        if res.trajectories is not None and res.kind == "empirical":
+        if res.trajectories is not None and run_dir in train_runs:
             probed.append(run_dir)
+    if not train_runs:
+        print(
+            f"no training run under {out_dir.parent / 'train'}: figures 1 and 4 come from the simulator only"
+        )
     written, errors = build_all(out_dir, cache=out_dir / "cache")
-    for run_dir in probed[:1]:  # the tiny-LM run, redrawn with the fit and heat-map kinds
+    for run_dir in probed:
         for name in ("fig1_theory_fit", "fig4_heatmap"):
             try:
-                written[f"{name}_train"] = build(
-                    name, out_dir / "train_run", run_dirs=[run_dir], cache=out_dir / "cache"
+                written[f"{name} ({run_dir.name})"] = build(
+                    name, out_dir / run_dir.name, run_dirs=[run_dir], cache=out_dir / "cache"
                 )
             except ValueError as exc:
-                errors[f"{name}_train"] = str(exc)
+                errors[f"{name} ({run_dir.name})"] = str(exc)
     for name, paths in written.items():
         print(f"{name}: {paths[0]}")
     for name, msg in errors.items():

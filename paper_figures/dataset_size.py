@@ -1,52 +1,99 @@
 """Figure kind 5 -- dataset size (paper Figs. 6-7): reward curves per training-set size, and KL to the start.
 
-Panels: ground-truth reward, proxy reward, reward accuracy, KL(pi_t || pi_0). Default data: simulated
-majority-vote runs with 32 ... 2048 training questions at a fixed step budget and batch size.
+Panels: ground-truth reward, proxy reward, reward accuracy, KL(pi_t || pi_0).
+
+Default data: ``sim``'s ``dataset_size`` exploration (majority voting on the shared answer-level task with a
+per-question term, 600 steps at batch 32, sizes 32 ... 16384, three seeds), one colour per size; lines are seed
+means, bands the range over seeds.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from paper_figures.data import FigureData, Panel, curve_data, draw_curves, load_runs, run_label
-from paper_figures.simruns import SimRunSpec, ensure_run
+from paper_figures.data import (
+    PROXY_REWARD,
+    REWARD_ACCURACY,
+    FigureData,
+    Panel,
+    SimSpec,
+    curves_figure,
+    draw_curves,
+    load_sim,
+    runs_figure,
+    seed_series,
+    sim_panels,
+)
 
 KIND = "dataset_size"
-SIZES = (32, 128, 512, 2048)
+TITLE = "Dataset size: does a small training set avoid collapse?"
 PANELS = (
     Panel("gt_reward", "ground-truth reward", "training accuracy (fraction correct)"),
-    Panel("majority_reward", "proxy reward", "mean majority-vote reward"),
-    Panel("reward_accuracy", "reward accuracy", "proxy reward = GT reward (fraction)"),
-    Panel("kl", "KL to the initial policy", "KL(pi_t || pi_0) (nats)"),
+    PROXY_REWARD,
+    REWARD_ACCURACY,
+    Panel("kl", "KL to the initial policy", r"KL($\pi_t\,\|\,\pi_0$) (nats)"),
 )
-DEFAULT_SPECS = tuple(SimRunSpec(reward="majority_voting", n_questions=n, n_probe=8) for n in SIZES)
+SIM_KEYS = ("ground_truth_ratio", "majority_voting_reward", "reward_accuracy", "kl")
+SIM = SimSpec("dataset_size", note="the experiment's default")
+SMOOTHING = 10
 
 
-def compute(run_dirs=None, *, cache: Path, specs=DEFAULT_SPECS) -> FigureData:
-    dirs = list(run_dirs) if run_dirs else [ensure_run(s, cache / "runs") for s in specs]
-    runs = load_runs(dirs)
-    src = (
-        "run folders " + ", ".join(Path(d).name for d in dirs)
-        if run_dirs
-        else "simulated majority-vote runs, batch 32 questions"
-    )
-    labels = [run_label(r, vary=("n_questions",)) for r in runs]
-    return FigureData(
-        kind=KIND,
-        title="Dataset size: does a small training set avoid collapse?",
-        caption=f"Training metrics (smoothed over 10 steps) against step, one line per training-set size. Data: {src}.",
-        source=";".join(str(d) for d in dirs),
-        data=curve_data(runs, labels, PANELS, smoothing=10),
-    )
-
-
-def draw(fd: FigureData, axes=None):
+def size_colors(sizes) -> dict:
+    """A viridis colour per size, small to large (shared by both data sources)."""
     import seaborn as sns
 
-    labels = sorted(
-        {s["label"] for p in fd.data["panels"] for s in p["series"]}, key=lambda s: (len(s), s)
+    sizes = sorted(sizes)
+    return dict(zip(sizes, sns.color_palette("viridis", max(len(sizes), 1)), strict=False))
+
+
+def compute(run_dirs=None, *, cache: Path, sim: SimSpec | None = None) -> FigureData:
+    """One line per run folder (labelled with its ``n_questions``), or per training-set size from ``sim``."""
+    sim = sim or SIM  # read at call time, so a caller (or a test) can swap the module default
+    if run_dirs:
+        fd = runs_figure(
+            KIND,
+            TITLE,
+            "Training metrics against step, one line per training-set size",
+            run_dirs,
+            PANELS,
+            vary=("n_questions",),
+        )
+        labels = sorted(
+            {s["label"] for p in fd.data["panels"] for s in p["series"]}, key=lambda s: (len(s), s)
+        )
+        colors = size_colors(range(len(labels)))
+        for p in fd.data["panels"]:
+            for s in p["series"]:
+                s["style"] = {"color": list(colors[labels.index(s["label"])])}
+        return fd
+    run_dir, res = load_sim(sim, cache)
+    t, cfg = res.trajectories, res.config
+    colors = size_colors(cfg["sizes"])
+    panels = sim_panels(PANELS)
+    for size in cfg["sizes"]:
+        style = {"color": list(colors[size])}
+        for p, key in zip(panels, SIM_KEYS, strict=True):
+            p["series"].append(
+                seed_series(
+                    f"Q = {size}",
+                    t[f"Q={size}/{key}"],
+                    steps=t["step"],
+                    smoothing=SMOOTHING,
+                    style=style,
+                )
+            )
+    share = res.verdict.numbers["collapse_share"]
+    kl_ratio = res.verdict.numbers.get("kl_ratio_512_32")
+    collapsed = ", ".join(f"{s}: {share[str(s)]:.0%}" for s in cfg["sizes"])
+    caption = (
+        f"Majority voting, {cfg['steps']} steps at batch {cfg['batch_size']} x {cfg['n_rollouts']}, "
+        f"{cfg['optimizer']} lr {cfg['lr']:g}; seed means (bands: range over {cfg['seeds']} seeds), trailing "
+        f"mean over {SMOOTHING} steps. Share of seeds whose training accuracy collapsed, per size -- "
+        f"{collapsed}"
+        + (f"; KL(512)/KL(32) at the end = {kl_ratio:.2f} (paper: about 2)" if kl_ratio else "")
+        + f". Data: {sim.source()}."
     )
-    colors = sns.color_palette("viridis", max(len(labels), 1))
-    return draw_curves(
-        fd, axes, styles={lab: {"color": c} for lab, c in zip(labels, colors, strict=True)}
-    )
+    return curves_figure(KIND, TITLE, caption, run_dir, panels, "training-set size")
+
+
+draw = draw_curves  # (FigureData, axes=None) -> Figure

@@ -1,52 +1,80 @@
 """Figure kind 3 -- the five intrinsic rewards' failure modes (paper Fig. 3).
 
-Panels: label accuracy, validation accuracy, response length. Default data: simulated answer-level runs, one per
-reward; an answer-level policy has no response length, so that panel fills only from token-level runs (the
-tiny-LM presets of ``sharpen train``).
+Panels: label accuracy, validation accuracy, response length, and the repetition rate (what tells repetition
+collapse from length collapse).
+
+Default data: ``sim``'s ``failure_modes`` exploration on the token-level toy (:mod:`sim.token_toy`: a small
+autoregressive policy over reasoning and answer tokens, so responses have a length and can repeat), one line per
+reward with ground truth as the control (dotted), one line per seed.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from paper_figures.data import FigureData, Panel, curve_data, draw_curves, load_runs, run_label
-from paper_figures.simruns import SimRunSpec, ensure_run
+from paper_figures.data import (
+    HELDOUT,
+    FigureData,
+    Panel,
+    SimSpec,
+    curves_figure,
+    draw_curves,
+    load_sim,
+    runs_figure,
+    seed_lines,
+    sim_panels,
+    tally,
+)
 
 KIND = "failure_modes"
-REWARDS = (
-    "majority_voting",
-    "self_certainty",
-    "token_entropy",
-    "trajectory_entropy",
-    "probability",
-)
+TITLE = "Five intrinsic rewards: how each one fails"
 PANELS = (
     Panel("label_accuracy", "label accuracy", "majority label correct (fraction)"),
-    Panel("heldout", "validation accuracy", "held-out accuracy (fraction correct)"),
+    HELDOUT,
     Panel("response_length", "response length", "mean response length (tokens)"),
+    Panel("repetition_rate", "repetition", "reasoning tokens repeating the last (fraction)"),
 )
-DEFAULT_SPECS = tuple(SimRunSpec(reward=r) for r in REWARDS)
+# sim series name per panel: label accuracy, held-out accuracy, length, repetition
+SIM_KEYS = ("label_accuracy", "val/ground_truth_ratio", "response_length", "repetition_rate")
+SIM = SimSpec("failure_modes", note="the experiment's default: 6 rewards x 3 seeds x 600 steps")
+SMOOTHING = 20
 
 
-def compute(run_dirs=None, *, cache: Path, specs=DEFAULT_SPECS) -> FigureData:
-    dirs = list(run_dirs) if run_dirs else [ensure_run(s, cache / "runs") for s in specs]
-    runs = load_runs(dirs)
-    src = (
-        "run folders " + ", ".join(Path(d).name for d in dirs)
-        if run_dirs
-        else (
-            "simulated answer-level runs: no response length, and token entropy / self-certainty score the distribution, "
-            "not the sampled answer, so all rollouts of a group tie and those policies do not move"
+def compute(run_dirs=None, *, cache: Path, sim: SimSpec | None = None) -> FigureData:
+    """One line per run folder, or per reward of the token-level toy (``sim``)."""
+    sim = sim or SIM  # read at call time, so a caller (or a test) can swap the module default
+    if run_dirs:
+        return runs_figure(
+            KIND,
+            TITLE,
+            "Label accuracy, held-out accuracy, response length against step",
+            run_dirs,
+            PANELS,
         )
+    run_dir, res = load_sim(sim, cache)
+    t, cfg = res.trajectories, res.config
+    panels = sim_panels(PANELS)
+    for reward in cfg["rewards"]:
+        # one line per seed: the seeds of one reward can fail in different ways, and their mean would not
+        style = {"ls": ":"} if reward == "ground_truth" else None
+        for p, key in zip(panels, SIM_KEYS, strict=True):
+            p["series"] += seed_lines(
+                reward,
+                t[f"{reward}/{key}/seeds"],
+                steps=t["step"],
+                smoothing=SMOOTHING,
+                style=style,
+            )
+    modes = res.verdict.numbers["modes"]
+    found = "; ".join(f"{r}: {tally(modes[r])}" for r in cfg["rewards"])
+    caption = (
+        f"Token-level toy, {cfg['toy']['n_questions']} training questions x {cfg['n_rollouts']} rollouts, "
+        f"{cfg['optimizer']} lr {cfg['lr']:g}; held-out: {cfg['n_val']} questions; one line per seed "
+        f"({cfg['seeds']} seeds), trailing mean over {SMOOTHING} steps. Failure mode per seed, by sim's classifier "
+        f"-- {found} (paper: probability -> length collapse, token and trajectory entropy -> repetition, "
+        f"self-certainty and majority voting -> gradual degradation). Data: {sim.source()}."
     )
-    return FigureData(
-        kind=KIND,
-        title="Five intrinsic rewards: how each one fails",
-        caption=f"Label accuracy (smoothed over 10 steps), held-out accuracy and response length against step, one line per reward. Data: {src}.",
-        source=";".join(str(d) for d in dirs),
-        data=curve_data(runs, [run_label(r) for r in runs], PANELS, smoothing=10),
-    )
+    return curves_figure(KIND, TITLE, caption, run_dir, panels, "reward")
 
 
-def draw(fd: FigureData, axes=None):
-    return draw_curves(fd, axes)
+draw = draw_curves  # (FigureData, axes=None) -> Figure

@@ -11,13 +11,17 @@ from pathlib import Path
 
 import numpy as np
 
-from paper_figures.data import FigureData
-from paper_figures.simruns import SimRunSpec, ensure_run
+from paper_figures.data import FigureData, SimSpec, run_description, sim_run_dir
 from sharpen.analysis import trajectories_from_probes
 from sharpen.records import load_run
 
 KIND = "heatmap"
-DEFAULT_SPEC = SimRunSpec(reward="majority_voting")
+COMPACT = False  # a 256-colour palette bands the diverging colour scale; keep the full-colour PNG
+# theorem1 saves the probes of its sampled-GRPO run with Adam and std-normalised advantages
+SIM = SimSpec(
+    "theorem1",
+    note="sampled GRPO on a tabular policy, majority voting, N = 8, Adam lr 0.05; exact probabilities",
+)
 
 
 def signed_confidence(p_majority: np.ndarray, majority_correct: np.ndarray) -> np.ndarray:
@@ -33,8 +37,9 @@ def signed_confidence(p_majority: np.ndarray, majority_correct: np.ndarray) -> n
     return np.where(np.isnan(c), np.nan, np.where(c > 0.5, p, -p))
 
 
-def compute(run_dirs=None, *, cache: Path, spec: SimRunSpec = DEFAULT_SPEC) -> FigureData:
-    run_dir = Path(run_dirs[0]) if run_dirs else ensure_run(spec, cache / "runs")
+def compute(run_dirs=None, *, cache: Path, sim: SimSpec | None = None) -> FigureData:
+    sim = sim or SIM  # read at call time, so a caller (or a test) can swap the module default
+    run_dir = Path(run_dirs[0]) if run_dirs else sim_run_dir(sim, cache)
     run = load_run(run_dir)
     if not run.probes:
         raise ValueError(f"run_dirs: {run_dir} has no probes.jsonl for a per-question heat map")
@@ -52,9 +57,10 @@ def compute(run_dirs=None, *, cache: Path, spec: SimRunSpec = DEFAULT_SPEC) -> F
     order = np.lexsort((-np.nan_to_num(last), -np.nan_to_num(first)))
     changed = (np.sign(first) != np.sign(last)) & ~np.isnan(first) & ~np.isnan(last)
     src = (
-        f"{run.config.get('kind', 'run')} run '{run_dir.name}'"
+        run_description(run)
         if run_dirs
-        else f"simulated run ({spec.reward})"
+        else f"{sim.source()}. A tabular policy moves each question only through its own rollouts, as if it "
+        "were trained alone (the paper's Fig. 4 setting, where 3/25 problems changed)"
     )
     return FigureData(
         kind=KIND,
@@ -88,8 +94,15 @@ def draw(fd: FigureData, ax=None):
     else:
         fig = ax.figure
     im = ax.imshow(z, aspect="auto", cmap="RdBu", vmin=-1, vmax=1, interpolation="nearest")
-    tick = np.linspace(0, steps.size - 1, min(10, steps.size)).round().astype(int)
-    ax.set_xticks(tick, [f"{steps[i]:g}" for i in tick])
+    # round step values as ticks, placed between columns by interpolation (probe steps are increasing)
+    from matplotlib.ticker import MaxNLocator
+
+    values = [
+        v
+        for v in MaxNLocator(nbins=8).tick_values(steps[0], steps[-1])
+        if steps[0] <= v <= steps[-1]
+    ]
+    ax.set_xticks(np.interp(values, steps, np.arange(steps.size)), [f"{v:g}" for v in values])
     ax.set_yticks(np.arange(z.shape[0]), d["question_ids"], fontsize=6)
     ax.set(xlabel="training step (probe)", ylabel="probe question")
     ax.grid(False)

@@ -1,55 +1,48 @@
 """Figure kind 6 -- Model Collapse Step against GT Gain across priors (paper Figs. 11-12), with rank correlation.
 
-For each prior (a strength of the correct answer in the simulator, or a group of run folders sharing a
-``strength``/``model`` setting), the MCS comes from the majority-vote run's batch metrics
-(:func:`sharpen.metrics.model_collapse_step`: the paper's threshold rule on reward accuracy, and the peak rule on
-held-out accuracy), and the GT Gain from the ground-truth run (:func:`sharpen.metrics.gt_gain`: final minus initial
-held-out accuracy). A run that never collapses is drawn at its last step as a censored (hollow) marker and left
-out of the rank correlation.
+One point per prior ("model"): the Model Collapse Step of its majority-vote training by two rules of
+:func:`sharpen.metrics.model_collapse_step` -- the paper's threshold rule on batch reward accuracy (< 0.01) and
+the peak rule on held-out accuracy -- against its GT Gain (:func:`sharpen.metrics.gt_gain`: held-out accuracy
+after ground-truth training minus before). A run that never collapses is *censored*: drawn hollow at its last
+step, and ranked there (a lower bound, so censored priors tie) in the Spearman correlation.
+
+Default data: ``sim``'s ``mcs_gt_gain`` exploration (six prior strengths of the shared answer-level task, three
+seeds each; GT Gain after one epoch). From run folders: majority-voting and ground-truth runs paired by their
+``model`` / ``strength`` / ``prior`` setting.
 """
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
 from scipy import stats
 
-from paper_figures.data import FigureData, _find
-from paper_figures.simruns import SimRunSpec, ensure_run
-from sharpen.analysis import eval_metric_names, metric_series, run_settings
+from paper_figures.data import (
+    FigureData,
+    SimSpec,
+    config_value,
+    heldout_series,
+    load_runs,
+    load_sim,
+)
+from sharpen.analysis import metric_series, run_settings
 from sharpen.metrics import gt_gain, model_collapse_step
-from sharpen.records import Run, load_run
+from sharpen.records import Run
 
 KIND = "mcs_gain"
-STRENGTHS = (-0.5, 0.0, 0.5, 1.0, 1.5, 2.0)
+TITLE = "Model Collapse Step against GT Gain across priors"
 GROUP_KEYS = ("model", "strength", "prior")
-
-
-def default_specs(strengths=STRENGTHS, **kw) -> list[tuple[str, SimRunSpec, SimRunSpec]]:
-    """(name, majority-vote spec, ground-truth spec) per prior strength; ``kw`` overrides SimRunSpec fields."""
-    kw = {"n_probe": 4, **kw}
-    return [
-        (
-            f"strength {s:g}",
-            SimRunSpec(reward="majority_voting", strength=s, **kw),
-            SimRunSpec(reward="ground_truth", strength=s, **kw),
-        )
-        for s in strengths
-    ]
-
-
-def _heldout(run: Run):
-    recs = [r for r in run.evals if str(r.get("split", "heldout")) != "train"]
-    return metric_series(recs, eval_metric_names(recs))
+RULES = ("threshold", "peak")
+SIM = SimSpec("mcs_gt_gain", note="the experiment's default")
 
 
 def collapse_steps(run: Run) -> dict[str, float | None]:
-    """MCS by the threshold rule (reward accuracy < 0.01) and the peak rule (held-out accuracy), plus the run length."""
+    """MCS of a run folder by the threshold rule (reward accuracy < 0.01) and the peak rule (held-out accuracy),
+    plus its last step; a rule that finds no collapse gives None."""
     _, st, ra = metric_series(run.metrics, ("reward_accuracy",))
     thr = model_collapse_step(ra, "threshold", steps=st.astype(int)) if ra.size else None
-    _, hst, hv = _heldout(run)
+    _, hst, hv = heldout_series(run)
     pk = (
         model_collapse_step(hv, "peak", steps=hst.astype(int), min_decline=0.02, patience=2)
         if hv.size
@@ -64,74 +57,108 @@ def collapse_steps(run: Run) -> dict[str, float | None]:
 
 
 def heldout_gain(run: Run) -> float:
-    """GT Gain of a ground-truth run: last minus first held-out accuracy."""
-    _, _, hv = _heldout(run)
+    """GT Gain of a ground-truth run folder: last minus first held-out accuracy."""
+    _, _, hv = heldout_series(run)
     if hv.size < 2:
         raise ValueError(f"run: {run.run_dir} logs no held-out accuracy series")
     return gt_gain(hv[0], hv[-1])
 
 
-def _rank(x, y) -> float | None:
+def spearman(x, y) -> float | None:
+    """Spearman's rank correlation of finite pairs (None with fewer than 3 or a constant side).
+
+    >>> spearman([1, 2, 3, 4], [10, 30, 20, 40])
+    0.8
+    """
     x, y = np.asarray(x, float), np.asarray(y, float)
+    if x.shape != y.shape:
+        raise ValueError(f"y: shape {y.shape} differs from x {x.shape}")
     ok = np.isfinite(x) & np.isfinite(y)
     if ok.sum() < 3 or np.ptp(x[ok]) == 0 or np.ptp(y[ok]) == 0:
         return None
-    return float(stats.spearmanr(x[ok], y[ok]).statistic)
+    return round(float(stats.spearmanr(x[ok], y[ok]).statistic), 12)
 
 
-def compute(run_dirs=None, *, cache: Path, specs=None) -> FigureData:
-    if run_dirs:
-        groups: dict[str, dict[str, Run]] = {}
-        for d in run_dirs:
-            run = load_run(d)
-            key = next(
-                (
-                    f"{k}={_find(run.config, k)}"
-                    for k in GROUP_KEYS
-                    if _find(run.config, k) is not None
-                ),
-                None,
-            )
-            reward = run_settings(run.config).get("reward")
-            if key and reward in ("majority_voting", "ground_truth"):
-                groups.setdefault(key, {})[reward] = run
-        pairs = [
-            (k, g["majority_voting"], g["ground_truth"]) for k, g in groups.items() if len(g) == 2
-        ]
-        if not pairs:
-            raise ValueError(
-                "run_dirs: needs a majority_voting and a ground_truth run per prior (grouped by model/strength)"
-            )
-        src = f"{len(pairs)} pairs of run folders"
-    else:
-        pairs = [
+def _row(prior: str, gain: float, steps: dict[str, float | None], last: float, n: int = 1) -> dict:
+    """A plotted point: per rule the MCS (censored ones at ``last``) and how many of ``n`` runs were censored."""
+    row = {"prior": prior, "gain": float(gain), "last": float(last), "n_runs": n}
+    for rule in RULES:
+        v = steps[rule]
+        row[rule] = float(last if v is None else v)
+        row[f"{rule}_censored"] = int(v is None) if n == 1 else int(steps[f"{rule}_censored"])
+    return row
+
+
+def _rows_from_runs(run_dirs) -> list[dict]:
+    groups: dict[str, dict[str, Run]] = {}
+    for run in load_runs(run_dirs):
+        key = next(
             (
-                name,
-                load_run(ensure_run(mv, cache / "runs")),
-                load_run(ensure_run(gt, cache / "runs")),
-            )
-            for name, mv, gt in (specs or default_specs())
-        ]
-        src = "simulated majority-vote and ground-truth runs per prior strength"
+                f"{k}={config_value(run.config, k)}"
+                for k in GROUP_KEYS
+                if config_value(run.config, k) is not None
+            ),
+            None,
+        )
+        reward = run_settings(run.config).get("reward")
+        if key and reward in ("majority_voting", "ground_truth"):
+            groups.setdefault(key, {})[reward] = run
+    pairs = [(k, g["majority_voting"], g["ground_truth"]) for k, g in groups.items() if len(g) == 2]
+    if not pairs:
+        raise ValueError(
+            "run_dirs: needs a majority_voting and a ground_truth run per prior (grouped by model/strength)"
+        )
+    return [
+        _row(name, heldout_gain(gt), c, c["last"])
+        for name, mv, gt in pairs
+        for c in [collapse_steps(mv)]
+    ]
+
+
+def _rows_from_sim(res) -> list[dict]:
+    horizon = int(res.config["steps"])
     rows = []
-    for name, mv, gt in pairs:
-        c = collapse_steps(mv)
-        rows.append({"prior": name, "gain": heldout_gain(gt), **c})
+    for r in res.verdict.numbers["rows"]:
+        steps = {}
+        for rule in RULES:
+            runs = r[
+                f"mcs_{rule}_runs"
+            ]  # per seed; a run without collapse is recorded at the horizon
+            steps[rule] = float(np.mean(runs))
+            steps[f"{rule}_censored"] = sum(int(v) >= horizon for v in runs)
+        rows.append(_row(f"strength {r['strength']:g}", r["gt_gain"], steps, horizon, len(runs)))
+    return rows
+
+
+def compute(run_dirs=None, *, cache: Path, sim: SimSpec | None = None) -> FigureData:
+    """Rows ``{prior, gain, threshold, peak, *_censored, last, n_runs}`` and the Spearman correlation per rule."""
+    sim = sim or SIM  # read at call time, so a caller (or a test) can swap the module default
+    if run_dirs:
+        rows = _rows_from_runs(run_dirs)
+        src, source = f"{len(rows)} pairs of run folders", ";".join(str(d) for d in run_dirs)
+        what = "one majority-vote run and one ground-truth run per prior; GT Gain = last - first held-out accuracy"
+    else:
+        run_dir, res = load_sim(sim, cache)
+        rows = _rows_from_sim(res)
+        cfg = res.config
+        src, source = f"{sim.source()}", str(run_dir)
+        what = (
+            f"{cfg['n_questions']} training questions, batch {cfg['batch_size']} x {cfg['n_rollouts']}, "
+            f"{cfg['steps']} majority-vote steps; MCS = mean over {cfg['seeds']} seeds (a censored seed counts "
+            f"as {cfg['steps']}); GT Gain after one epoch of ground-truth training"
+        )
     gains = [r["gain"] for r in rows]
-    rho = {
-        rule: _rank([r[rule] if r[rule] is not None else math.nan for r in rows], gains)
-        for rule in ("threshold", "peak")
-    }
-    found = {rule: sum(r[rule] is not None for r in rows) for rule in ("threshold", "peak")}
+    rho = {rule: spearman([r[rule] for r in rows], gains) for rule in RULES}
+    found = {rule: sum(r[f"{rule}_censored"] < r["n_runs"] for r in rows) for rule in RULES}
     return FigureData(
         kind=KIND,
-        title="Model Collapse Step against GT Gain across priors",
+        title=TITLE,
         caption=(
-            f"MCS of the majority-vote run (threshold rule: reward accuracy < 0.01, found for {found['threshold']}/"
-            f"{len(rows)}; peak rule on held-out accuracy, found for {found['peak']}/{len(rows)}; hollow = no collapse "
-            f"within the run, drawn at its last step) vs GT Gain of the ground-truth run. Data: {src}."
+            f"MCS by the threshold rule (batch reward accuracy < 0.01; collapse seen for {found['threshold']}/"
+            f"{len(rows)} priors) and the peak rule (held-out accuracy past its peak; {found['peak']}/{len(rows)}) "
+            f"against GT Gain. Hollow: no collapse in some run, drawn at the horizon. {what}. Data: {src}."
         ),
-        source=src,
+        source=source,
         data={"rows": rows, "spearman": rho},
     )
 
@@ -146,26 +173,41 @@ def draw(fd: FigureData, ax=None):
     rows = fd.data["rows"]
     for rule, marker, c in (("threshold", "o", PALETTE[0]), ("peak", "s", PALETTE[1])):
         r = fd.data["spearman"][rule]
-        lab = f"{rule} rule (Spearman rho = {'n/a' if r is None else f'{r:+.2f}'})"
-        for i, row in enumerate(rows):
-            x = row[rule] if row[rule] is not None else row["last"]
+        ax.scatter(
+            [],
+            [],
+            marker=marker,
+            color=c,
+            label=f"{rule} rule (Spearman {'n/a' if r is None else f'{r:+.2f}'})",
+        )
+        for row in rows:
+            full = row[f"{rule}_censored"] == 0
             ax.scatter(
-                x,
+                row[rule],
                 row["gain"],
                 marker=marker,
-                s=40,
+                s=45,
                 edgecolors=c,
-                facecolors=c if row[rule] is not None else "none",
-                label=lab if i == 0 else None,
+                facecolors=c if full else "none",
+                linewidths=1.4,
             )
-            if rule == "threshold":
-                ax.annotate(
-                    row["prior"],
-                    (x, row["gain"]),
-                    fontsize=6,
-                    xytext=(4, 3),
-                    textcoords="offset points",
-                )
+    for row in rows:  # name each prior once, at its peak-rule point
+        ax.annotate(
+            row["prior"],
+            (row["peak"], row["gain"]),
+            fontsize=7,
+            xytext=(5, -3),
+            textcoords="offset points",
+        )
+    ax.scatter(
+        [],
+        [],
+        marker="o",
+        facecolors="none",
+        edgecolors="gray",
+        label="hollow: censored (no collapse)",
+    )
+    ax.axvline(max(r["last"] for r in rows), color="gray", ls=":", lw=1, label="end of the runs")
     ax.axhline(0, color="gray", lw=0.8)
     ax.set(
         xlabel="Model Collapse Step (training steps)",

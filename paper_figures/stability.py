@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from paper_figures.data import FigureData
+from paper_figures.data import FigureData, SimSpec, sim_result
 from sharpen.theory import hoeffding_flip_bound, plurality_win_probs
 
 KIND = "stability"
@@ -38,36 +38,53 @@ def flip_probability(probs, n: int) -> float:
     return float(1.0 - plurality_win_probs(p, int(n))[int(np.argmax(p))])
 
 
-def compute(
-    run_dirs=None, *, cache: Path, n_trials: int = 4000, ns=(1, 2, 4, 8, 16, 32, 64)
-) -> FigureData:
-    """Theory curves (dense) and simulated points (``sim.run("stability")``) vs N and vs margin."""
-    from sim import run as sim_run
+NS = (1, 2, 4, 8, 16, 32, 64)
+N_TRIALS = 4000
+
+
+def _spec(probs, n_values, n_trials: int) -> SimSpec:
+    """One vote-frequency run of ``sim``'s ``stability`` experiment (one tilt step: only the vote matters)."""
+    over = (
+        ("probs", tuple(probs)),
+        ("ns", tuple(n_values)),
+        ("n_trials", n_trials),
+        ("k_steps", 1),
+    )
+    return SimSpec("stability", overrides=over)
+
+
+def sim_specs(n_trials: int = N_TRIALS, ns=NS) -> list[SimSpec]:
+    """Every simulator run the figure reads: one per distribution (over ``ns``), one per margin (over N = 8, 32)."""
+    return [_spec(p, ns, n_trials) for p in DISTRIBUTIONS] + [
+        _spec(margin_probs(d), MARGIN_NS, n_trials) for d in MARGINS
+    ]
+
+
+def compute(run_dirs=None, *, cache: Path, n_trials: int = N_TRIALS, ns=NS) -> FigureData:
+    """Theory curves (dense) and simulated points (``sim``'s ``stability`` experiment, cached) vs N and margin."""
+
+    def flips(probs, n_values) -> np.ndarray:
+        return sim_result(_spec(probs, n_values, n_trials), cache).trajectories["flip_mc"]
 
     n_dense = np.arange(1, max(ns) + 1)
     by_n = []
     for probs in DISTRIBUTIONS:
-        res = sim_run("stability", probs=tuple(probs), ns=tuple(ns), n_trials=n_trials, k_steps=1)
         by_n.append(
             {
                 "label": "P = (" + ", ".join(f"{x:g}" for x in probs) + ")",
                 "n": n_dense,
                 "theory": [flip_probability(probs, n) for n in n_dense],
-                "sim_n": res.trajectories["n"],
-                "sim": res.trajectories["flip_mc"],
+                "sim_n": ns,
+                "sim": flips(probs, ns),
             }
         )
     d_dense = np.linspace(0.005, 0.4, 80)
     by_margin = []
-    for n in MARGIN_NS:
-        sims = [
-            float(
-                sim_run(
-                    "stability", probs=margin_probs(d), ns=(n,), n_trials=n_trials, k_steps=1
-                ).trajectories["flip_mc"][0]
-            )
-            for d in MARGINS
-        ]
+    at_margin = np.stack(
+        [flips(margin_probs(d), MARGIN_NS) for d in MARGINS]
+    )  # (margins, len(MARGIN_NS))
+    for j, n in enumerate(MARGIN_NS):
+        sims = at_margin[:, j]
         by_margin.append(
             {
                 "label": f"N = {n}",
@@ -88,9 +105,16 @@ def compute(
             "95% binomial bars) from sim's 'stability' experiment; right: mode vs runner-up margin with 0.2 on a "
             "third answer, Hoeffding bound dotted."
         ),
-        source="sharpen.theory + sim.run('stability')",
+        source="sharpen.theory + sim 'stability'",
         data={"by_n": by_n, "by_margin": by_margin, "n_trials": n_trials},
     )
+
+
+def _measured(ax, x, freq, n_trials: int, *, marker: str, color, label: str) -> None:
+    """Simulated vote frequencies with 95% binomial error bars."""
+    y = np.asarray(freq, dtype=float)
+    yerr = 1.96 * np.sqrt(y * (1 - y) / n_trials)
+    ax.errorbar(x, y, yerr=yerr, fmt=marker, color=color, ms=4, capsize=2, label=label)
 
 
 def draw(fd: FigureData, axes=None):
@@ -103,19 +127,8 @@ def draw(fd: FigureData, axes=None):
     t = fd.data["n_trials"]
     ax = axes[0]
     for i, s in enumerate(fd.data["by_n"]):
-        c = PALETTE[i]
-        ax.plot(s["n"], s["theory"], **{**THEORY, "color": c})
-        y = np.asarray(s["sim"], dtype=float)
-        ax.errorbar(
-            s["sim_n"],
-            y,
-            yerr=1.96 * np.sqrt(y * (1 - y) / t),
-            fmt="o",
-            color=c,
-            ms=4,
-            capsize=2,
-            label=s["label"],
-        )
+        ax.plot(s["n"], s["theory"], **{**THEORY, "color": PALETTE[i]})
+        _measured(ax, s["sim_n"], s["sim"], t, marker="o", color=PALETTE[i], label=s["label"])
     ax.plot([], [], **THEORY, label="exact (theory)")
     ax.set(
         xscale="log",
@@ -129,17 +142,7 @@ def draw(fd: FigureData, axes=None):
         c = PALETTE[i + 3]
         ax.plot(s["delta"], s["theory"], **{**THEORY, "color": c})
         ax.plot(s["delta"], s["hoeffding"], color=c, ls=":", lw=1.2)
-        y = np.asarray(s["sim"], dtype=float)
-        ax.errorbar(
-            s["sim_delta"],
-            y,
-            yerr=1.96 * np.sqrt(y * (1 - y) / t),
-            fmt="s",
-            color=c,
-            ms=4,
-            capsize=2,
-            label=s["label"],
-        )
+        _measured(ax, s["sim_delta"], s["sim"], t, marker="s", color=c, label=s["label"])
     ax.plot([], [], **THEORY, label="exact (theory)")
     ax.plot([], [], color="gray", ls=":", label="Hoeffding bound")
     ax.set(
@@ -148,5 +151,5 @@ def draw(fd: FigureData, axes=None):
         title="flip probability vs margin",
         ylim=(-0.02, 1.02),
     )
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, title="markers: simulated", title_fontsize=7)
     return finish(fig, fd.title, fd.caption)

@@ -10,27 +10,28 @@ from pathlib import Path
 
 import numpy as np
 
-from paper_figures.data import FigureData
-from paper_figures.simruns import SimRunSpec, ensure_run
+from paper_figures.data import FigureData, SimSpec, run_description, sim_run_dir
 from sharpen.analysis import analyze_run, draw_overlay_arrays
+from sharpen.records import load_run
 
 KIND = "theory_fit"
-DEFAULT_SPEC = SimRunSpec(reward="majority_voting")
+# theorem1 saves the probes of its sampled-GRPO run with Adam and std-normalised advantages
+SIM = SimSpec(
+    "theorem1",
+    note="sampled GRPO on a tabular policy, majority voting, N = 8, Adam lr 0.05; exact probabilities",
+)
 
 
-def compute(run_dirs=None, *, cache: Path, spec: SimRunSpec = DEFAULT_SPEC) -> FigureData:
+def compute(run_dirs=None, *, cache: Path, sim: SimSpec | None = None) -> FigureData:
     """Fit the first run folder given (or the simulated default) and keep what the overlay draws."""
-    run_dir = Path(run_dirs[0]) if run_dirs else ensure_run(spec, cache / "runs")
+    sim = sim or SIM  # read at call time, so a caller (or a test) can swap the module default
+    run_dir = Path(run_dirs[0]) if run_dirs else sim_run_dir(sim, cache)
     res = analyze_run(run_dir)
     if res.trajectories is None:
         raise ValueError(f"run_dirs: {run_dir} has no probes.jsonl to fit Theorem 1 to")
     pooled = res.pooled.get("sharpened")
     shares = {c: v["share"] for c, v in res.class_summary.items() if v["count"]}
-    src = (
-        f"{res.kind} run '{run_dir.name}'"
-        if run_dirs
-        else f"simulated run ({spec.reward}, sharpen figures default)"
-    )
+    src = run_description(load_run(run_dir)) if run_dirs else sim.source()
     share_txt = ", ".join(f"{c} {s:.0%}" for c, s in shares.items())
     return FigureData(
         kind=KIND,

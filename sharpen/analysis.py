@@ -69,6 +69,7 @@ __all__ = [
     "beta_mapping",
     "metric_series",
     "eval_metric_names",
+    "step_noise",
     "detect_collapse",
     "predicted_reward_accuracy",
     "predict_collapse",
@@ -77,6 +78,7 @@ __all__ = [
     "analyze_run",
     "summary_dict",
     "markdown_report",
+    "reading",
     "short_table",
     "draw_overlay",
     "draw_overlay_arrays",
@@ -676,7 +678,10 @@ class CollapseReport:
     ``threshold_step`` / ``peak_step`` are None where the rule found no collapse (or the metric
     is missing: ``metric`` None). ``heldout`` maps each split to ``{"metric", "peak_step",
     "peak_value", "first_value", "last_value", "decline_step"}`` (``decline_step`` = the peak
-    rule on that split).
+    rule on that split). ``noise`` is the metric's step-to-step noise after smoothing
+    (:func:`step_noise`); ``peak_within_noise`` is True when the decline the peak rule asks for
+    (``min_decline``) is under 4 noise standard deviations, so a running maximum of pure noise
+    would trigger it: the peak rule's step is then no evidence of collapse.
     """
 
     metric: str | None
@@ -686,6 +691,36 @@ class CollapseReport:
     peak_evidence: dict[str, float]
     last_step: int | None
     heldout: dict[str, dict[str, Any]]
+    noise: float = math.nan
+    peak_within_noise: bool = False
+
+
+def step_noise(values: Sequence[float], smoothing: int = 1) -> float:
+    r"""Robust step-to-step noise of a logged series, after a trailing mean over ``smoothing`` entries.
+
+    With :math:`d_i = x_{i+1}-x_i`,
+    :math:`\hat\sigma = 1.4826\,\mathrm{median}|d_i-\mathrm{median}\,d| / \sqrt2`, divided by
+    :math:`\sqrt{\text{smoothing}}`: the standard deviation of one entry's independent noise
+    (the MAD of successive differences ignores a trend's constant step). NaN entries are dropped;
+    fewer than 3 entries give NaN.
+
+    >>> round(step_noise([0.1, 0.2, 0.3, 0.4]), 9)  # a clean trend has no noise
+    0.0
+    >>> x = np.random.default_rng(0).normal(0.5, 0.1, 4000)  # seeded example: sigma 0.1
+    >>> round(step_noise(x), 2), round(step_noise(x, smoothing=4), 2)
+    (0.1, 0.05)
+    """
+    if int(smoothing) < 1:
+        raise ValueError(f"smoothing: must be >= 1, got {smoothing}")
+    x = np.asarray(values, dtype=np.float64)
+    if x.ndim != 1:
+        raise ValueError(f"values: expected a 1-d series, got shape {x.shape}")
+    x = x[np.isfinite(x)]
+    if x.size < 3:
+        return math.nan
+    d = np.diff(x)
+    mad = float(np.median(np.abs(d - np.median(d))))
+    return 1.4826 * mad / math.sqrt(2.0) / math.sqrt(int(smoothing))
 
 
 def _heldout_series(run: Run) -> dict[str, tuple[str, np.ndarray, np.ndarray]]:
@@ -706,6 +741,10 @@ def _heldout_series(run: Run) -> dict[str, tuple[str, np.ndarray, np.ndarray]]:
             continue
         name, st, v = metric_series(run.metrics, [key])
         out.setdefault(split, (name, st, v))
+    if not out:  # sim result folders log held-out accuracy as the batch metric "val_accuracy"
+        name, st, v = metric_series(run.metrics, ["val_accuracy"])
+        if name is not None:
+            out["heldout"] = (name, st, v)
     return out
 
 
@@ -720,6 +759,7 @@ def detect_collapse(run: Run, config: AnalysisConfig = AnalysisConfig()) -> Coll
     aliases = METRIC_ALIASES.get(config.collapse_metric, (config.collapse_metric,))
     name, st, v = metric_series(run.metrics, aliases)
     thr = pk = None
+    noise = step_noise(v, config.smoothing) if name is not None else math.nan
     if name is not None and v.size:
         thr = model_collapse_step(
             v,
@@ -767,6 +807,8 @@ def detect_collapse(run: Run, config: AnalysisConfig = AnalysisConfig()) -> Coll
         peak_evidence={} if pk is None else dict(pk.evidence),
         last_step=max(all_steps) if all_steps else None,
         heldout=heldout,
+        noise=noise,
+        peak_within_noise=bool(pk is not None and config.min_decline < 4 * noise),
     )
 
 
@@ -1125,6 +1167,94 @@ def _fmt(x: Any, digits: int = 3) -> str:
     return str(x)
 
 
+def _peak_text(c: CollapseReport) -> str:
+    """The peak rule's step, flagged when the decline it asks for is within the metric's noise."""
+    if c.peak_step is None or not c.peak_within_noise:
+        return _fmt(c.peak_step)
+    return f"{c.peak_step} (within noise: step-to-step sigma {_fmt(c.noise, 2)})"
+
+
+def _split_name(split: str, metric: str) -> str:
+    return f"held-out ({metric})" if split == "heldout" else f"held-out '{split}' ({metric})"
+
+
+def reading(res: RunAnalysis) -> list[str]:
+    """The run in a few plain sentences (the report's first section)."""
+    out = []
+    n = len(res.questions)
+    cs = res.class_summary
+    if n:
+        p = res.pooled.get("sharpened")
+        sharp = cs["sharpened"]["count"]
+        text = f"Theorem 1 describes {sharp} of {n} probe questions (sharpened toward their initial majority"
+        if p is not None and p.n_questions and math.isfinite(p.beta):
+            text += (
+                f"; pooled beta = {_fmt(p.beta)} steps: the odds of the initial majority grow e-fold every "
+                f"{_fmt(p.beta)} steps"
+            )
+        text += ")."
+        other = [
+            f"{cs[c]['count']} {what}"
+            for c, what in (
+                ("flipped", "switched to another majority answer (A1 broke)"),
+                ("no_learning", "did not gain (A2 broke)"),
+                ("saturated", "were already deterministic at the first probe"),
+                ("insufficient", "had fewer than two probes"),
+            )
+            if cs[c]["count"]
+        ]
+        if other:
+            text += " Of the others, " + ", ".join(other) + "."
+        out.append(text)
+    else:
+        out.append("The run has no probe trajectories, so Theorem 1 was not fitted.")
+    c = res.collapse
+    if c.metric is None:
+        out.append("No collapse metric (reward accuracy) was logged.")
+    else:
+        if c.threshold_step is None:
+            text = (
+                f"No collapse by the paper's threshold rule: `{c.metric}` stayed at or above the threshold "
+                f"for all {_fmt(c.last_step)} steps."
+            )
+        else:
+            text = f"`{c.metric}` fell below the threshold at step {c.threshold_step} (the Model Collapse Step)."
+        if c.peak_step is not None and c.peak_within_noise:
+            text += (
+                f" The peak rule fires at step {c.peak_step}, but its decline is within the metric's "
+                f"step-to-step noise (sigma {_fmt(c.noise, 2)}): raise `--smoothing` or `--min-decline` "
+                "before reading it as a collapse."
+            )
+        elif c.peak_step is not None:
+            text += (
+                f" By the peak rule, `{c.metric}` peaked at step {c.peak_step} and then declined."
+            )
+        out.append(text)
+    for split, h in c.heldout.items():
+        trend = (
+            "then fell" if h["decline_step"] is not None else "and did not fall by the peak rule"
+        )
+        out.append(
+            f"{_split_name(split, h['metric']).capitalize()} went {h['first_value']:.3f} -> "
+            f"{h['peak_value']:.3f} (peak, step {h['peak_step']}) -> {h['last_value']:.3f} at the end, {trend}."
+        )
+    if res.predictions:
+        if res.needed_fraction is not None and math.isfinite(res.needed_fraction):
+            out.append(
+                f"Fitted to the first {res.needed_fraction:.0%} of the run, Theorem 1 predicts the collapse "
+                "step within 20%."
+            )
+        else:
+            last = res.predictions[-1]
+            head = (
+                "No collapse was observed, so there is no step to predict"
+                if last.observed_step is None
+                else "Early prediction: no fraction of the run predicts the collapse step within 20%"
+            )
+            out.append(head + (f"; {last.note}." if last.note else "."))
+    return out
+
+
 def short_table(res: RunAnalysis) -> str:
     """A few lines for the terminal: classes, pooled beta, collapse, early prediction."""
     lines = [f"run {res.run_dir} ({res.kind}), {len(res.questions)} probe questions"]
@@ -1146,16 +1276,19 @@ def short_table(res: RunAnalysis) -> str:
     c = res.collapse
     lines.append(
         f"collapse ({c.metric or 'no metric'}): threshold rule step {_fmt(c.threshold_step)}, "
-        f"peak rule step {_fmt(c.peak_step)}, last step {_fmt(c.last_step)}"
+        f"peak rule step {_peak_text(c)}, last step {_fmt(c.last_step)}"
     )
     for split, h in c.heldout.items():
         lines.append(
-            f"held-out {split} ({h['metric']}): {h['first_value']:.3f} -> peak {h['peak_value']:.3f} "
+            f"{_split_name(split, h['metric'])}: {h['first_value']:.3f} -> peak {h['peak_value']:.3f} "
             f"at step {h['peak_step']} -> {h['last_value']:.3f}"
         )
-    if res.predictions:
+    if res.predictions and all(p.observed_step is None for p in res.predictions):
+        last = reading(res)[-1]  # the sentence on prediction: nothing observed to predict
+        lines.append("early prediction: " + last[0].lower() + last[1:])
+    elif res.predictions:
         best = next((p for p in res.predictions if p.fraction == res.needed_fraction), None)
-        shown = best or res.predictions[0]
+        shown = best or res.predictions[-1]
         lines.append(
             f"early prediction from {shown.fraction:.0%} of the run: step {_fmt(shown.predicted_step)}"
             f" vs observed {_fmt(shown.observed_step)}; within +-20% from fraction "
@@ -1174,6 +1307,8 @@ def markdown_report(res: RunAnalysis) -> str:
         + (", ".join(f"{k}={v}" for k, v in res.settings.items()) or "none found")
         + "."
     )
+    out += ["", "## Reading", ""]
+    out += [f"- {line}" for line in reading(res)]
     out.append("")
     out.append("## Question classes")
     out.append("")
@@ -1218,11 +1353,11 @@ def markdown_report(res: RunAnalysis) -> str:
     out += ["", "## Model Collapse Step", ""]
     out.append(
         f"Metric `{c.metric}`; threshold rule: step {_fmt(c.threshold_step)}; peak rule: step "
-        f"{_fmt(c.peak_step)}; run length {_fmt(c.last_step)} steps."
+        f"{_peak_text(c)}; run length {_fmt(c.last_step)} steps."
     )
     for split, h in c.heldout.items():
         out.append(
-            f"- held-out `{split}` ({h['metric']}): {h['first_value']:.3f} at start, peak {h['peak_value']:.3f}"
+            f"- {_split_name(split, h['metric'])}: {h['first_value']:.3f} at start, peak {h['peak_value']:.3f}"
             f" at step {h['peak_step']}, {h['last_value']:.3f} at the end; decline confirmed after step "
             f"{_fmt(h['decline_step'])}."
         )

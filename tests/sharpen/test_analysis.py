@@ -6,6 +6,7 @@ noise, with a planted majority flip and a no-learning question, plus truncated l
 
 from __future__ import annotations
 
+import doctest
 import json
 import math
 
@@ -14,6 +15,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from sharpen import analysis
 from sharpen.analysis import (
     AnalysisConfig,
     analyze_run,
@@ -21,9 +23,11 @@ from sharpen.analysis import (
     fit_trajectories,
     pool_slopes,
     predict_collapse,
+    reading,
     register,
     run_settings,
     short_table,
+    step_noise,
     trajectories_from_probes,
     write_report,
 )
@@ -156,6 +160,65 @@ def test_prediction_says_no_collapse_when_majorities_are_correct(tmp_path):
     assert "no collapse" in pred.note
 
 
+@given(sigma=st.floats(0.01, 1.0), slope=st.floats(-0.01, 0.01), window=st.integers(1, 9))
+def test_step_noise_scales_with_sigma_and_ignores_a_trend(sigma, slope, window):
+    # Gaussian noise (seeded) around a linear trend: the estimate is sigma / sqrt(window) within
+    # the MAD estimator's sampling error at n = 4000 (about 3% relative; 15% allowed).
+    rng = np.random.default_rng(0)
+    x = slope * np.arange(4000) + rng.normal(0.0, sigma, 4000)
+    assert step_noise(x, window) == pytest.approx(sigma / math.sqrt(window), rel=0.15)
+    assert math.isnan(step_noise([0.1, 0.2]))
+    with pytest.raises(ValueError, match="smoothing"):
+        step_noise(x, 0)
+
+
+def _noisy_metrics_run(tmp_path, sigma):
+    """Reward accuracy flat at 0.8 plus noise: no collapse exists, so a peak-rule step is noise."""
+    rng = np.random.default_rng(1)
+    w = RunWriter(tmp_path)
+    w.write_json("config.json", {"kind": "empirical"})
+    for k in range(200):
+        w.log_metrics(k, {"reward_accuracy": float(np.clip(0.8 + rng.normal(0, sigma), 0, 1))})
+    for k in range(0, 201, 50):
+        w.log_eval(k, "heldout", {"val_accuracy": 0.5})
+    return tmp_path
+
+
+def test_peak_rule_on_noise_is_flagged_and_the_reading_says_so(tmp_path):
+    res = analyze_run(_noisy_metrics_run(tmp_path / "noisy", sigma=0.06))
+    c = res.collapse
+    assert c.peak_step is not None  # the running maximum of noise does decline by 0.05
+    assert c.peak_within_noise and c.noise == pytest.approx(0.06, rel=0.3)
+    text = " ".join(reading(res))
+    assert "within the metric's step-to-step noise" in text and "No collapse by" in text
+    assert "within noise" in short_table(res)
+    quiet = analyze_run(_noisy_metrics_run(tmp_path / "quiet", sigma=0.001))
+    assert quiet.collapse.peak_step is None and not quiet.collapse.peak_within_noise
+
+
+def test_reading_names_classes_and_heldout(tmp_path):
+    res = analyze_run(make_run(tmp_path, noise=False))
+    lines = reading(res)
+    assert lines[0].startswith("Theorem 1 describes 6 of 8 probe questions")
+    assert "1 switched to another majority answer" in lines[0] and "1 did not gain" in lines[0]
+    assert any(line.startswith("Held-out") for line in lines)
+    assert "## Reading" in write_report(res, tmp_path / "out", figure=False)["report"].read_text()
+
+
+def test_sim_folder_heldout_from_val_accuracy_metric(tmp_path):
+    w = RunWriter(tmp_path)
+    w.write_json("config.json", {"kind": "sim"})
+    for k, v in enumerate([0.2, 0.4, 0.6, 0.5, 0.3, 0.2, 0.1]):
+        w.log_metrics(k, {"val_accuracy": v, "reward_accuracy": 0.9})
+    h = analyze_run(tmp_path).collapse.heldout["heldout"]
+    assert h["metric"] == "val_accuracy" and h["peak_step"] == 2 and h["peak_value"] == 0.6
+
+
+def test_docstring_examples_run():
+    result = doctest.testmod(analysis, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted >= 5 and result.failed == 0
+
+
 def test_pool_slopes_weights_and_heterogeneity():
     p = pool_slopes([0.1, 0.3], [0.01, 0.01])
     assert p.slope == pytest.approx(0.2)
@@ -237,15 +300,26 @@ def test_cli_prints_table_and_writes_report(tmp_path, capsys):
     assert "not a folder" in capsys.readouterr().err
 
 
-@pytest.mark.slow
-def test_fit_of_a_real_tiny_empirical_run(tmp_path):
-    """A short CPU GRPO run of the tiny model (empirical/), then `sharpen fit`: finite numbers in the summary."""
+def test_fit_of_a_real_tiny_empirical_run(tmp_path, monkeypatch):
+    """A short CPU GRPO run of the tiny model (empirical/), then `sharpen fit`: finite numbers in the summary.
+
+    The model is pretrained for only 60 steps into a private cache (a few seconds), so the test does not depend
+    on (or fill) the user's ``~/.cache/sharpen``; a weak prior is still a real model with real probes.
+    """
     pytest.importorskip("empirical.train")
     from empirical.config import preset
     from empirical.train import train
 
+    monkeypatch.setenv("SHARPEN_CACHE", str(tmp_path / "cache"))
     cfg = preset("tiny-arith-ttrl").replace(
-        steps=8, probe_every=2, eval_every=4, checkpoint_every=0, out_dir=str(tmp_path / "run")
+        pretrain_steps=60,
+        steps=8,
+        probe_every=2,
+        eval_every=4,
+        n_eval=40,
+        checkpoint_every=0,
+        progress=False,
+        out_dir=str(tmp_path / "run"),
     )
     run_dir = train(cfg)
     res = analyze_run(run_dir)
@@ -254,5 +328,10 @@ def test_fit_of_a_real_tiny_empirical_run(tmp_path):
     assert summary["probe_steps"] == [0, 2, 4, 6, 8]
     fitted = [q for q in summary["questions"] if q["label"] != "insufficient"]
     assert fitted and all(isinstance(q["n_points"], int) and q["n_points"] == 5 for q in fitted)
+    learning = [q for q in fitted if q["label"] in ("sharpened", "flipped", "no_learning")]
+    assert learning and all(
+        math.isfinite(q["slope"]) and q["slope_ci"][0] <= q["slope"] <= q["slope_ci"][1]
+        for q in learning
+    )
     assert sum(c["count"] for c in summary["classes"].values()) == summary["n_questions"]
     assert summary["settings"]["lr"] > 0
