@@ -37,3 +37,19 @@ def test_cli_help_lists_the_commands():
     for command in ("demo", "theory"):
         assert command in out
     assert "unavailable" not in out, out
+
+
+def test_sharpen_never_imports_the_packages_built_on_it():
+    import ast
+
+    upper = {"sim", "empirical", "paper_figures"}
+    offenders = []
+    for path in (ROOT / "sharpen").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [node.module]
+            offenders += [f"{path.relative_to(ROOT)}: {n}" for n in names if n.split(".")[0] in upper]
+    assert not offenders, offenders
