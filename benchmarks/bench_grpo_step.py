@@ -1,15 +1,22 @@
 """Time one GRPO step of the tiny Qwen3 (16 prompts x 8 rollouts, <= 6 new tokens, majority-vote reward):
-``empirical`` against TRL's ``GRPOTrainer`` with the same model, batch, generation length, beta 0 and learning
-rate, side by side in one process. TRL is a benchmark-only extra (``pip install 'sharpen[trl]'``).
+``empirical`` against TRL's ``GRPOTrainer`` with the same model, batch, generation length, beta 0, learning
+rate and torch thread count, side by side in one process. TRL is a benchmark-only extra
+(``pip install 'sharpen[trl]'``).
 
-    .venv/bin/python benchmarks/bench_grpo_step.py --steps 40
+    .venv/bin/python benchmarks/bench_grpo_step.py --steps 40              # 1 torch thread for both
+    .venv/bin/python benchmarks/bench_grpo_step.py --steps 40 --threads 2
+    .venv/bin/python benchmarks/bench_grpo_step.py --steps 40 --threads 1 --trl-threads 2   # each at its best
 
-Prints the median seconds per step of each and the ratio TRL / empirical (target: >= 2).
+Prints the median seconds per step of each contender, the ratio TRL / empirical (target: >= 2), and the two
+pieces the ``empirical`` step replaced, timed alone on one batch: KV-cached sampling with each prompt encoded
+once vs ``model.generate``, and the response forward+backward over distinct rows (prompts once, repeated rows
+once: what the trainer runs), over every row with shared prompts, and over full rows.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import tempfile
 import time
@@ -23,12 +30,11 @@ from empirical.tiny import PretrainConfig, pretrained_tiny_model
 from sharpen.answers import majority_vote
 
 
-def time_empirical(steps: int, log_kl: bool, out: Path) -> list[float]:
+def time_empirical(steps: int, out: Path, threads: int, **changes) -> list[float]:
     from empirical.train import build_trainer
 
-    cfg = preset("tiny-arith-ttrl").replace(
-        out_dir=str(out), progress=False, log_kl=log_kl, max_new_tokens=6, lr=3e-5
-    )
+    settings = dict(out_dir=str(out), progress=False, log_kl=False, max_new_tokens=6, lr=3e-5)
+    cfg = preset("tiny-arith-ttrl").replace(**{**settings, "torch_threads": threads, **changes})
     trainer = build_trainer(cfg)
     times = []
     for _ in range(steps):
@@ -100,6 +106,76 @@ def time_trl(steps: int, model_path: Path, out: Path) -> list[float]:
     return clock.times
 
 
+def time_components(model_path: Path, repeats: int) -> dict[str, float]:
+    """Median seconds of the replaced pieces on one 16 x 8 batch (sampling; forward + backward)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from empirical.policy import (
+        _response_logits,
+        left_pad,
+        pack,
+        positions,
+        response_logits,
+        sample,
+    )
+    from empirical.rollout import render_prompts
+
+    model = AutoModelForCausalLM.from_pretrained(model_path)
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    texts = [q.prompt for q in arithmetic_task(n_train=16, n_heldout=0).train]
+    prompt_rows = render_prompts(tokenizer, texts, [False] * 16, 64)
+    ids, mask = left_pad(prompt_rows, tokenizer.pad_token_id)
+    special = dict(eos_id=tokenizer.eos_token_id, pad_id=tokenizer.pad_token_id)
+    generator = torch.Generator().manual_seed(0)
+
+    def ours_sample():
+        return sample(model, ids, mask, 8, temperature=1.0, top_p=1.0, max_new_tokens=6,
+                      generator=generator, **special)  # fmt: skip
+
+    def hf_generate():
+        with torch.no_grad():
+            return model.generate(
+                input_ids=ids.repeat_interleave(8, 0), attention_mask=mask.repeat_interleave(8, 0),
+                do_sample=True, temperature=1.0, top_p=1.0, top_k=0, max_new_tokens=6,
+                pad_token_id=special["pad_id"], eos_token_id=special["eos_id"],
+            )  # fmt: skip
+
+    tokens, _ = ours_sample()
+    eos = special["eos_id"]
+    rows = [r[: (r + [eos]).index(eos) + 1] for r in tokens.tolist()]  # cut after EOS
+    batch = pack([p for p in prompt_rows for _ in range(8)], rows, special["pad_id"])
+
+    def distinct_rows():  # what the trainer runs: prompts once, repeated rows once
+        (response_logits(model, batch).logsumexp(-1) * batch.mask).sum().backward()
+
+    def shared_prompts():  # prompts once, every row
+        (_response_logits(model, batch).logsumexp(-1) * batch.mask).sum().backward()
+
+    def full_rows():
+        full_ids, attn = batch.sequences()
+        out = model(
+            input_ids=full_ids, attention_mask=attn, position_ids=positions(attn), use_cache=False
+        )
+        logits = out.logits[:, batch.prompt_ids.shape[1] - 1 : -1]
+        (logits.logsumexp(-1) * batch.mask).sum().backward()
+
+    def median_time(fn) -> float:
+        times = []
+        for _ in range(repeats + 3):
+            t = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t)
+        return statistics.median(times[3:])
+
+    return {
+        "sample: KV cache, prompts once": median_time(ours_sample),
+        "sample: model.generate": median_time(hf_generate),
+        "forward+backward: distinct rows": median_time(distinct_rows),
+        "forward+backward: shared prompts": median_time(shared_prompts),
+        "forward+backward: full rows": median_time(full_rows),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -107,25 +183,48 @@ def main() -> None:
     parser.add_argument(
         "--steps", type=int, default=40, help="timed steps per contender (first 5 dropped)"
     )
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads for every contender (0 = default)"
+    )
+    parser.add_argument(
+        "--trl-threads", type=int, default=None, help="torch threads for TRL (default: --threads)"
+    )
     args = parser.parse_args()
+    default_threads = torch.get_num_threads()
+    ours_threads = args.threads or default_threads
+    trl_threads = (
+        ours_threads if args.trl_threads is None else (args.trl_threads or default_threads)
+    )
     model_path = pretrained_tiny_model(PretrainConfig())
-    warm = 5
+    load_before = os.getloadavg()
+    warm, n = 5, args.steps + 5
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        ours = time_empirical(args.steps + warm, False, tmp / "a")[warm:]
-        trl = time_trl(args.steps + warm, model_path, tmp / "trl")[warm:]
-        ours_again = time_empirical(args.steps + warm, False, tmp / "b")[warm:]
-        ours_kl = time_empirical(args.steps + warm, True, tmp / "c")[warm:]
+        ours = time_empirical(n, tmp / "a", ours_threads)[warm:]
+        torch.set_num_threads(trl_threads)
+        trl = time_trl(n, model_path, tmp / "trl")[warm:]
+        ours_again = time_empirical(n, tmp / "b", ours_threads)[warm:]
+        two_pass = time_empirical(n, tmp / "c", ours_threads, reuse_forward=False)[warm:]
+        ours_kl = time_empirical(n, tmp / "d", ours_threads, log_kl=True)[warm:]
+    torch.set_num_threads(ours_threads)
+    parts = time_components(model_path, args.steps)
     med = statistics.median
     e = med(ours + ours_again)
-    print(f"torch threads: {torch.get_num_threads()}, steps timed per contender: {args.steps}")
+    load = ", ".join(f"{x:.2f}" for x in (*load_before, *os.getloadavg()))
+    print(f"{os.cpu_count()} CPUs; 1/5/15-min load average before, after: {load}")
+    print(f"torch threads: empirical {ours_threads}, TRL {trl_threads}; "
+          f"steps timed per contender: {args.steps}")  # fmt: skip
     print(f"empirical (hf backend, beta 0, no KL metric): {e:.4f} s/step "
           f"(first block {med(ours):.4f}, second block {med(ours_again):.4f})")  # fmt: skip
+    print(f"empirical, separate no-grad old-logprob pass: {med(two_pass):.4f} s/step")
     print(f"empirical with the KL-to-initial metric:      {med(ours_kl):.4f} s/step")
     print(f"TRL GRPOTrainer (use_cpu, beta 0):            {med(trl):.4f} s/step")
     print(
         f"ratio TRL / empirical: {med(trl) / e:.2f}x (with KL metric: {med(trl) / med(ours_kl):.2f}x)"
     )
+    print("pieces on one 16 x 8 batch (median s):")
+    for name, seconds in parts.items():
+        print(f"  {name:34s} {seconds:.4f}")
 
 
 if __name__ == "__main__":

@@ -98,7 +98,7 @@ def register(subparsers) -> None:
 
 def dry_run(cfg: TrainConfig) -> dict:
     """What ``--dry-run`` reports: the config, the memory estimate (GiB) and the data sizes."""
-    from empirical.train import build_task
+    from empirical.tasks import build_task
 
     report: dict = {"config": cfg.to_dict()}
     if cfg.model == "tiny":

@@ -113,6 +113,15 @@ class TrainConfig:
     micro_batch_size: int | None = _f(
         None, "rollouts per forward pass (gradient accumulation; None = mini-batch)"
     )
+    reuse_forward: bool = _f(
+        True,
+        "one update per batch: take old log-probs and certainty rewards from the gradient pass "
+        "(False: a separate no-grad pass first, as several mini-batches need)",
+    )
+    torch_threads: int = _f(
+        1,
+        "CPU threads for torch (0 = torch's default); 1 suits the tiny model (see the README)",
+    )
     # --- logging ---
     out_dir: str = _f("runs/tiny-arith-ttrl", "run folder (logs, config, checkpoints)")
     probe_every: int = _f(20, "steps between probes of the fixed probe questions (0 = off)")
@@ -176,6 +185,7 @@ class TrainConfig:
             "checkpoint_every",
             "warmup_steps",
             "pretrain_steps",
+            "torch_threads",
         ):
             need(getattr(self, name) >= 0, name, "must be >= 0")
         for name in ("n_train", "n_heldout", "n_eval"):
@@ -312,6 +322,7 @@ PRESETS: dict[str, TrainConfig] = {
         eval_greedy=False,
         log_kl=False,
         checkpoint_every=50,
+        torch_threads=0,  # the GPU does the work; leave torch's CPU default
     ),
 }
 

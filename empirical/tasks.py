@@ -11,6 +11,9 @@ asked for); ``correct(question, response)`` combines the two.
 * ``dapo`` -- DAPO-Math-17k parquet (veRL schema, deduplicated by prompt, ``Answer:`` last line).
 * ``math-jsonl`` -- MATH500 / AIME24 / AMC23 style JSONL (``problem``/``question`` and ``answer`` keys).
 
+:func:`build_task` makes the task a :class:`~empirical.config.TrainConfig` names; :class:`DataCursor` walks its
+training questions epoch by epoch.
+
 Example
 -------
 >>> import numpy as np
@@ -31,10 +34,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from sharpen.answers import canonicalize, equivalent, extract_answer, extract_boxed
+
+if TYPE_CHECKING:
+    from empirical.config import TrainConfig
 
 DAPO_INSTRUCTION = (
     "Solve the following math problem step by step. The last line of your response should be of the form "
@@ -445,3 +452,44 @@ def math_task(
     """A task from loaded math questions, graded by :func:`sharpen.answers.equivalent`."""
     parse, check = _math_grader(math_verify)
     return Task(name, tuple(train), tuple(heldout), parse, check)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# the training run's data: the configured task and the order of its questions
+# ----------------------------------------------------------------------------------------------------------
+
+
+def build_task(cfg: TrainConfig) -> Task:
+    """The questions of ``cfg.task`` (generated, or read from ``cfg.data_path`` / ``cfg.heldout_path``)."""
+    if cfg.task == "arith":
+        return arithmetic_task(n_train=cfg.n_train, n_heldout=cfg.n_heldout, seed=cfg.data_seed)
+    if cfg.task == "countdown":
+        style = "tiny" if cfg.model == "tiny" else "chat"
+        return countdown_task(
+            n_train=cfg.n_train, n_heldout=cfg.n_heldout, style=style, seed=cfg.data_seed
+        )
+    limit = cfg.n_train or None
+    load = load_dapo if cfg.task == "dapo" else load_math_jsonl
+    train = load(cfg.data_path, limit=limit)
+    heldout = (
+        load_math_jsonl(cfg.heldout_path, limit=cfg.n_heldout or None) if cfg.heldout_path else []
+    )
+    return math_task(train, heldout, name=cfg.task, math_verify=cfg.math_verify)
+
+
+@dataclass
+class DataCursor:
+    """Order of the training questions and the position in it; reshuffled (or not) each epoch."""
+
+    order: list[int]
+    position: int = 0
+
+    def take(self, k: int, rng: np.random.Generator, shuffle: bool) -> list[int]:
+        out = []
+        while len(out) < k:
+            if self.position == len(self.order):
+                self.order = rng.permutation(len(self.order)).tolist() if shuffle else self.order
+                self.position = 0
+            out.append(self.order[self.position])
+            self.position += 1
+        return out

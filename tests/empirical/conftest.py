@@ -11,15 +11,34 @@ PRETRAIN_STEPS = (
 )
 
 
+@pytest.fixture(autouse=True)
+def _keep_torch_threads():
+    """``build_trainer`` sets torch's thread count (``torch_threads``); give other tests theirs back."""
+    import torch
+
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def tiny_cache(tmp_path_factory):
-    """``SHARPEN_CACHE`` pointing at a session folder holding the pretrained tiny model (built once)."""
+    """``SHARPEN_CACHE`` pointing at a session folder holding the pretrained tiny model (built once, on one
+    torch thread: ~20 s on 2 cores; two threads save a third when the machine is idle but run up to 10x slower
+    when other processes compete for the cores)."""
+    import torch
+
     from empirical.tiny import PretrainConfig, pretrained_tiny_model
 
     root = tmp_path_factory.mktemp("sharpen-cache")
     old = os.environ.get("SHARPEN_CACHE")
     os.environ["SHARPEN_CACHE"] = str(root)
-    pretrained_tiny_model(PretrainConfig(steps=PRETRAIN_STEPS))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        pretrained_tiny_model(PretrainConfig(steps=PRETRAIN_STEPS))
+    finally:
+        torch.set_num_threads(threads)
     yield root
     if old is None:
         os.environ.pop("SHARPEN_CACHE", None)

@@ -10,7 +10,6 @@ import torch
 from empirical.config import preset
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-needs_vllm = pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="needs vLLM")
 
 
 def test_vllm_backend_without_vllm_is_a_clear_error(tiny_config):
@@ -36,17 +35,6 @@ def test_tiny_preset_bf16_on_cuda(tiny_config):
         s: sum(r["p_majority"] for r in run.probes if r["step"] == s) / cfg.n_probe for s in (0, 30)
     }
     assert p[30] > p[0], p
-
-
-@pytest.mark.vllm
-@needs_vllm
-def test_vllm_backend_trains_the_tiny_model(tiny_config):
-    from empirical.train import train
-    from sharpen.records import load_run
-
-    cfg = tiny_config.replace(backend="vllm", steps=3, probe_every=3, log_kl=False)
-    run = load_run(train(cfg))
-    assert len(run.metrics) == 3
 
 
 def test_preset_for_gpu_is_complete():
