@@ -53,3 +53,13 @@ def test_sharpen_never_imports_the_packages_built_on_it():
                 names = [node.module]
             offenders += [f"{path.relative_to(ROOT)}: {n}" for n in names if n.split(".")[0] in upper]
     assert not offenders, offenders
+
+
+def test_readme_first_look_snippet_runs(capsys):
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = text[text.index("## A first look") :]
+    code = re.search(r"```python\n(.+?)\n```", section, re.S).group(1)
+    exec(compile(code, "README.md:first-look", "exec"), {})
+    out = capsys.readouterr().out
+    assert "majority_voting [1. 1. 0. 0.]" in out
+    assert out.strip().splitlines()[-1].startswith("10.0")
