@@ -42,6 +42,11 @@ def _demo(args: argparse.Namespace) -> int:
             continue
         demo(out / label)
         print(f"--- {label}: done in {time.perf_counter() - start:.1f} s, outputs in {out / label}")
+        figures = sorted((out / label).rglob("*.png"))
+        for png in figures[:12]:
+            print(f"    {png}")
+        if len(figures) > 12:
+            print(f"    ... and {len(figures) - 12} more figures")
     print(f"\nAll demo outputs are under {out.resolve()}")
     return 1 if failed else 0
 
