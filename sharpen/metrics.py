@@ -11,7 +11,8 @@ Two layers:
   metrics and averages them over prompts, returning the keys TTRL logs.
 
 Run-level indicators: ``model_collapse_step`` (the Model Collapse Step, MCS, of He et al. 2026,
-section 5 of REFERENCE.md) and ``gt_gain``.
+section 5 of REFERENCE.md), ``step_noise`` (the step-to-step noise a noise-aware peak rule scales
+its decline by) and ``gt_gain``.
 
 Conventions
 -----------
@@ -49,6 +50,7 @@ __all__ = [
     "response_length",
     "underflow_fraction",
     "ttrl_metrics",
+    "step_noise",
     "model_collapse_step",
     "gt_gain",
 ]
@@ -642,6 +644,45 @@ def _positive_int(v: Any, name: str) -> int:
     return int(v)
 
 
+def step_noise(values: Sequence[float], smoothing: int = 1) -> float:
+    r"""Robust step-to-step noise of a logged series, after a trailing mean over ``smoothing`` entries.
+
+    With :math:`d_i = x_{i+1}-x_i` over the non-NaN entries,
+
+    .. math:: \hat\sigma = \frac{1.4826\,\mathrm{median}_i|d_i-\mathrm{median}\,d|}
+              {\sqrt2\,\sqrt{\text{smoothing}}}
+
+    the standard deviation of one entry's independent noise, divided by :math:`\sqrt{\text{smoothing}}`
+    (what a trailing mean over ``smoothing`` entries leaves of it). The MAD of successive differences
+    ignores a trend's constant step and a few large jumps (a real collapse). NaN entries are dropped
+    (as in :func:`model_collapse_step`); fewer than 3 remaining entries give NaN.
+
+    Parameters
+    ----------
+    values : (S,) logged metric values (NaN = not logged; infinite values raise)
+    smoothing : trailing-mean window, an integer >= 1
+
+    >>> round(step_noise([0.1, 0.2, 0.3, 0.4]), 9)  # a clean trend has no noise
+    0.0
+    >>> x = np.random.default_rng(0).normal(0.5, 0.1, 4000)  # seeded example: sigma 0.1
+    >>> round(step_noise(x), 2), round(step_noise(x, smoothing=4), 2)
+    (0.1, 0.05)
+    """
+    smoothing = _positive_int(smoothing, "smoothing")
+    arr = _to_numpy(values)
+    if arr.ndim != 1:
+        raise ValueError(f"values must be 1-D, got shape {arr.shape}")
+    if arr.size == 0:
+        return math.nan
+    x = _float_vector(arr, "values", allow_nan=True)
+    x = x[~np.isnan(x)]
+    if x.size < 3:
+        return math.nan
+    d = np.diff(x)
+    mad = float(np.median(np.abs(d - np.median(d))))
+    return 1.4826 * mad / math.sqrt(2.0) / math.sqrt(smoothing)
+
+
 def model_collapse_step(
     series: Sequence[float],
     rule: Literal["threshold", "peak"] = "threshold",
@@ -652,6 +693,7 @@ def model_collapse_step(
     smoothing: int = 1,
     min_decline: float = 0.05,
     patience: int = 3,
+    noise_sigmas: float | None = None,
     nan: Literal["skip", "raise"] = "skip",
 ) -> CollapseStep | None:
     """Model Collapse Step (MCS) of a logged metric series, usually reward accuracy.
@@ -676,7 +718,21 @@ def model_collapse_step(
       maximum of all earlier entries, ``s_j <= max(s_0..s_{j-1}) - min_decline``. The result is
       the step of that running maximum (its first occurrence), i.e. the peak after which the
       decline began. Evidence: ``peak``, ``peak_step``, ``confirmed_step`` (the last entry of the
-      declining run), ``confirmed_value``, ``min_decline``, ``patience``.
+      declining run), ``confirmed_value``, ``min_decline``, ``patience``, ``required_decline``.
+
+      **Noise-aware peak rule** (``noise_sigmas`` set): the running maximum of pure noise climbs
+      about two noise standard deviations above the mean within tens of steps, so a fixed
+      ``min_decline`` below the noise level "finds" a collapse in a flat noisy series. With
+      ``noise_sigmas = k`` the required decline becomes
+
+      .. math:: D = \\max\\big(\\texttt{min\\_decline},\\; k\\,\\hat\\sigma\\big),
+                \\qquad \\hat\\sigma = \\texttt{step\\_noise}(\\text{series}, \\text{smoothing})
+
+      (:func:`step_noise`; estimated once from the whole kept series -- a scale, not a decision
+      time -- and ignored where it is NaN, i.e. fewer than 3 entries). Evidence adds ``noise``
+      (:math:`\\hat\\sigma`) and ``noise_sigmas``. A larger ``D`` only removes declining entries,
+      so the noise-aware rule never fires earlier than the plain one. ``noise_sigmas`` is ignored
+      by the threshold rule (its level is absolute).
 
     A run cut off by the end of the series does not count. Returns ``None`` if no collapse.
 
@@ -684,11 +740,15 @@ def model_collapse_step(
     ----------
     series : (S,) metric values per logged step
     steps : (S,) strictly increasing step numbers; default ``0..S-1``
+    noise_sigmas : None (plain peak rule, the default) or a finite number >= 0 (0 = plain rule)
 
     >>> model_collapse_step([0.9, 0.5, 0.005, 0.0], threshold=0.01).step
     2
     >>> model_collapse_step([0.5, 0.8, 0.9, 0.7, 0.6, 0.5], "peak", min_decline=0.1).step
     2
+    >>> flat = 0.8 + 0.05 * np.random.default_rng(0).standard_normal(200)  # seeded pure noise
+    >>> model_collapse_step(flat, "peak").step, model_collapse_step(flat, "peak", noise_sigmas=4)
+    (6, None)
     """
     if rule not in ("threshold", "peak"):
         raise ValueError(f"rule must be 'threshold' or 'peak', got {rule!r}")
@@ -701,6 +761,13 @@ def model_collapse_step(
         raise ValueError(f"threshold must be finite, got {threshold}")
     if not (math.isfinite(min_decline) and min_decline > 0):
         raise ValueError(f"min_decline must be finite and > 0, got {min_decline}")
+    if noise_sigmas is not None and (
+        isinstance(noise_sigmas, bool)
+        or not isinstance(noise_sigmas, int | float | np.integer | np.floating)
+        or not math.isfinite(noise_sigmas)
+        or noise_sigmas < 0
+    ):
+        raise ValueError(f"noise_sigmas must be None or a finite number >= 0, got {noise_sigmas!r}")
 
     x = _float_vector(series, "series", allow_nan=(nan == "skip"))
     if steps is None:
@@ -732,8 +799,14 @@ def model_collapse_step(
         }
         return CollapseStep(step=int(t[start]), rule="threshold", evidence=evidence)
 
+    required = float(min_decline)
+    noise = math.nan
+    if noise_sigmas is not None:
+        noise = step_noise(x, smoothing)
+        if math.isfinite(noise):
+            required = max(required, float(noise_sigmas) * noise)
     prior_max = np.concatenate([[-np.inf], np.maximum.accumulate(s)[:-1]])  # max(s_0..s_{j-1})
-    start = _first_run(s <= prior_max - min_decline, patience)
+    start = _first_run(s <= prior_max - required, patience)
     if start is None:
         return None
     peak_idx = int(np.argmax(s[:start]))  # first occurrence of the running maximum
@@ -745,7 +818,11 @@ def model_collapse_step(
         "confirmed_value": float(s[end]),
         "min_decline": float(min_decline),
         "patience": float(patience),
+        "required_decline": required,
     }
+    if noise_sigmas is not None:
+        evidence["noise"] = noise
+        evidence["noise_sigmas"] = float(noise_sigmas)
     return CollapseStep(step=int(t[peak_idx]), rule="peak", evidence=evidence)
 
 

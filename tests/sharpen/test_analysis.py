@@ -160,16 +160,10 @@ def test_prediction_says_no_collapse_when_majorities_are_correct(tmp_path):
     assert "no collapse" in pred.note
 
 
-@given(sigma=st.floats(0.01, 1.0), slope=st.floats(-0.01, 0.01), window=st.integers(1, 9))
-def test_step_noise_scales_with_sigma_and_ignores_a_trend(sigma, slope, window):
-    # Gaussian noise (seeded) around a linear trend: the estimate is sigma / sqrt(window) within
-    # the MAD estimator's sampling error at n = 4000 (about 3% relative; 15% allowed).
-    rng = np.random.default_rng(0)
-    x = slope * np.arange(4000) + rng.normal(0.0, sigma, 4000)
-    assert step_noise(x, window) == pytest.approx(sigma / math.sqrt(window), rel=0.15)
-    assert math.isnan(step_noise([0.1, 0.2]))
-    with pytest.raises(ValueError, match="smoothing"):
-        step_noise(x, 0)
+def test_step_noise_is_reexported_from_metrics():
+    from sharpen import metrics
+
+    assert step_noise is metrics.step_noise and "step_noise" in analysis.__all__
 
 
 def _noisy_metrics_run(tmp_path, sigma):
@@ -184,16 +178,44 @@ def _noisy_metrics_run(tmp_path, sigma):
     return tmp_path
 
 
-def test_peak_rule_on_noise_is_flagged_and_the_reading_says_so(tmp_path):
-    res = analyze_run(_noisy_metrics_run(tmp_path / "noisy", sigma=0.06))
+def test_default_noise_aware_peak_rule_ignores_noise(tmp_path):
+    run = _noisy_metrics_run(tmp_path / "noisy", sigma=0.06)
+    res = analyze_run(run)
+    c = res.collapse
+    assert AnalysisConfig().noise_sigmas == analysis.NOISE_SIGMAS == 6.0
+    assert c.peak_step is None and not c.peak_within_noise  # no collapse exists in the series
+    assert c.noise == pytest.approx(0.06, rel=0.3)
+    assert "within noise" not in short_table(res)
+    # a real rise-then-fall under the same noise is still found, with the noise in its evidence
+    rng = np.random.default_rng(4)
+    w = RunWriter(tmp_path / "fall")
+    for k in range(200):
+        clean = 0.5 + 0.004 * k if k < 100 else max(0.9 - 0.02 * (k - 100), 0.0)
+        w.log_metrics(k, {"reward_accuracy": float(np.clip(clean + rng.normal(0, 0.03), 0, 1))})
+    fall = analyze_run(tmp_path / "fall").collapse
+    assert fall.peak_step is not None and 80 <= fall.peak_step <= 110
+    ev = fall.peak_evidence
+    assert ev["noise_sigmas"] == 6.0 and ev["noise"] == pytest.approx(fall.noise)
+    assert ev["required_decline"] == pytest.approx(max(0.05, 6.0 * fall.noise))
+    assert not fall.peak_within_noise
+    assert "declined by at least" in " ".join(reading(analyze_run(tmp_path / "fall")))
+
+
+def test_plain_peak_rule_on_noise_is_flagged_and_the_reading_says_so(tmp_path):
+    plain = AnalysisConfig(noise_sigmas=None)
+    res = analyze_run(_noisy_metrics_run(tmp_path / "noisy", sigma=0.06), plain)
     c = res.collapse
     assert c.peak_step is not None  # the running maximum of noise does decline by 0.05
     assert c.peak_within_noise and c.noise == pytest.approx(0.06, rel=0.3)
+    assert "noise" not in c.peak_evidence and c.peak_evidence["required_decline"] == 0.05
     text = " ".join(reading(res))
     assert "within the metric's step-to-step noise" in text and "No collapse by" in text
+    assert "--noise-sigmas" in text
     assert "within noise" in short_table(res)
-    quiet = analyze_run(_noisy_metrics_run(tmp_path / "quiet", sigma=0.001))
+    quiet = analyze_run(_noisy_metrics_run(tmp_path / "quiet", sigma=0.001), plain)
     assert quiet.collapse.peak_step is None and not quiet.collapse.peak_within_noise
+    with pytest.raises(ValueError, match="noise_sigmas"):
+        AnalysisConfig(noise_sigmas=-1.0)
 
 
 def test_reading_names_classes_and_heldout(tmp_path):
@@ -295,6 +317,14 @@ def test_cli_prints_table_and_writes_report(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "sharpened" in out and "collapse" in out
     assert (tmp_path / "run" / "fit_summary.json").exists()
+    assert args.noise_sigmas == analysis.NOISE_SIGMAS
+    noisy = _noisy_metrics_run(tmp_path / "noisy", sigma=0.06)
+    for flag, fired in (("6", False), ("0", True)):
+        args = parser.parse_args(["fit", str(noisy), "--no-figure", "--noise-sigmas", flag])
+        assert args.func(args) == 0
+        summary = json.loads((noisy / "fit_summary.json").read_text())
+        assert (summary["collapse"]["peak_step"] is not None) is fired
+    capsys.readouterr()
     args = parser.parse_args(["fit", str(tmp_path / "empty")])
     assert args.func(args) == 2
     assert "not a folder" in capsys.readouterr().err

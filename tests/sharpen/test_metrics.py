@@ -535,6 +535,105 @@ def test_mcs_threshold_definition_property(series, consecutive):
         assert out.step == starts[0]
 
 
+def _noise(rng, n, sigma=0.05, level=0.8):
+    return level + sigma * rng.standard_normal(n)
+
+
+def test_mcs_noise_aware_peak_ignores_pure_noise():
+    # Seeded example: the plain rule's running maximum of pure noise "collapses" within a few steps.
+    flat = _noise(np.random.default_rng(0), 200)
+    assert M.model_collapse_step(flat, "peak") is not None
+    assert M.model_collapse_step(flat, "peak", noise_sigmas=4) is None
+    # Over many noise series (seeded; rates measured at 100% / ~0.1%), the plain rule always fires and
+    # the 6-sigma rule almost never: the running maximum is ~2.9 sigma above the mean at n = 200.
+    rng = np.random.default_rng(1)
+    series = [_noise(rng, 200) for _ in range(100)]
+    assert all(M.model_collapse_step(x, "peak") is not None for x in series)
+    assert sum(M.model_collapse_step(x, "peak", noise_sigmas=6) is not None for x in series) <= 3
+
+
+def test_mcs_noise_aware_peak_finds_a_real_collapse_and_records_the_noise():
+    rng = np.random.default_rng(2)
+    t = np.arange(300)
+    clean = np.where(t < 100, 0.5 + 0.004 * t, np.maximum(0.9 - 0.02 * (t - 100), 0.0))
+    x = clean + 0.05 * rng.standard_normal(t.size)  # seeded noise around a rise-then-fall
+    out = M.model_collapse_step(x, "peak", steps=t, noise_sigmas=6)
+    assert out is not None and 80 <= out.step <= 110
+    ev = out.evidence
+    assert ev["noise"] == pytest.approx(M.step_noise(x)) and ev["noise"] == pytest.approx(
+        0.05, rel=0.3
+    )
+    assert ev["noise_sigmas"] == 6.0
+    assert ev["required_decline"] == pytest.approx(max(0.05, 6 * ev["noise"]))
+    assert ev["peak"] - ev["confirmed_value"] >= ev["required_decline"]
+    # a large min_decline still wins over a small noise term; the plain rule records its own decline
+    assert M.model_collapse_step(x, "peak", min_decline=0.5, noise_sigmas=1).evidence[
+        "required_decline"
+    ] == pytest.approx(0.5)
+    plain = M.model_collapse_step(x, "peak").evidence
+    assert plain["required_decline"] == 0.05 and "noise" not in plain
+
+
+def test_mcs_noise_aware_edge_cases_and_validation():
+    # fewer than 3 entries: no noise estimate (NaN), min_decline alone decides
+    out = M.model_collapse_step([0.9, 0.5], "peak", patience=1, noise_sigmas=4)
+    assert out.step == 0 and math.isnan(out.evidence["noise"])
+    assert out.evidence["required_decline"] == 0.05
+    # noise_sigmas = 0 is the plain rule; the threshold rule ignores it
+    x = _noise(np.random.default_rng(3), 50)
+    assert (
+        M.model_collapse_step(x, "peak", noise_sigmas=0).step
+        == M.model_collapse_step(x, "peak").step
+    )
+    assert M.model_collapse_step([0.9, 0.0], noise_sigmas=4).step == 1
+    for bad in (-1.0, float("nan"), float("inf"), True, "4"):
+        with pytest.raises(ValueError, match="noise_sigmas"):
+            M.model_collapse_step([0.5, 0.4], "peak", noise_sigmas=bad)
+
+
+@given(
+    st.lists(st.floats(0, 1), min_size=1, max_size=60),
+    st.floats(0.0, 10.0),
+    st.integers(1, 4),
+    st.integers(1, 4),
+)
+def test_mcs_noise_aware_never_fires_earlier_than_plain(series, sigmas, smoothing, patience):
+    kw = {"smoothing": smoothing, "patience": patience}
+    plain = M.model_collapse_step(series, "peak", **kw)
+    aware = M.model_collapse_step(series, "peak", noise_sigmas=sigmas, **kw)
+    if plain is None:
+        assert aware is None
+    elif aware is not None:
+        assert aware.step >= plain.step
+        assert aware.evidence["confirmed_step"] >= plain.evidence["confirmed_step"]
+        assert aware.evidence["required_decline"] >= plain.evidence["required_decline"]
+
+
+@given(st.floats(0.01, 1.0), st.floats(-0.01, 0.01), st.integers(1, 9))
+def test_step_noise_scales_with_sigma_and_ignores_a_trend(sigma, slope, window):
+    # Gaussian noise (seeded) around a linear trend: the estimate is sigma / sqrt(window) within
+    # the MAD estimator's sampling error at n = 4000 (about 3% relative; 15% allowed).
+    rng = np.random.default_rng(0)
+    x = slope * np.arange(4000) + rng.normal(0.0, sigma, 4000)
+    assert M.step_noise(x, window) == pytest.approx(sigma / math.sqrt(window), rel=0.15)
+
+
+def test_step_noise_nan_short_and_validation():
+    assert math.isnan(M.step_noise([0.1, 0.2])) and math.isnan(M.step_noise([]))
+    assert math.isnan(M.step_noise([0.1, float("nan"), 0.3]))  # two kept entries
+    assert M.step_noise([0.1, 0.2, float("nan"), 0.3, 0.4]) == pytest.approx(
+        0.0, abs=1e-12
+    )  # NaN dropped
+    with pytest.raises(ValueError, match="smoothing"):
+        M.step_noise([0.1, 0.2, 0.3], 0)
+    with pytest.raises(ValueError, match="smoothing"):
+        M.step_noise([0.1, 0.2, 0.3], 1.5)
+    with pytest.raises(ValueError, match="values must be 1-D"):
+        M.step_noise([[0.1, 0.2, 0.3]])
+    with pytest.raises(ValueError, match="inf"):
+        M.step_noise([0.1, float("inf"), 0.3])
+
+
 def test_gt_gain():
     assert M.gt_gain(0.10, 0.1708) == pytest.approx(0.0708)
     assert M.gt_gain([0, 1, 0, 0], [1, 1, 0, 0]) == 0.25
