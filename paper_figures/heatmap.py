@@ -3,6 +3,10 @@
 Colour says whether the current majority answer is correct (blue) or wrong (red); its depth is the confidence,
 the majority's share of the probe samples. Rows are sorted by initial then final correctness. The caption reports
 the share of questions whose majority correctness changed between the first and last probe (the paper: 3/25).
+
+Default data: ``sim``'s ``single_question`` exploration -- the paper's setting, 25 questions each trained alone
+for 100 steps with the trajectory-level entropy reward; its caption adds the exploration's flip share over every
+question and seed, since 25 rows show only a handful of flips.
 """
 
 from __future__ import annotations
@@ -11,17 +15,38 @@ from pathlib import Path
 
 import numpy as np
 
-from paper_figures.data import FigureData, SimSpec, run_description, sim_run_dir
+from paper_figures.data import FigureData, SimSpec, load_sim, run_description
 from sharpen.analysis import trajectories_from_probes
 from sharpen.records import load_run
 
 KIND = "heatmap"
 COMPACT = False  # a 256-colour palette bands the diverging colour scale; keep the full-colour PNG
-# theorem1 saves the probes of its sampled-GRPO run with Adam and std-normalised advantages
+# single_question saves the exact answer distributions of its first 25 questions (first seed, first reward)
 SIM = SimSpec(
-    "theorem1",
-    note="sampled GRPO on a tabular policy, majority voting, N = 8, Adam lr 0.05; exact probabilities",
+    "single_question",
+    note="trajectory-level entropy reward, N = 8, SGD lr 0.1; exact probabilities",
 )
+_TABULAR = (
+    "A tabular policy moves each question only through its own rollouts, as if it were trained alone (the "
+    "paper's Fig. 4 setting, where 3/25 problems changed)"
+)
+
+
+def _flip_context(res) -> str:
+    """The caption's setting and the exploration's flip shares over all its questions and seeds
+    (``single_question`` results; "" for any other experiment)."""
+    if res.experiment != "single_question":
+        return ""
+    cfg = res.config
+    reward = cfg["rewards"][0]
+    v = res.verdict.numbers[reward]
+    total = int(cfg["prior"]["n_questions"]) * int(cfg["seeds"])
+    return (
+        f"Each question is trained alone for {cfg['steps']} steps, the paper's Fig. 4 setting (there 3/25 "
+        f"problems changed). Over all {total} questions of the exploration ({cfg['seeds']} seeds, {reward}): "
+        f"{v['flip_share']:.1%} flip greedy correctness (right->wrong {v['right_to_wrong']:.1%}, "
+        f"wrong->right {v['wrong_to_right']:.1%}); confidence deepened for {v['confidence_deepened']:.0%}"
+    )
 
 
 def signed_confidence(p_majority: np.ndarray, majority_correct: np.ndarray) -> np.ndarray:
@@ -39,7 +64,12 @@ def signed_confidence(p_majority: np.ndarray, majority_correct: np.ndarray) -> n
 
 def compute(run_dirs=None, *, cache: Path, sim: SimSpec | None = None) -> FigureData:
     sim = sim or SIM  # read at call time, so a caller (or a test) can swap the module default
-    run_dir = Path(run_dirs[0]) if run_dirs else sim_run_dir(sim, cache)
+    context = ""
+    if run_dirs:
+        run_dir = Path(run_dirs[0])
+    else:
+        run_dir, res = load_sim(sim, cache)
+        context = _flip_context(res)
     run = load_run(run_dir)
     if not run.probes:
         raise ValueError(f"run_dirs: {run_dir} has no probes.jsonl for a per-question heat map")
@@ -56,12 +86,7 @@ def compute(run_dirs=None, *, cache: Path, sim: SimSpec | None = None) -> Figure
     last = np.array([edge(r, True) for r in z])
     order = np.lexsort((-np.nan_to_num(last), -np.nan_to_num(first)))
     changed = (np.sign(first) != np.sign(last)) & ~np.isnan(first) & ~np.isnan(last)
-    src = (
-        run_description(run)
-        if run_dirs
-        else f"{sim.source()}. A tabular policy moves each question only through its own rollouts, as if it "
-        "were trained alone (the paper's Fig. 4 setting, where 3/25 problems changed)"
-    )
+    src = run_description(run) if run_dirs else f"{sim.source()}. {context or _TABULAR}"
     return FigureData(
         kind=KIND,
         title="Per-question sharpening: correctness and confidence of the majority answer",

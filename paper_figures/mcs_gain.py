@@ -1,18 +1,22 @@
 """Figure kind 6 -- Model Collapse Step against GT Gain across priors (paper Figs. 11-12), with rank correlation.
 
-One point per prior ("model"): the Model Collapse Step of its majority-vote training by two rules of
-:func:`sharpen.metrics.model_collapse_step` -- the paper's threshold rule on batch reward accuracy (< 0.01) and
-the peak rule on held-out accuracy -- against its GT Gain (:func:`sharpen.metrics.gt_gain`: held-out accuracy
-after ground-truth training minus before). A run that never collapses is *censored*: drawn hollow at its last
-step, and ranked there (a lower bound, so censored priors tie) in the Spearman correlation.
+One small point per seed and one large point (the mean over seeds) per prior ("model"): the Model Collapse Step
+of its majority-vote training by two rules of :func:`sharpen.metrics.model_collapse_step` -- the paper's
+threshold rule on batch reward accuracy (< 0.01) and the peak rule on held-out accuracy -- against its GT Gain
+(:func:`sharpen.metrics.gt_gain`: held-out accuracy after ground-truth training minus before). A run that never
+collapses is *censored*: drawn hollow at its last step, and ranked there (a lower bound, so censored runs tie)
+in the Spearman correlation, which is taken over the per-seed points (``spearman``; over the prior means:
+``spearman_means``).
 
 Default data: ``sim``'s ``mcs_gt_gain`` exploration (six prior strengths of the shared answer-level task, three
-seeds each; GT Gain after one epoch). From run folders: majority-voting and ground-truth runs paired by their
-``model`` / ``strength`` / ``prior`` setting.
+seeds each, seed ``s``'s majority-vote and ground-truth runs sharing a dataset; GT Gain after one epoch). From
+run folders: majority-voting and ground-truth runs paired by their ``model`` / ``strength`` / ``prior`` setting,
+one point per pair.
 """
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -79,13 +83,30 @@ def spearman(x, y) -> float | None:
     return round(float(stats.spearmanr(x[ok], y[ok]).statistic), 12)
 
 
-def _row(prior: str, gain: float, steps: dict[str, float | None], last: float, n: int = 1) -> dict:
-    """A plotted point: per rule the MCS (censored ones at ``last``) and how many of ``n`` runs were censored."""
-    row = {"prior": prior, "gain": float(gain), "last": float(last), "n_runs": n}
+def _point(gain: float, steps: dict[str, float | None], last: float) -> dict:
+    """One run (or seed): its GT Gain and, per rule, the MCS (``last`` where censored) and whether censored."""
+    pt = {"gain": float(gain)}
     for rule in RULES:
         v = steps[rule]
-        row[rule] = float(last if v is None else v)
-        row[f"{rule}_censored"] = int(v is None) if n == 1 else int(steps[f"{rule}_censored"])
+        pt[rule] = float(last if v is None else v)
+        pt[f"{rule}_censored"] = int(v is None)
+    return pt
+
+
+def _row(prior: str, runs: list[dict], last: float) -> dict:
+    """A prior: the mean over its per-seed points ``runs`` (:func:`_point`) and how many were censored."""
+    if not runs:
+        raise ValueError(f"runs: prior {prior!r} has no run")
+    row = {
+        "prior": prior,
+        "gain": float(np.mean([r["gain"] for r in runs])),
+        "last": float(last),
+        "n_runs": len(runs),
+        "runs": runs,
+    }
+    for rule in RULES:
+        row[rule] = float(np.mean([r[rule] for r in runs]))
+        row[f"{rule}_censored"] = int(sum(r[f"{rule}_censored"] for r in runs))
     return row
 
 
@@ -109,25 +130,31 @@ def _rows_from_runs(run_dirs) -> list[dict]:
             "run_dirs: needs a majority_voting and a ground_truth run per prior (grouped by model/strength)"
         )
     return [
-        _row(name, heldout_gain(gt), c, c["last"])
+        _row(name, [_point(heldout_gain(gt), c, c["last"])], c["last"])
         for name, mv, gt in pairs
         for c in [collapse_steps(mv)]
     ]
 
 
 def _rows_from_sim(res) -> list[dict]:
+    """Per-seed points from the verdict's rows (a seed without collapse is recorded at the horizon)."""
     horizon = int(res.config["steps"])
     rows = []
     for r in res.verdict.numbers["rows"]:
-        steps = {}
-        for rule in RULES:
-            runs = r[
-                f"mcs_{rule}_runs"
-            ]  # per seed; a run without collapse is recorded at the horizon
-            steps[rule] = float(np.mean(runs))
-            steps[f"{rule}_censored"] = sum(int(v) >= horizon for v in runs)
-        rows.append(_row(f"strength {r['strength']:g}", r["gt_gain"], steps, horizon, len(runs)))
+        per_rule = [r[f"mcs_{rule}_runs"] for rule in RULES]
+        runs = []
+        for i, gain in enumerate(r["gt_gain_runs"]):
+            steps = {
+                rule: v[i] if int(v[i]) < horizon else None
+                for rule, v in zip(RULES, per_rule, strict=True)
+            }
+            runs.append(_point(gain, steps, horizon))
+        rows.append(_row(f"strength {r['strength']:g}", runs, horizon))
     return rows
+
+
+def _has_seed_gains(res) -> bool:
+    return all("gt_gain_runs" in r for r in res.verdict.numbers["rows"])
 
 
 def compute(run_dirs=None, *, cache: Path, sim: SimSpec | None = None) -> FigureData:
@@ -139,6 +166,9 @@ def compute(run_dirs=None, *, cache: Path, sim: SimSpec | None = None) -> Figure
         what = "one majority-vote run and one ground-truth run per prior; GT Gain = last - first held-out accuracy"
     else:
         run_dir, res = load_sim(sim, cache)
+        if not _has_seed_gains(res):  # cached before per-seed GT gains were stored: run it again
+            shutil.rmtree(run_dir)
+            run_dir, res = load_sim(sim, cache)
         rows = _rows_from_sim(res)
         cfg = res.config
         src, source = f"{sim.source()}", str(run_dir)
@@ -147,19 +177,29 @@ def compute(run_dirs=None, *, cache: Path, sim: SimSpec | None = None) -> Figure
             f"{cfg['steps']} majority-vote steps; MCS = mean over {cfg['seeds']} seeds (a censored seed counts "
             f"as {cfg['steps']}); GT Gain after one epoch of ground-truth training"
         )
-    gains = [r["gain"] for r in rows]
-    rho = {rule: spearman([r[rule] for r in rows], gains) for rule in RULES}
+    points = [p for r in rows for p in r["runs"]]
+    rho = {rule: spearman([p[rule] for p in points], [p["gain"] for p in points]) for rule in RULES}
+    rho_means = {
+        rule: spearman([r[rule] for r in rows], [r["gain"] for r in rows]) for rule in RULES
+    }
     found = {rule: sum(r[f"{rule}_censored"] < r["n_runs"] for r in rows) for rule in RULES}
+
+    def fmt(v):
+        return "n/a" if v is None else f"{v:+.2f}"
+
     return FigureData(
         kind=KIND,
         title=TITLE,
         caption=(
             f"MCS by the threshold rule (batch reward accuracy < 0.01; collapse seen for {found['threshold']}/"
             f"{len(rows)} priors) and the peak rule (held-out accuracy past its peak; {found['peak']}/{len(rows)}) "
-            f"against GT Gain. Hollow: no collapse in some run, drawn at the horizon. {what}. Data: {src}."
+            f"against GT Gain. Small points: single runs (seeds); large points: the mean per prior. Hollow: no "
+            f"collapse (for a mean: in some run), drawn at the horizon. Spearman over the {len(points)} runs; over "
+            f"the prior means: threshold {fmt(rho_means['threshold'])}, peak {fmt(rho_means['peak'])}. {what}. "
+            f"Data: {src}."
         ),
         source=source,
-        data={"rows": rows, "spearman": rho},
+        data={"rows": rows, "spearman": rho, "spearman_means": rho_means},
     )
 
 
@@ -178,18 +218,34 @@ def draw(fd: FigureData, ax=None):
             [],
             marker=marker,
             color=c,
-            label=f"{rule} rule (Spearman {'n/a' if r is None else f'{r:+.2f}'})",
+            label=f"{rule} rule (Spearman over runs {'n/a' if r is None else f'{r:+.2f}'})",
         )
         for row in rows:
+            runs = row.get("runs", [])
+            if len(runs) > 1:  # the seeds, small and light, behind their mean
+                for censored in (0, 1):
+                    pts = [p for p in runs if p[f"{rule}_censored"] == censored]
+                    ax.scatter(
+                        [p[rule] for p in pts],
+                        [p["gain"] for p in pts],
+                        marker=marker,
+                        s=14,
+                        edgecolors=c,
+                        facecolors="none" if censored else c,
+                        linewidths=0.8,
+                        alpha=0.45,
+                        zorder=2,
+                    )
             full = row[f"{rule}_censored"] == 0
             ax.scatter(
                 row[rule],
                 row["gain"],
                 marker=marker,
-                s=45,
+                s=60,
                 edgecolors=c,
-                facecolors=c if full else "none",
-                linewidths=1.4,
+                facecolors=c if full else "white",
+                linewidths=1.6,
+                zorder=3,
             )
     for row in rows:  # name each prior once, at its peak-rule point
         ax.annotate(
@@ -199,6 +255,11 @@ def draw(fd: FigureData, ax=None):
             xytext=(5, -3),
             textcoords="offset points",
         )
+    if any(len(row.get("runs", [])) > 1 for row in rows):
+        ax.scatter(
+            [], [], marker="o", s=14, color="gray", alpha=0.45, label="small: one run (seed)"
+        )
+        ax.scatter([], [], marker="o", s=60, color="gray", label="large: mean over seeds")
     ax.scatter(
         [],
         [],

@@ -231,6 +231,48 @@ def test_theory_fit_and_heatmap_from_the_simulator(cache, tmp_path):
     _png_ok(heatmap.draw(hd), tmp_path, "k4")
 
 
+def test_heatmap_default_is_single_question_training(cache, tmp_path):
+    assert heatmap.SIM.experiment == "single_question"
+    spec = quick(heatmap)
+    cfg = spec.config()
+    res = sim_result(spec, cache)
+    fd = heatmap.compute(None, cache=cache, sim=spec)
+    z = np.asarray(fd.data["z"], dtype=float)
+    assert z.shape == (cfg.n_probe, cfg.steps + 1) and np.all(np.abs(z) <= 1)
+    # the caption's count is the sim's probes: greedy correctness at the first vs the last probe step
+    p, c = res.trajectories["probe/probs"], res.trajectories["probe/correct"]
+    changed = ((p[0].argmax(axis=1) == c) != (p[-1].argmax(axis=1) == c)).sum()
+    assert fd.data["changed"] == changed and f"changed for {changed}/{cfg.n_probe}" in fd.caption
+    share = res.verdict.numbers[cfg.rewards[0]]["flip_share"]
+    assert "trained alone" in fd.caption and f"{share:.1%} flip greedy correctness" in fd.caption
+    _png_ok(heatmap.draw(fd), tmp_path, "k4_single")
+
+
+def test_mcs_gain_per_seed_points_and_spearman(cache, tmp_path):
+    spec = SimSpec("mcs_gt_gain", quick=True, overrides=(("seeds", 2),), note="2 seeds")
+    run_dir = sim_run_dir(spec, cache)
+    res = sim_result(spec, cache)
+    fd = mcs_gain.compute(None, cache=cache, sim=spec)
+    points = [p for r in fd.data["rows"] for p in r["runs"]]
+    sim_gains = [g for r in res.verdict.numbers["rows"] for g in r["gt_gain_runs"]]
+    assert len(points) == 4 and [p["gain"] for p in points] == pytest.approx(sim_gains)
+    for r in fd.data["rows"]:
+        assert r["gain"] == pytest.approx(np.mean([p["gain"] for p in r["runs"]]))
+        assert r["peak_censored"] == sum(p["peak_censored"] for p in r["runs"])
+    for rule in ("threshold", "peak"):
+        want = mcs_gain.spearman([p[rule] for p in points], [p["gain"] for p in points])
+        assert fd.data["spearman"][rule] == want
+    assert fd.data["spearman_means"] == {"threshold": None, "peak": None}  # two priors
+    _png_ok(mcs_gain.draw(fd), tmp_path, "k6_seeds")
+    # a folder cached before per-seed gains were stored is simulated again
+    verdict = json.loads((run_dir / "verdict.json").read_text())
+    for r in verdict["numbers"]["rows"]:
+        del r["gt_gain_runs"]
+    (run_dir / "verdict.json").write_text(json.dumps(verdict))
+    again = mcs_gain.compute(None, cache=cache, sim=spec)
+    assert [p["gain"] for r in again.data["rows"] for p in r["runs"]] == pytest.approx(sim_gains)
+
+
 def test_mcs_gain_rows_from_the_simulator(cache, tmp_path):
     spec = quick(mcs_gain)
     res = sim_result(spec, cache)

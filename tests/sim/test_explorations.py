@@ -96,6 +96,58 @@ def test_rise_then_fall_writes_probes_readable_by_sharpen_analysis(tmp_path):
     )
 
 
+def test_single_question_writes_exact_probes_that_sharpen_fit_reads(tmp_path):
+    from sharpen.analysis import analyze_run
+    from sim.api import EXPERIMENTS
+    from sim.core import sample_prior
+    from sim.explorations import SingleQuestionConfig
+
+    kw = {"steps": 8, "seeds": 1, "rewards": ("trajectory_entropy",), "probe_every": 2}
+    cfg = SingleQuestionConfig(**{**EXPERIMENTS["single_question"].quick, **kw})
+    n = cfg.prior.n_questions
+    res = run("single_question", quick=True, **kw, n_probe=n)
+    p = res.trajectories["probe/probs"]  # (L, M, K)
+    assert p.shape == (5, n, cfg.prior.n_answers)
+    np.testing.assert_array_equal(res.trajectories["probe/step"], [0, 2, 4, 6, 8])
+    # step 0 is the first seed's prior exactly
+    prior = sample_prior(cfg.prior, np.random.default_rng(cfg.seed))
+    np.testing.assert_allclose(p[0], prior.probs, atol=1e-12)
+    np.testing.assert_array_equal(res.trajectories["probe/correct"], prior.correct)
+    # probing every question of the one seed reproduces the verdict's flip share exactly
+    c = res.trajectories["probe/correct"]
+    flipped = (p[0].argmax(axis=1) == c) != (p[-1].argmax(axis=1) == c)
+    assert flipped.mean() == res.verdict.numbers["trajectory_entropy"]["flip_share"]
+    # recording probes draws no random numbers: the run is the same without them
+    plain = run("single_question", quick=True, **kw, n_probe=0)
+    assert "probe/probs" not in plain.trajectories
+    assert json.dumps(plain.verdict.numbers) == json.dumps(res.verdict.numbers)
+    # the folder holds per-question trajectories that sharpen fit reads
+    res5 = run("single_question", quick=True, **kw, n_probe=5)
+    res5.save(tmp_path / "sq")
+    records, bad = read_jsonl(tmp_path / "sq" / "probes.jsonl")
+    assert bad == 0 and len(records) == 5 * 5
+    fit = analyze_run(tmp_path / "sq")
+    assert len(fit.questions) == 5
+    np.testing.assert_allclose(fit.trajectories.p_majority, p[:, :5].max(axis=2).T, atol=1e-12)
+    with pytest.raises(ValueError, match="n_probe"):
+        SingleQuestionConfig(n_probe=-1)
+
+
+def test_mcs_gt_gain_keeps_per_seed_gains():
+    res = run("mcs_gt_gain", quick=True, **{**TINY["mcs_gt_gain"], "seeds": 2})
+    rows = res.verdict.numbers["rows"]
+    t = res.trajectories
+    assert t["gt_gain_seeds"].shape == t["mcs_threshold_seeds"].shape == (len(rows), 2)
+    for i, r in enumerate(rows):
+        assert len(r["gt_gain_runs"]) == 2
+        assert r["gt_gain"] == pytest.approx(np.mean(r["gt_gain_runs"]))
+        np.testing.assert_array_equal(t["gt_gain_seeds"][i], r["gt_gain_runs"])
+        np.testing.assert_array_equal(t["mcs_peak_seeds"][i], r["mcs_peak_runs"])
+    nb = res.verdict.numbers
+    assert {"spearman_threshold_seeds", "spearman_peak_seeds"} <= set(nb)
+    assert "per-seed pairs" in res.verdict.summary
+
+
 def test_shared_task_structure():
     cfg = SharedTaskConfig(n_answers=5, n_features=6)
     base, correct, f = make_shared_task(cfg, 40, np.random.default_rng(0))
