@@ -23,7 +23,7 @@ logits as in veRL's actor.
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 
 import numpy as np
 
@@ -53,85 +53,87 @@ def _valid_positions(mask: np.ndarray | None, b: int, t_len: int) -> list[int]:
     return [t for t in range(t_len) if mask[b, t]]
 
 
-def intuitor_self_certainty(logits: np.ndarray, mask: np.ndarray | None = None, temperature: float = 1.0) -> np.ndarray:
-    r"""Intuitor (RLIF): token mean of :math:`\mathrm{KL}(U\Vert\pi^t)=\sum_v\frac1V\log\frac{1/V}{\pi^t(v)}`."""
-    logits = np.asarray(logits, dtype=np.float64)
-    n_b, t_len, vocab = logits.shape
-    out = np.zeros(n_b)
-    for b in range(n_b):
-        vals = []
-        for t in _valid_positions(mask, b, t_len):
-            pi = _softmax_row(logits[b, t], temperature)
-            vals.append(math.fsum((1.0 / vocab) * math.log((1.0 / vocab) / p) for p in pi))
-        out[b] = math.fsum(vals) / len(vals)
-    return out
-
-
-def _entropies(logits: np.ndarray, mask: np.ndarray | None, temperature: float) -> list[list[float]]:
+def _per_position(
+    logits: np.ndarray,
+    mask: np.ndarray | None,
+    temperature: float,
+    value: Callable[[list[float], int, int], float],
+) -> list[list[float]]:
+    """``value(pi, b, t)`` at every valid position, row by row, with ``pi`` = softmax(logits[b, t] / temperature)."""
     logits = np.asarray(logits, dtype=np.float64)
     n_b, t_len, _ = logits.shape
-    rows = []
-    for b in range(n_b):
-        row = []
-        for t in _valid_positions(mask, b, t_len):
-            pi = _softmax_row(logits[b, t], temperature)
-            row.append(-math.fsum(p * math.log(p) for p in pi if p > 0))
-        rows.append(row)
-    return rows
+    return [
+        [
+            value(_softmax_row(logits[b, t], temperature), b, t)
+            for t in _valid_positions(mask, b, t_len)
+        ]
+        for b in range(n_b)
+    ]
 
 
-def rent_entropy(logits: np.ndarray, mask: np.ndarray | None = None, temperature: float = 1.0) -> np.ndarray:
+def intuitor_self_certainty(
+    logits: np.ndarray, mask: np.ndarray | None = None, temperature: float = 1.0
+) -> np.ndarray:
+    r"""Intuitor (RLIF): token mean of :math:`\mathrm{KL}(U\Vert\pi^t)=\sum_v\frac1V\log\frac{1/V}{\pi^t(v)}`."""
+
+    def kl_uniform(pi: list[float], b: int, t: int) -> float:
+        vocab = len(pi)
+        return math.fsum((1.0 / vocab) * math.log((1.0 / vocab) / p) for p in pi)
+
+    return np.array(
+        [math.fsum(r) / len(r) for r in _per_position(logits, mask, temperature, kl_uniform)]
+    )
+
+
+def _entropies(
+    logits: np.ndarray, mask: np.ndarray | None, temperature: float
+) -> list[list[float]]:
+    return _per_position(
+        logits, mask, temperature, lambda pi, b, t: -math.fsum(p * math.log(p) for p in pi if p > 0)
+    )
+
+
+def rent_entropy(
+    logits: np.ndarray, mask: np.ndarray | None = None, temperature: float = 1.0
+) -> np.ndarray:
     r"""RENT: :math:`-\frac1T\sum_t H(\pi^t)` (mean over response tokens)."""
     return np.array([-math.fsum(r) / len(r) for r in _entropies(logits, mask, temperature)])
 
 
-def emrl_token_entropy(logits: np.ndarray, mask: np.ndarray | None = None, temperature: float = 1.0) -> np.ndarray:
+def emrl_token_entropy(
+    logits: np.ndarray, mask: np.ndarray | None = None, temperature: float = 1.0
+) -> np.ndarray:
     r"""EM-RL (token level): :math:`-\sum_t H(\pi^t)` (sum over response tokens)."""
     return np.array([-math.fsum(r) for r in _entropies(logits, mask, temperature)])
 
 
-def _sampled_logprobs(
+def _sampled_probs(
     logits: np.ndarray, tokens: np.ndarray, mask: np.ndarray | None, temperature: float
 ) -> list[list[float]]:
-    logits = np.asarray(logits, dtype=np.float64)
-    n_b, t_len, _ = logits.shape
-    rows = []
-    for b in range(n_b):
-        row = []
-        for t in _valid_positions(mask, b, t_len):
-            pi = _softmax_row(logits[b, t], temperature)
-            row.append(math.log(pi[int(tokens[b, t])]))
-        rows.append(row)
-    return rows
+    return _per_position(logits, mask, temperature, lambda pi, b, t: pi[int(tokens[b, t])])
 
 
 def emrl_sequence_loglik(
     logits: np.ndarray, tokens: np.ndarray, mask: np.ndarray | None = None, temperature: float = 1.0
 ) -> np.ndarray:
     r"""EM-RL (sequence level): :math:`\log\pi_\theta(y\mid x)=\sum_t\log\pi^t(y_t)`."""
-    return np.array([math.fsum(r) for r in _sampled_logprobs(logits, tokens, mask, temperature)])
+    rows = _sampled_probs(logits, tokens, mask, temperature)
+    return np.array([math.fsum(math.log(p) for p in r) for r in rows])
 
 
 def urlvr_trajectory(
     logits: np.ndarray, tokens: np.ndarray, mask: np.ndarray | None = None, temperature: float = 1.0
 ) -> np.ndarray:
     r"""URLVR's trajectory-level entropy reward: :math:`\frac1T\sum_t\log\pi^t(y_t)`."""
-    return np.array([math.fsum(r) / len(r) for r in _sampled_logprobs(logits, tokens, mask, temperature)])
+    rows = _sampled_probs(logits, tokens, mask, temperature)
+    return np.array([math.fsum(math.log(p) for p in r) / len(r) for r in rows])
 
 
 def rlsc_probability(
     logits: np.ndarray, tokens: np.ndarray, mask: np.ndarray | None = None, temperature: float = 1.0
 ) -> np.ndarray:
     r"""RLSC: :math:`\pi_\theta(y\mid x)=\prod_t\pi^t(y_t)`, multiplied directly (float64)."""
-    logits = np.asarray(logits, dtype=np.float64)
-    n_b, t_len, _ = logits.shape
-    out = np.zeros(n_b)
-    for b in range(n_b):
-        prod = 1.0
-        for t in _valid_positions(mask, b, t_len):
-            prod *= _softmax_row(logits[b, t], temperature)[int(tokens[b, t])]
-        out[b] = prod
-    return out
+    return np.array([math.prod(r) for r in _sampled_probs(logits, tokens, mask, temperature)])
 
 
 def ttrl_majority_reward(answers: Sequence[Hashable | None]) -> np.ndarray:
