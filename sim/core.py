@@ -20,7 +20,7 @@ Its gradient in question q's logits is :math:`\\frac1N\\sum_i A_{qi}(e_{y_{qi}}-
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 
@@ -44,16 +44,6 @@ __all__ = [
     "ANSWER_REWARDS",
 ]
 
-ANSWER_REWARDS = (
-    "majority_voting",
-    "vote_share",
-    "ground_truth",
-    "self_verification",
-    "probability",
-    "trajectory_entropy",
-    "token_entropy",
-    "self_certainty",
-)
 RewardName = Literal[
     "majority_voting",
     "vote_share",
@@ -64,6 +54,7 @@ RewardName = Literal[
     "token_entropy",
     "self_certainty",
 ]
+ANSWER_REWARDS: tuple[str, ...] = get_args(RewardName)
 
 
 def _check_rng(rng: object) -> np.random.Generator:
