@@ -16,6 +16,7 @@ import traceback
 from pathlib import Path
 
 from paper_figures import data as data_module
+from sharpen._cli import output_dir
 from paper_figures import (
     dataset_size,
     failure_modes,
@@ -174,6 +175,15 @@ def simulate(specs, cache: Path, *, jobs: int = 2, progress: bool = False) -> No
 
 
 def _cli(args: argparse.Namespace) -> int:
+    if args.jobs < 1:
+        raise ValueError(f"--jobs: must be >= 1, got {args.jobs}")
+    if args.only:
+        unknown = [o for o in args.only if not any(o in n for n in FIGURES)]
+        if unknown:
+            raise ValueError(f"--only: {', '.join(map(repr, unknown))} match no figure; figures: {', '.join(FIGURES)}")
+    for run_dir in args.run_dirs or ():
+        if not Path(run_dir).is_dir():
+            raise ValueError(f"--from: no such run folder {run_dir}")
     written, errors = build_all(
         args.out,
         run_dirs=args.run_dirs,
@@ -204,7 +214,8 @@ def register(subparsers) -> None:
         metavar="RUN_DIR",
         help="run folders to draw from",
     )
-    p.add_argument("--out", default="figures", help="output folder (default ./figures)")
+    p.add_argument("--out", default=str(output_dir("figures")),
+                   help=f"output folder (default: ./{output_dir('figures')})")  # fmt: skip
     p.add_argument(
         "--cache",
         default=None,
@@ -214,20 +225,25 @@ def register(subparsers) -> None:
     p.add_argument(
         "--only", nargs="+", default=None, help="only figures whose name contains one of these"
     )
-    p.add_argument("--formats", nargs="+", default=["png", "pdf"], choices=["png", "pdf", "svg"])
+    p.add_argument("--formats", nargs="+", default=["png", "pdf"], choices=["png", "pdf", "svg"],
+                   help="file formats of each figure (default: png pdf)")  # fmt: skip
     p.add_argument(
         "--jobs", type=int, default=2, help="simulator runs in parallel processes (default 2)"
     )
     p.set_defaults(func=_cli)
 
 
+DEMO_FIGURES = ("fig1_theory_fit", "fig2_rise_fall", "fig4_heatmap")
+"""The kinds one training run's records make: its Theorem 1 fit, its curves, its per-question heat map."""
+
+
 def demo(out_dir: Path) -> None:
-    """Demo step: fit every run the earlier demo steps wrote, draw all figures, and kinds 1 and 4 per training run.
+    """Demo step: fit every run the earlier demo steps wrote, and draw the figure kinds a training run makes.
 
     ``sharpen fit`` runs on every run folder under the sibling ``theory/``, ``sim/`` and ``train/`` folders
-    (report next to its logs); the eight figures are drawn from the simulator into ``out_dir``; each run under
-    ``train/`` with probes also gets its own Theorem 1 fit (kind 1) and heat map (kind 4) in
-    ``out_dir/<run name>/``.
+    (report next to its logs); each run under ``train/`` gets the kinds of :data:`DEMO_FIGURES` in
+    ``out_dir/<run name>/``. The full set drawn from the simulator's full
+    experiments is ``sharpen figures`` (minutes); both share one cache (:func:`default_cache`).
     """
     from sharpen.analysis import analyze_run, find_runs, short_table, write_report
 
@@ -235,7 +251,6 @@ def demo(out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     train_runs = set(find_runs(out_dir.parent / "train"))
     runs = [r for sub in ("theory", "sim") for r in find_runs(out_dir.parent / sub)]
-    probed = []
     for run_dir in runs + sorted(train_runs):
         try:
             res = analyze_run(run_dir)
@@ -248,22 +263,19 @@ def demo(out_dir: Path) -> None:
         write_report(res)
         print(short_table(res))
         print(f"report: {run_dir / 'fit_report.md'}\n")
-        if res.trajectories is not None and run_dir in train_runs:
-            probed.append(run_dir)
     if not train_runs:
-        print(
-            f"no training run under {out_dir.parent / 'train'}: figures 1 and 4 come from the simulator only"
-        )
-    written, errors = build_all(out_dir, cache=out_dir / "cache")
-    for run_dir in probed:
-        for name in ("fig1_theory_fit", "fig4_heatmap"):
+        print(f"no training run under {out_dir.parent / 'train'}: no figures to draw")
+    written, errors = {}, {}
+    for run_dir in sorted(train_runs):
+        for name in DEMO_FIGURES:
             try:
                 written[f"{name} ({run_dir.name})"] = build(
-                    name, out_dir / run_dir.name, run_dirs=[run_dir], cache=out_dir / "cache"
+                    name, out_dir / run_dir.name, run_dirs=[run_dir], cache=default_cache(), formats=("png",)
                 )
-            except ValueError as exc:
+            except ValueError as exc:  # a kind this run's records cannot make
                 errors[f"{name} ({run_dir.name})"] = str(exc)
     for name, paths in written.items():
         print(f"{name}: {paths[0]}")
     for name, msg in errors.items():
         print(f"{name}: not drawn ({msg.splitlines()[0]})")
+    print("the full figure set from the simulator's full experiments: sharpen figures (a few minutes, cached)")

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from sharpen import theory
+from sharpen._cli import fail, output_dir
 
 __all__ = [
     "StabilityTable",
@@ -91,6 +92,11 @@ def initial_answer_probs(p0: float, k_answers: int, unparseable: float = 0.0) ->
     if rest < -1e-12:
         raise ValueError(f"p0: p0 + unparseable must be <= 1, got {p0} + {unparseable}")
     if k_answers == 1:
+        if rest > 1e-12:
+            raise ValueError(
+                f"k_answers: with one answer the remaining mass 1 - p0 - unparseable = {rest:.4g} has no "
+                "answer to go to; use k_answers >= 2, or set unparseable to 1 - p0 on purpose"
+            )
         return np.array([p0])
     other = max(rest, 0.0) / (k_answers - 1)
     if other >= p0:
@@ -268,8 +274,8 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--out",
         type=Path,
-        default=Path("sharpen-out/theory"),
-        help="folder for theorem1.png / theorem1.csv (default: ./sharpen-out/theory)",
+        default=output_dir("theory"),
+        help=f"folder for theorem1.png / theorem1.csv (default: ./{output_dir('theory')})",
     )
     parser.set_defaults(func=run)
 
@@ -283,8 +289,7 @@ def run(args: argparse.Namespace) -> int:
             probs = initial_answer_probs(args.p0, args.k_answers, args.unparseable)
             stab = stability_table(probs, args.n, args.beta, args.steps)
     except ValueError as exc:
-        print(f"sharpen theory: error: {exc}", file=sys.stderr)
-        return 2
+        return fail("sharpen theory", str(exc))
 
     print(
         f"Theorem 1: p0={table.p0:g}, beta={table.beta:g}, rho=e^(-1/beta)={np.exp(-1 / table.beta):.6g}"

@@ -49,9 +49,13 @@ from typing import Any, Literal
 import numpy as np
 from scipy import special, stats
 
+from sharpen._cli import fail
 from sharpen.metrics import model_collapse_step, step_noise
 from sharpen.records import Run, load_run
 from sharpen.theory import SharpeningFit, fit_sharpening
+
+MIN_FIT_POINTS = 4
+"""Fewer probe steps than this make a per-question fit uninformative (two points always give R^2 = 1)."""
 
 __all__ = [
     "AnalysisConfig",
@@ -1060,6 +1064,12 @@ def analyze(run: Run, config: AnalysisConfig = AnalysisConfig()) -> RunAnalysis:
     if traj is not None:
         fit = fit_trajectories(traj, level=config.level)
         questions = classify_questions(traj, fit)
+        few = int((np.asarray(fit.n_points) < MIN_FIT_POINTS).sum())
+        if few:
+            warnings.append(
+                f"fit: {few} of {len(questions)} question(s) have fewer than {MIN_FIT_POINTS} probe steps; "
+                "their R^2 (1 for two points) says nothing: probe more often (probe_every)"
+            )
         se = np.asarray(fit.slope_se)
         for name, members in (
             ("sharpened", [q.label == "sharpened" for q in questions]),
@@ -1567,18 +1577,16 @@ def _cli(args: argparse.Namespace) -> int:
             smoothing=args.smoothing,
             min_decline=args.min_decline,
             patience=args.patience,
-            noise_sigmas=args.noise_sigmas if args.noise_sigmas > 0 else None,
+            noise_sigmas=args.noise_sigmas if args.noise_sigmas != 0 else None,
         )
     except ValueError as exc:
-        print(f"sharpen fit: {exc}", file=sys.stderr)
-        return 2
+        return fail("sharpen fit", str(exc))
     status = 0
     for run_dir in args.run_dirs:
         try:
             res = analyze_run(run_dir, config)
         except ValueError as exc:
-            print(f"sharpen fit: {exc}", file=sys.stderr)
-            status = 2
+            status = fail("sharpen fit", f"{run_dir}: {exc}")
             continue
         out = (
             Path(args.out) / Path(run_dir).name if args.out and len(args.run_dirs) > 1 else args.out

@@ -1,33 +1,25 @@
-"""``sharpen sim <experiment> [--field value ...]``: run a simulator experiment, write its result folder and figure.
+"""``sharpen sim``: run a simulator experiment, write its result folder and figure.
 
-Options are generated from the experiment's config dataclass (one ``--field`` per scalar or tuple field);
-``sharpen sim --list`` lists the experiments; ``--quick`` starts from the small preset.
+::
+
+    sharpen sim --list                              # the experiments
+    sharpen sim theorem1 --quick                    # the small preset, seconds
+    sharpen sim destination --steps 60 --seed 1     # any config field as --field-name
+
+Options are generated from the experiments' config dataclasses (one ``--field-name`` per scalar or tuple field;
+tuples comma-separated). An option applies to the named experiments, and each of them must have that field.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 import time
-import typing
 from pathlib import Path
 
+from sharpen._cli import closest, given_options, option_specs, output_dir
+
 __all__ = ["register", "main", "demo"]
-
-
-def _field_parser(tp):
-    origin = typing.get_origin(tp)
-    if tp is bool or tp == "bool":
-        return lambda s: s.lower() in ("1", "true", "yes", "on")
-    if origin is tuple:
-        (inner, *_) = typing.get_args(tp)
-        if inner not in (int, float, str):
-            return None
-        return lambda s: tuple(inner(x) for x in s.split(","))
-    if tp in (int, float, str):
-        return tp
-    return None
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -39,22 +31,28 @@ def _run(args: argparse.Namespace) -> int:
             e = EXPERIMENTS[name]
             print(f"{name:<16} {e.kind:<12} {e.doc}")
         return 0
-    overrides = {k[4:]: v for k, v in vars(args).items() if k.startswith("cfg_") and v is not None}
-    names = args.experiment
-    try:
+    for name in args.experiment:
+        if name not in EXPERIMENTS:
+            hint = closest(name, EXPERIMENTS)
+            raise ValueError(f"experiment: unknown {name!r}" + (f"; did you mean {hint!r}?" if hint else "")
+                             + f" (sharpen sim --list shows {len(EXPERIMENTS)})")  # fmt: skip
+    overrides = given_options(args, args.option_names)
+    for name in args.experiment:
+        fields = {s.name for s in option_specs(EXPERIMENTS[name].config_cls)}
+        missing = sorted(set(overrides) - fields)
+        if missing:
+            flags = ", ".join("--" + m.replace("_", "-") for m in missing)
+            own = ", ".join(sorted(s.flag for s in option_specs(EXPERIMENTS[name].config_cls)))
+            raise ValueError(f"{flags}: not an option of {name} (its options: {own})")
+    it = args.experiment
+    if len(it) > 1:
         from tqdm import tqdm
-    except ImportError:  # pragma: no cover
-        tqdm = None
-    it = tqdm(names, desc="sim", file=sys.stderr) if tqdm and len(names) > 1 else names
+
+        it = tqdm(it, desc="sim", file=sys.stderr)
     status = 0
     for name in it:
         t0 = time.perf_counter()
-        known = (
-            {f.name for f in dataclasses.fields(EXPERIMENTS[name].config_cls)}
-            if name in EXPERIMENTS
-            else set()
-        )
-        res = run(name, quick=args.quick, **{k: v for k, v in overrides.items() if k in known})
+        res = run(name, quick=args.quick, **overrides)
         out = Path(args.out) / name
         res.save(out)
         save_figure(res, out / f"{name}.png")
@@ -71,45 +69,34 @@ def register(subparsers) -> None:
     from sim.api import EXPERIMENTS, available_experiments
 
     p = subparsers.add_parser(
-        "sim", help="simulator experiments (Theorem 1, stability, explorations)"
+        "sim",
+        help="simulator experiments (Theorem 1, stability, explorations)",
+        description=__doc__,
     )
-    p.add_argument(
-        "experiment", nargs="*", help=f"experiment name(s): {', '.join(available_experiments())}"
-    )
+    p.add_argument("experiment", nargs="*", help=f"experiment name(s): {', '.join(available_experiments())}")
     p.add_argument("--list", action="store_true", help="list the experiments and exit")
     p.add_argument("--quick", action="store_true", help="start from the small preset")
-    p.add_argument(
-        "--out", default="runs/sim", help="output folder (one sub-folder per experiment)"
-    )
-    seen = set()
-    group = p.add_argument_group("experiment options (applied to experiments that have the field)")
+    p.add_argument("--out", default=str(output_dir("sim")),
+                   help=f"output folder, one sub-folder per experiment (default: ./{output_dir('sim')})")  # fmt: skip
+    # One option per field name; its help names every experiment that has it, with that experiment's text.
+    specs: dict[str, list] = {}
     for e in EXPERIMENTS.values():
-        fields = [f for f in dataclasses.fields(e.config_cls) if f.name not in seen]
-        if not fields:
-            continue
-        hints = typing.get_type_hints(e.config_cls)
-        for f in fields:
-            conv = _field_parser(hints[f.name])
-            if conv is None:
-                continue
-            seen.add(f.name)
-            group.add_argument(
-                f"--{f.name.replace('_', '-')}",
-                dest=f"cfg_{f.name}",
-                type=conv,
-                default=None,
-                help=f"{e.name}: {f.name} (default {f.default!r})",
-            )
-    p.set_defaults(func=_run)
+        for spec in option_specs(e.config_cls):
+            specs.setdefault(spec.name, []).append((e.name, spec))
+    group = p.add_argument_group("experiment options (each applies to the experiments named in its help)")
+    for name, owners in sorted(specs.items()):
+        texts = {}
+        for exp_name, spec in owners:
+            texts.setdefault(spec.help, []).append(exp_name)
+        owners[0][1].add_to(group, help="; ".join(f"{', '.join(n)}: {t}" for t, n in texts.items()))
+    p.set_defaults(func=_run, option_names=list(specs))
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the ``sim`` command without the ``sharpen`` front end (``python -m sim.cli``)."""
-    parser = argparse.ArgumentParser(prog="sharpen")
-    subs = parser.add_subparsers(dest="command")
-    register(subs)
-    args = parser.parse_args(["sim", *(sys.argv[1:] if argv is None else argv)])
-    return args.func(args)
+    from sharpen.cli import main as sharpen_main
+
+    return sharpen_main(["sim", *(sys.argv[1:] if argv is None else argv)])
 
 
 def demo(out_dir: Path) -> None:
@@ -126,6 +113,3 @@ def demo(out_dir: Path) -> None:
         if res.verdict.holds is not True:
             raise RuntimeError(f"sim demo: {name} did not hold: {res.verdict.summary}")
 
-
-if __name__ == "__main__":
-    raise SystemExit(main())

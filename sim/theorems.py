@@ -345,8 +345,9 @@ class DestinationConfig:
             raise ValueError(f"n_rollouts: N must be >= 1, got {self.n_rollouts}")
         if not (self.beta_lockin > 0 and self.beta_slow > 0):
             raise ValueError("beta_lockin, beta_slow: must be > 0")
-        if self.steps < 1 or self.grpo_steps < 0 or self.n_datasets < 1:
-            raise ValueError("steps >= 1, grpo_steps >= 0 and n_datasets >= 1 required")
+        for name, low in (("steps", 1), ("grpo_steps", 0), ("n_datasets", 1)):
+            if getattr(self, name) < low:
+                raise ValueError(f"{name}: must be >= {low}, got {getattr(self, name)}")
 
 
 def sharpening_destination(config: DestinationConfig = DestinationConfig()) -> SimResult:

@@ -380,13 +380,15 @@ def test_demo_fits_the_training_runs_and_draws_kinds_1_and_4_from_each(
     out = tmp_path / "demo"
     for name in ("run_a", "run_b"):
         _train_run(out / "train" / name)
-    # the simulator's figures are tested above: here only the demo's own work, with a shared cache
-    monkeypatch.setattr(cli, "build_all", lambda *a, **k: ({}, {}))
+    # the demo draws from its runs only (no simulator runs), into the one shared cache
+    monkeypatch.setenv("SHARPEN_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(cli, "simulate", lambda *a, **k: pytest.fail("the demo ran the simulator"))
     cli.demo(out / "figures")
+    assert list((tmp_path / "cache" / "figures").rglob("*.json"))
     for name in ("run_a", "run_b"):
         assert (out / "train" / name / "fit_report.md").exists()
         assert load_run(out / "train" / name).probes
-        for fig in ("fig1_theory_fit", "fig4_heatmap"):
+        for fig in cli.DEMO_FIGURES:
             assert (out / "figures" / name / f"{fig}.png").stat().st_size > 5_000
     text = capsys.readouterr().out
     assert "pooled beta" in text and "not drawn" not in text

@@ -1,0 +1,228 @@
+"""Command-line plumbing shared by every ``sharpen`` command (private: the commands' own modules use it).
+
+* :class:`CommandParser` -- an ``argparse`` parser whose errors are one line, ``sharpen <cmd>: error: <arg>:
+  <problem>``, exit code 2, and whose help shows plain text where docstrings hold reST markup.
+* :func:`add_dataclass_options` / :func:`given_options` -- one ``--field-name`` option per field of a frozen
+  config dataclass: help from the field's ``metadata["help"]`` or its numpydoc ``Attributes`` entry, choices from
+  ``Literal`` types (via :func:`typing.get_args`), ``--x/--no-x`` for booleans, ``none`` for optional fields,
+  comma-separated values for tuples. Options nobody gave are absent, so "keep the default" needs no sentinel.
+* :func:`output_dir` -- the one default output root, ``./sharpen-out/<command>``.
+* :func:`closest` -- the nearest valid name for "did you mean" hints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import difflib
+import re
+import sys
+import typing
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+OUTPUT_ROOT = Path("sharpen-out")
+
+
+def output_dir(command: str) -> Path:
+    """Default output folder of ``sharpen <command>``: ``./sharpen-out/<command>``."""
+    return OUTPUT_ROOT / command
+
+
+_REST_ROLE = re.compile(r":[a-z]+:`~?([^`]*?)`")
+_REST_LITERAL = re.compile(r"``(.*?)``")
+
+
+def plain(text: str | None) -> str | None:
+    """``text`` without reST markup: ``:class:`~a.B``` -> ``B``, ````x```` -> ``x``."""
+    if text is None:
+        return None
+    text = _REST_ROLE.sub(lambda m: m.group(1).rsplit(".", 1)[-1], text)
+    text = re.sub(r"\n\s*::\s*\n", "\n", text)  # a literal-block marker on its own line
+    return _REST_LITERAL.sub(r"\1", text)
+
+
+class _PlainFormatter(argparse.RawDescriptionHelpFormatter):
+    def _format_text(self, text: str) -> str:
+        return super()._format_text(plain(text))
+
+    def _expand_help(self, action: argparse.Action) -> str:
+        return plain(super()._expand_help(action))
+
+
+def closest(name: str, valid: Iterable[str]) -> str | None:
+    """The valid name nearest to ``name`` (``difflib``), or None when nothing is close."""
+    match = difflib.get_close_matches(name, list(valid), n=1, cutoff=0.6)
+    return match[0] if match else None
+
+
+class CommandParser(argparse.ArgumentParser):
+    """``argparse.ArgumentParser`` with one-line errors (exit 2) and plain-text help.
+
+    ``argument --steps: invalid int value: 'x'`` becomes ``sharpen train: error: --steps: invalid int value:
+    'x'``; an unknown option names the closest valid one.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _PlainFormatter)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str) -> typing.NoReturn:
+        message = re.sub(r"^argument ([^:]+): ", lambda m: m.group(1).split("/")[0] + ": ", message)
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+    def unknown_options(self, extra: Sequence[str]) -> typing.NoReturn:
+        """Reject ``extra`` (what ``parse_known_args`` left over), naming the closest known option."""
+        first = extra[0]
+        if not first.startswith("-"):
+            self.error(f"{first}: unexpected argument (see {self.prog} --help)")
+        hint = closest(first.split("=", 1)[0], self._option_string_actions)
+        self.error(f"{first}: unknown option" + (f"; did you mean {hint}?" if hint else ""))
+
+
+# ----------------------------------------------------------------------------------------------------------
+# dataclass -> options
+# ----------------------------------------------------------------------------------------------------------
+
+
+def field_help(cls: type) -> dict[str, str]:
+    """Help text per field of dataclass ``cls``: ``metadata["help"]``, else its numpydoc ``Attributes`` entry
+    (``name : text`` or ``a, b : text``, continuation lines indented)."""
+    helps: dict[str, str] = {}
+    doc = cls.__doc__ or ""
+    section = re.search(r"Attributes\n\s*-+\n(.*?)(?:\n\s*\n\s*[A-Z][a-z]+\n\s*-+\n|\Z)", doc, re.S)
+    if section:
+        names: list[str] = []
+        for line in section.group(1).splitlines():
+            entry = re.match(r"\s{0,8}([a-z_][a-z0-9_, ]*?)\s+:\s*(.*)", line)
+            if entry and all(n.strip().isidentifier() for n in entry.group(1).split(",")):
+                names = [n.strip() for n in entry.group(1).split(",")]
+                for n in names:
+                    helps[n] = entry.group(2).strip()
+            elif names and line.strip():
+                for n in names:
+                    helps[n] = f"{helps[n]} {line.strip()}".strip()
+    for f in dataclasses.fields(cls):
+        if "help" in f.metadata:
+            helps[f.name] = f.metadata["help"]
+    return helps
+
+
+def _none_or(kind):
+    def parse(text: str):
+        return None if text.lower() in ("none", "null") else kind(text)
+
+    parse.__name__ = getattr(kind, "__name__", "value")
+    return parse
+
+
+def _tuple_of(kind):
+    def parse(text: str):
+        return tuple(kind(x) for x in text.split(",") if x.strip())
+
+    parse.__name__ = f"comma-separated {kind.__name__}"
+    return parse
+
+
+def _option_kind(hint: Any) -> tuple[str, Any] | None:
+    """How a field of type ``hint`` is read: ("bool", None), ("choice", choices), ("value", parse) or None
+    (the field has no command-line form, e.g. a nested config)."""
+    args = typing.get_args(hint)
+    optional = typing.get_origin(hint) in (typing.Union, getattr(__import__("types"), "UnionType", None))
+    optional = optional and type(None) in args
+    inner = [a for a in args if a is not type(None)] if optional else [hint]
+    if len(inner) != 1:
+        return None
+    base = inner[0]
+    if base is bool:
+        return ("bool", None) if not optional else None
+    if typing.get_origin(base) is Literal:
+        return ("choice", [*typing.get_args(base), *(["none"] if optional else [])])
+    if typing.get_origin(base) is tuple:
+        (item, *_) = typing.get_args(base)
+        return ("value", _tuple_of(item)) if item in (int, float, str) else None
+    if base in (int, float, str):
+        return ("value", _none_or(base) if optional else base)
+    return None
+
+
+@dataclasses.dataclass(frozen=True)
+class OptionSpec:
+    """The command-line form of one config field: ``--flag``, how it is read, its help and shown default."""
+
+    name: str
+    kind: tuple[str, Any]
+    help: str
+    default: Any
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    def add_to(self, parser: argparse.ArgumentParser | argparse._ArgumentGroup, help: str | None = None) -> None:
+        """Add the option to ``parser``; absent from the namespace unless given (``default=SUPPRESS``)."""
+        text = (help or self.help).replace("%", "%%")
+        common = {"dest": self.name, "default": argparse.SUPPRESS, "help": text}
+        if self.kind[0] == "bool":
+            parser.add_argument(self.flag, action=argparse.BooleanOptionalAction, **common)
+        elif self.kind[0] == "choice":
+            choices = self.kind[1]
+            parser.add_argument(self.flag, choices=choices, metavar="{" + ",".join(map(str, choices)) + "}",
+                                **common)  # fmt: skip
+        else:
+            parser.add_argument(self.flag, type=self.kind[1], metavar=self.name.upper(), **common)
+
+
+def option_specs(cls: type, *, defaults: Any = None, skip: Iterable[str] = ()) -> list[OptionSpec]:
+    """One :class:`OptionSpec` per field of dataclass ``cls`` that has a command-line form (nested configs and
+    other structured fields have none). ``defaults`` (an instance, e.g. a preset) feeds the shown defaults."""
+    hints = typing.get_type_hints(cls)
+    helps = field_help(cls)
+    skip = set(skip)
+    specs = []
+    for f in dataclasses.fields(cls):
+        kind = _option_kind(hints[f.name])
+        if kind is None or f.name in skip:
+            continue
+        default = getattr(defaults, f.name) if defaults is not None else f.default
+        if default is dataclasses.MISSING and f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
+        shown = "none" if default is None else (
+            ",".join(map(str, default)) if isinstance(default, tuple) else default
+        )
+        text = helps.get(f.name) or f.name.replace("_", " ")
+        if default is not dataclasses.MISSING:
+            text = f"{text} (default: {shown})"
+        specs.append(OptionSpec(f.name, kind, text, default))
+    return specs
+
+
+def add_dataclass_options(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup,
+    cls: type,
+    *,
+    defaults: Any = None,
+    skip: Iterable[str] = (),
+) -> list[str]:
+    """Add ``--field-name`` for each field of dataclass ``cls`` that has a command-line form; return their names.
+
+    An option not given is absent from the parsed namespace, so :func:`given_options` returns exactly what the
+    user typed.
+    """
+    specs = option_specs(cls, defaults=defaults, skip=skip)
+    for spec in specs:
+        spec.add_to(parser)
+    return [spec.name for spec in specs]
+
+
+def given_options(args: argparse.Namespace, names: Iterable[str]) -> dict[str, Any]:
+    """The options among ``names`` that were given on the command line (``none`` already read as None)."""
+    values = vars(args)
+    return {n: (None if values[n] == "none" else values[n]) for n in names if n in values}
+
+
+def fail(prog: str, message: str) -> int:
+    """Print the one-line error ``<prog>: error: <message>`` to stderr; return exit code 2."""
+    print(f"{prog}: error: {message}", file=sys.stderr)
+    return 2

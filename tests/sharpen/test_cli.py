@@ -1,0 +1,115 @@
+"""The ``sharpen`` command as a newcomer meets it: one-line errors with exit code 2, no silent no-ops, fast help."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from dataclasses import dataclass
+from typing import Literal
+
+import pytest
+
+from sharpen._cli import CommandParser, add_dataclass_options, field_help, given_options, plain
+from sharpen.cli import main
+
+
+def _error_line(capsys) -> str:
+    captured = capsys.readouterr()
+    lines = [ln for ln in captured.err.splitlines() if ln.strip()]
+    assert len(lines) == 1, captured.err  # one line, no traceback, no usage block
+    return lines[0]
+
+
+def _run(argv: list[str]) -> int:
+    try:
+        return main(argv)
+    except SystemExit as exc:  # argparse exits
+        return int(exc.code)
+
+
+@pytest.mark.parametrize(
+    ("argv", "prefix", "words"),
+    [
+        (["trian"], "sharpen: error: trian: unknown command", ["did you mean train"]),
+        (["sim", "theorm1"], "sharpen sim: error: experiment:", ["'theorm1'", "did you mean 'theorem1'"]),
+        (["sim", "destination", "--steps", "-5"], "sharpen sim: error: steps:", [">= 1", "-5"]),
+        (["sim", "stability", "--ns", "0"], "sharpen sim: error: ns:", [">= 1"]),
+        (["sim", "theorem1", "--steps", "-5"], "sharpen sim: error: --steps: not an option of theorem1", []),
+        (["sim", "theorem1", "--per-question", "yes"], "sharpen sim: error:", []),
+        (["figures", "--jobs", "0"], "sharpen figures: error: --jobs:", [">= 1"]),
+        (["figures", "--only", "zzz"], "sharpen figures: error: --only:", ["'zzz'"]),
+        (["figures", "--from", "/nonexistent/run"], "sharpen figures: error: --from:", ["/nonexistent/run"]),
+        (["demo", "--only", "zzz"], "sharpen demo: error: --only:", ["'zzz'"]),
+        (["fit", "--noise-sigmas", "-1", "some-run"], "sharpen fit: error: noise_sigmas:", [">= 0"]),
+        (["theory", "--n", "8", "--k-answers", "1"], "sharpen theory: error: k_answers:", ["0.7"]),
+        (["theory", "--stesp", "3"], "sharpen theory: error: --stesp: unknown option", ["did you mean --steps"]),
+        (["theory", "--steps", "x"], "sharpen theory: error: --steps: invalid int value", []),
+    ],
+)
+def test_every_user_error_is_one_line_with_exit_code_2(capsys, argv, prefix, words):
+    assert _run(argv) == 2
+    line = _error_line(capsys)
+    assert line.startswith(prefix), line
+    for w in words:
+        assert w in line, line
+
+
+def test_help_imports_no_command_and_no_torch():
+    code = (
+        "import sys, contextlib, io\n"
+        "from sharpen.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()) as out:\n"
+        "    try:\n        main(['--help'])\n    except SystemExit:\n        pass\n"
+        "heavy = sorted(m for m in ('torch', 'sim', 'empirical', 'paper_figures', 'seaborn', 'scipy') if m in sys.modules)\n"
+        "print(heavy)\n"
+        "text = out.getvalue()\n"
+        "assert all(c in text for c in ('demo', 'theory', 'sim', 'train', 'fit', 'figures')), text\n"
+        "assert '``' not in text and ':class:' not in text, text\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert res.stdout.strip() == "[]", res.stdout
+
+
+def test_subcommand_help_is_plain_text(capsys):
+    assert _run(["sim", "--help"]) == 0
+    text = capsys.readouterr().out
+    assert "CFG_" not in text and "``" not in text and ":class:" not in text
+    # a field several experiments share names each of them
+    assert "theorem1, " in text or "theorem1:" in text
+
+
+def test_plain_strips_rest_markup():
+    assert plain("see :class:`~empirical.config.TrainConfig` and ``sharpen train``") == (
+        "see TrainConfig and sharpen train"
+    )
+
+
+def test_dataclass_options_one_rule_for_every_type():
+    @dataclass(frozen=True)
+    class Cfg:
+        """A config.
+
+        Attributes
+        ----------
+        steps : how many steps
+            (continued)
+        mode : which mode
+        """
+
+        steps: int = 3
+        mode: Literal["a", "b"] = "a"
+        flag: bool = False
+        path: str | None = None
+        ns: tuple[int, ...] = (1, 2)
+
+    assert field_help(Cfg)["steps"] == "how many steps (continued)"
+    parser = CommandParser(prog="t")
+    names = add_dataclass_options(parser, Cfg)
+    assert given_options(parser.parse_args([]), names) == {}
+    got = given_options(
+        parser.parse_args(["--steps", "5", "--mode", "b", "--flag", "--path", "none", "--ns", "4,8"]), names
+    )
+    assert got == {"steps": 5, "mode": "b", "flag": True, "path": None, "ns": (4, 8)}
+    assert given_options(parser.parse_args(["--no-flag"]), names) == {"flag": False}
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--mode", "c"])
