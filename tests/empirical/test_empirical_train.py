@@ -15,9 +15,11 @@ from sharpen.rewards import Rollouts, get_reward
 
 
 def test_end_to_end_run_sharpens_and_records(tiny_config):
-    # A higher learning rate than the preset so that a 30-step run shows the trend (lr 5e-4 collapses in ~10;
-    # at 3e-4 the probe majority probability rose by 0.04-0.13 over seeds 0-5).
-    cfg = tiny_config.replace(steps=30, lr=3e-4, probe_every=10, eval_every=30, checkpoint_every=15)
+    # An aggressive learning rate so that 30 steps sharpen far beyond the probes' sampling noise. Measured on
+    # the tests' prior (greedy 0.6) over seeds 0-3, under torch's default and plain (ATEN_CPU_CAPABILITY=default)
+    # kernels: the probe majority probability rose by 0.19-0.45 and the token entropy fell by 0.13-0.37 (at
+    # lr 1e-4 the rise was -0.02..0.19: too weak to assert across CPUs).
+    cfg = tiny_config.replace(steps=30, lr=1e-3, probe_every=10, eval_every=30, checkpoint_every=15)
     trainer_before = build_trainer(cfg)
     initial = {k: v.clone() for k, v in trainer_before.model.state_dict().items()}
     run_dir = train(cfg)
@@ -28,7 +30,7 @@ def test_end_to_end_run_sharpens_and_records(tiny_config):
     assert sorted({p["step"] for p in run.probes}) == [0, 10, 20, 30]
     assert len(run.probes) == 4 * cfg.n_probe
     assert [e["step"] for e in run.evals] == [0, 30]
-    assert run.config["train"]["lr"] == 3e-4 and "packages" in run.env and not run.warnings
+    assert run.config["train"]["lr"] == 1e-3 and "packages" in run.env and not run.warnings
     for m in run.metrics:
         for key in (
             "label_accuracy",
@@ -53,7 +55,9 @@ def test_end_to_end_run_sharpens_and_records(tiny_config):
 
     # sharpening: the majority probability of the probe questions rises (trend with a margin)
     p = {s: np.mean([r["p_majority"] for r in run.probes if r["step"] == s]) for s in (0, 30)}
-    assert p[30] > p[0] + 0.03, p
+    assert p[30] > p[0] + 0.1, p
+    entropy = [m["entropy"] for m in run.metrics]
+    assert np.mean(entropy[-5:]) < np.mean(entropy[:5]) - 0.05, entropy
     kl = [m["kl_to_initial"] for m in run.metrics]
     assert kl[-1] > kl[0]
 
