@@ -7,7 +7,8 @@ asked for); ``correct(question, response)`` combines the two.
 
 * ``arith`` -- synthetic ``a+b=`` sums, embedded; the response is the digits of the sum.
 * ``countdown`` -- generated locally: reach a target with each given number once; checked by :func:`safe_eval`,
-  an AST whitelist over exact fractions with bounded numbers (never ``eval``).
+  a character and AST whitelist over decimal integers, computed in exact fractions with bounded numbers (never
+  ``eval``).
 * ``dapo`` -- DAPO-Math-17k parquet (veRL schema, deduplicated by prompt, ``Answer:`` last line).
 * ``math-jsonl`` -- MATH500 / AIME24 / AMC23 style JSONL (``problem``/``question`` and ``answer`` keys).
 
@@ -27,8 +28,10 @@ from __future__ import annotations
 
 import ast
 import json
+import math
 import operator
 import re
+import sys
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -93,6 +96,8 @@ class Task:
 # safe arithmetic evaluation
 # ----------------------------------------------------------------------------------------------------------
 
+_ARITHMETIC_TEXT = re.compile(r"[0-9+\-*/() ]*")
+
 _BINOPS = {
     ast.Add: operator.add,
     ast.Sub: operator.sub,
@@ -107,9 +112,12 @@ def safe_eval(
 ) -> Fraction:
     """Exact value of an arithmetic expression over integers: ``+ - * / **``, unary ``-``/``+``, parentheses.
 
-    Anything else -- names, calls, attribute access, subscripts, floats, strings -- raises ``ValueError``, as
-    do exponents above ``max_exponent`` in absolute value, any number or intermediate value whose numerator or
-    denominator exceeds ``max_abs``, division by zero and texts longer than ``max_length``.
+    The text may hold only ASCII digits, ``+ - * / ( )`` and spaces, so integers are decimal literals and
+    nothing hides from the parser (``#`` starts a comment Python would ignore; ``0x3``, ``1_0`` and ``1e3``
+    are literals Python would accept). Anything else -- names, calls, attribute access, subscripts, floats,
+    strings, comments, other bases -- raises ``ValueError``, as do exponents above ``max_exponent`` in
+    absolute value, any number or intermediate value whose numerator or denominator exceeds ``max_abs``,
+    division by zero and texts longer than ``max_length``.
 
     >>> safe_eval("(3+5)*2/4")
     Fraction(4, 1)
@@ -118,8 +126,14 @@ def safe_eval(
         raise ValueError(f"expression: expected str, got {type(expression).__name__}")
     if len(expression) > max_length:
         raise ValueError(f"expression: longer than {max_length} characters")
+    expression = expression.strip()
+    if not _ARITHMETIC_TEXT.fullmatch(expression):
+        raise ValueError(
+            "expression: only decimal integers, + - * / ( ) and spaces are allowed, got "
+            f"{expression[:40]!r}"
+        )
     try:
-        tree = ast.parse(expression.strip(), mode="eval")
+        tree = ast.parse(expression, mode="eval")
     except SyntaxError as err:
         raise ValueError(f"expression: not valid arithmetic ({err.msg})") from None
 
@@ -169,8 +183,12 @@ def expression_numbers(expression: str) -> list[int]:
 
 
 def countdown_correct(expression: str | None, numbers: Sequence[int], target: int) -> bool:
-    """Whether ``expression`` uses each of ``numbers`` exactly once and equals ``target`` (TinyZero's rule)."""
-    if expression is None or "=" in expression:
+    """Whether ``expression`` uses each of ``numbers`` exactly once and equals ``target`` (TinyZero's rule).
+
+    False for anything :func:`safe_eval` rejects (comments, ``0x3``, names, ...), for an equation and for a
+    non-string (None included).
+    """
+    if not isinstance(expression, str) or "=" in expression:
         return False
     try:
         used = expression_numbers(expression)
@@ -358,11 +376,28 @@ def _math_grader(math_verify: bool) -> tuple[Callable, Callable]:
     return parse, check
 
 
+def _is_null(value: object) -> bool:
+    """Whether a value read from a data file is missing: None, NaN (JSON's ``NaN``, pandas' null in some string
+    columns) or ``pandas.NA`` (which no value can be unless pandas is loaded)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return True
+    pandas = sys.modules.get("pandas")
+    return pandas is not None and value is pandas.NA
+
+
+def _not_null(value: object, field: str, where: str) -> object:
+    """``value``, or ``ValueError("path: {where}: field '{field}' is null")``: str(None) would be "None"."""
+    if _is_null(value):
+        raise ValueError(f"path: {where}: field {field!r} is null")
+    return value
+
+
 def load_dapo(path: str | Path, *, limit: int | None = None) -> list[Question]:
     """Questions of a DAPO-Math-17k parquet file in veRL's schema, deduplicated by prompt (first kept).
 
     Required columns: ``prompt`` (a list of ``{"role", "content"}`` messages, the user message last) and
-    ``reward_model`` (``{"ground_truth": ...}``). Raises ``ValueError`` for a missing file or a wrong schema.
+    ``reward_model`` (``{"ground_truth": ...}``). Raises ``ValueError`` for a missing file, a wrong schema or a
+    null prompt, message or ground truth (naming the file and the row, counted from 0).
     """
     path = Path(path)
     if not path.is_file():
@@ -382,10 +417,12 @@ def load_dapo(path: str | Path, *, limit: int | None = None) -> list[Question]:
         )
     questions, seen = [], set()
     for i, row in enumerate(frame.itertuples(index=False)):
-        messages, reward_model = row.prompt, row.reward_model
+        where = f"row {i} of {path}"
+        messages = _not_null(row.prompt, "prompt", where)
+        reward_model = _not_null(row.reward_model, "reward_model", where)
         try:
-            content = str(list(messages)[-1]["content"])
-            label = str(reward_model["ground_truth"])
+            content = str(_not_null(list(messages)[-1]["content"], "prompt[-1].content", where))
+            label = str(_not_null(reward_model["ground_truth"], "reward_model.ground_truth", where))
         except (TypeError, KeyError, IndexError) as err:
             raise ValueError(
                 f"path: row {i} of {path} does not match the DAPO schema (prompt = list of messages, "
@@ -408,6 +445,8 @@ def load_math_jsonl(path: str | Path, *, limit: int | None = None) -> list[Quest
     """MATH500 / AIME24 / AMC23 JSONL: one object a line with ``problem`` (or ``question``) and ``answer``.
 
     Keys are matched case-insensitively; the prompt is wrapped in the DAPO instruction (``Answer:`` line).
+    Raises ``ValueError`` for a missing file, a line that is not a JSON object, missing keys or a null problem or
+    answer (naming the file and the line, counted from 1).
     """
     path = Path(path)
     if not path.is_file():
@@ -420,18 +459,21 @@ def load_math_jsonl(path: str | Path, *, limit: int | None = None) -> list[Quest
             obj = {str(k).lower(): v for k, v in json.loads(line).items()}
         except (json.JSONDecodeError, AttributeError):
             raise ValueError(f"path: line {lineno} of {path} is not a JSON object") from None
-        problem = obj.get("problem", obj.get("question"))
-        if problem is None or "answer" not in obj:
+        key = "problem" if "problem" in obj else "question"
+        if key not in obj or "answer" not in obj:
             raise ValueError(
                 f"path: line {lineno} of {path} needs 'problem' (or 'question') and 'answer' keys, "
                 f"found {sorted(obj)}"
             )
+        where = f"line {lineno} of {path}"
+        problem = _not_null(obj[key], key, where)
+        answer = _not_null(obj["answer"], "answer", where)
         qid = str(obj.get("unique_id", obj.get("id", lineno)))
         questions.append(
             Question(
                 qid=qid,
                 prompt=DAPO_INSTRUCTION.format(problem=problem),
-                label=str(obj["answer"]),
+                label=str(answer),
                 chat=True,
             )
         )

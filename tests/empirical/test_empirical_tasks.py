@@ -192,3 +192,110 @@ def test_loaders_raise_clear_errors(tmp_path):
     bad.write_text("not json\n")
     with pytest.raises(ValueError, match="not a JSON object"):
         load_math_jsonl(bad)
+
+
+# ---------------------------------------------------------------------------------------------- bad input
+@pytest.mark.parametrize(
+    "expression",
+    [
+        "3+5+2#any text",  # a comment Python's parser drops
+        "3+5+2 # 16",
+        "0x3+5+2",  # other bases
+        "0b11+5+2",
+        "0o3+5+2",
+        "3+5+2_0",  # digit separators
+        "3+\n5+2",  # a line break inside
+        "3+5+\u0662",  # a non-ASCII digit
+        "3+5+2.0",
+        "3e0+5+2",
+        "3+5+2;",
+    ],
+)
+def test_countdown_accepts_only_decimal_integer_arithmetic(expression):
+    assert not countdown_correct(expression, [3, 5, 2], 10)
+    with pytest.raises(ValueError, match="expression"):
+        safe_eval(expression)
+
+
+def test_countdown_still_accepts_spaces_and_powers():
+    assert countdown_correct(" 3 + 5 + 2\n", [3, 5, 2], 10)  # surrounding whitespace is stripped
+    assert countdown_correct("(3+5)*2**1", [3, 5, 2, 1], 16)
+    assert countdown_correct("-(3-5)*8/2", [3, 5, 8, 2], 8)
+
+
+@pytest.mark.parametrize("expression", [3, 10.0, b"3+5+2", ["3+5+2"], object()])
+def test_countdown_grades_non_strings_false(expression):
+    assert countdown_correct(expression, [3, 5, 2], 10) is False  # type: ignore[arg-type]
+
+
+def _dapo_rows(n=3):
+    return [
+        {
+            "data_source": "math_dapo",
+            "prompt": [{"role": "user", "content": f"question {i}"}],
+            "ability": "MATH",
+            "reward_model": {"style": "rule", "ground_truth": str(i)},
+            "extra_info": {"index": str(i)},
+        }
+        for i in range(n)
+    ]
+
+
+def _write_parquet(path, rows):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pa.schema(
+        [
+            ("data_source", pa.string()),
+            ("prompt", pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))),
+            ("ability", pa.string()),
+            ("reward_model", pa.struct([("style", pa.string()), ("ground_truth", pa.string())])),
+            ("extra_info", pa.struct([("index", pa.string())])),
+        ]
+    )
+    pq.write_table(pa.Table.from_pylist(rows, schema=schema), path)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("field", "edit"),
+    [
+        ("reward_model.ground_truth", lambda row: row["reward_model"].update(ground_truth=None)),
+        ("reward_model", lambda row: row.update(reward_model=None)),
+        ("prompt[-1].content", lambda row: row["prompt"][-1].update(content=None)),
+        ("prompt", lambda row: row.update(prompt=None)),
+    ],
+)
+def test_dapo_loader_rejects_nulls(tmp_path, field, edit):
+    rows = _dapo_rows()
+    edit(rows[1])
+    path = _write_parquet(tmp_path / "nulls.parquet", rows)
+    with pytest.raises(ValueError) as err:
+        load_dapo(path)
+    assert str(err.value) == f"path: row 1 of {path}: field {field!r} is null"
+    assert len(load_dapo(_write_parquet(tmp_path / "fine.parquet", _dapo_rows()))) == 3
+
+
+@pytest.mark.parametrize(
+    ("line", "field"),
+    [
+        ('{"problem": "1+1?", "answer": null}', "answer"),
+        ('{"problem": "1+1?", "answer": NaN}', "answer"),
+        ('{"Problem": null, "Answer": 2}', "problem"),
+        ('{"problem": null, "question": "1+1?", "answer": "2"}', "problem"),
+        ('{"question": null, "answer": "2"}', "question"),
+    ],
+)
+def test_jsonl_loader_rejects_nulls(tmp_path, line, field):
+    path = tmp_path / "nulls.jsonl"
+    path.write_text('{"problem": "2+2?", "answer": 4}\n\n' + line + "\n")
+    with pytest.raises(ValueError) as err:
+        load_math_jsonl(path)
+    assert str(err.value) == f"path: line 3 of {path}: field {field!r} is null"
+
+
+def test_jsonl_loader_keeps_falsy_answers(tmp_path):
+    path = tmp_path / "zero.jsonl"
+    path.write_text('{"problem": "1-1?", "answer": 0}\n{"problem": "2-2?", "answer": "0"}\n')
+    assert [q.label for q in load_math_jsonl(path)] == ["0", "0"]

@@ -95,7 +95,9 @@ def test_equivalent_exact_and_symbolic():
 
 def test_math_verify_off_the_main_thread():
     out = []
-    t = threading.Thread(target=lambda: out.append(equivalent(r"\frac{1}{2}", "0.5", math_verify=True)))
+    t = threading.Thread(
+        target=lambda: out.append(equivalent(r"\frac{1}{2}", "0.5", math_verify=True))
+    )
     t.start()
     t.join(timeout=60)
     assert out == [True]
