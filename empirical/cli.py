@@ -14,62 +14,27 @@ The options are generated from the dataclass fields (``--field-name``; booleans 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
-import typing
 from pathlib import Path
 
 from empirical.config import PRESETS, TrainConfig, estimate_memory_gib, model_dimensions, preset
+from sharpen._cli import add_dataclass_options, given_options
 
 
-def _parse_optional(kind):
-    def parse(text: str):
-        return None if text.lower() in ("none", "null", "") else kind(text)
-
-    return parse
-
-
-def add_config_arguments(parser: argparse.ArgumentParser) -> None:
-    """One option per :class:`TrainConfig` field, typed from its annotation, default ``None`` (= keep preset)."""
-    hints = typing.get_type_hints(TrainConfig)
-    group = parser.add_argument_group("run configuration (overrides the preset)")
-    for f in dataclasses.fields(TrainConfig):
-        flag = "--" + f.name.replace("_", "-")
-        hint = hints[f.name]
-        args = typing.get_args(hint)
-        optional = type(None) in args
-        inner = [a for a in args if a is not type(None)] if optional else [hint]
-        base = inner[0] if len(inner) == 1 else str
-        if base is bool:
-            group.add_argument(
-                flag,
-                action=argparse.BooleanOptionalAction,
-                default=None,
-                help=f.metadata.get("help"),
-            )
-        elif typing.get_origin(base) is typing.Literal:
-            choices = list(typing.get_args(base)) + (["none"] if optional else [])
-            group.add_argument(flag, choices=choices, default=None, help=f.metadata.get("help"))
-        else:
-            kind = base if base in (int, float, str) else str
-            group.add_argument(
-                flag,
-                type=_parse_optional(kind) if optional else kind,
-                default=None,
-                help=f.metadata.get("help"),
-            )
+def add_config_arguments(parser: argparse.ArgumentParser) -> list[str]:
+    """One option per :class:`TrainConfig` field (``sharpen._cli``'s rules); returns the field names."""
+    group = parser.add_argument_group(
+        "run configuration (overrides the preset; defaults shown are the default preset's)"
+    )
+    return add_dataclass_options(group, TrainConfig)
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    """The preset named by ``args.preset`` with every given option applied (``ValueError`` on bad values)."""
-    base = preset(args.preset)
-    changes = {}
-    for f in dataclasses.fields(TrainConfig):
-        value = getattr(args, f.name, None)
-        if value is not None:
-            changes[f.name] = None if value == "none" else value
-    return base.replace(**changes)
+    """The preset named by ``args.preset`` with every option given applied (``ValueError`` on bad values).
+
+    An option not given keeps the preset's value; ``none`` clears an optional field."""
+    return preset(args.preset).replace(**given_options(args, args.config_fields))
 
 
 def register(subparsers) -> None:
@@ -92,8 +57,7 @@ def register(subparsers) -> None:
         action="store_true",
         help="print the resolved config and memory estimate, load the data, train nothing",
     )
-    add_config_arguments(parser)
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=run, config_fields=add_config_arguments(parser))
 
 
 def dry_run(cfg: TrainConfig) -> dict:
@@ -137,17 +101,13 @@ def run(args: argparse.Namespace) -> int:
                 f"{name:28s} model={cfg.model} task={cfg.task} reward={cfg.reward} steps={cfg.steps} lr={cfg.lr}"
             )
         return 0
-    try:
-        cfg = config_from_args(args)
-        if args.dry_run:
-            print(json.dumps(dry_run(cfg), indent=2))
-            return 0
-        from empirical.train import train
+    cfg = config_from_args(args)
+    if args.dry_run:
+        print(json.dumps(dry_run(cfg), indent=2))
+        return 0
+    from empirical.train import train
 
-        run_dir = train(cfg, resume=args.resume)
-    except ValueError as err:
-        print(f"sharpen train: error: {err}", file=sys.stderr)
-        return 2
+    run_dir = train(cfg, resume=args.resume)
     print(
         f"run folder: {run_dir}  (metrics.jsonl, probes.jsonl, eval.jsonl, config.json, env.json)"
     )
@@ -169,15 +129,44 @@ def demo(out_dir: Path) -> None:
     )
     train(preset("tiny-arith-ttrl").replace(out_dir=str(run_dir)))
     figure = plot_run(run_dir, out_dir / "tiny-arith-ttrl.png")
+    print(run_summary(run_dir))
     print(f"logs: {run_dir} (metrics.jsonl, probes.jsonl, eval.jsonl); figure: {figure}")
 
 
+def run_summary(run_dir: Path) -> str:
+    """Two lines a newcomer reads after a run: the probes' majority probability and held-out accuracy."""
+    from sharpen.records import load_run
+
+    run = load_run(run_dir)
+    lines = []
+    steps = sorted({p["step"] for p in run.probes})
+    if steps:
+        mean = {
+            s: sum(p["p_majority"] for p in run.probes if p["step"] == s)
+            for s in (steps[0], steps[-1])
+        }
+        n = {s: sum(1 for p in run.probes if p["step"] == s) for s in mean}
+        lines.append(
+            f"probe questions' majority probability: {mean[steps[0]] / n[steps[0]]:.3f} (step {steps[0]}) -> "
+            f"{mean[steps[-1]] / n[steps[-1]]:.3f} (step {steps[-1]}), {n[steps[-1]]} questions"
+        )
+    evals = [e for e in run.evals if e.get("split", "heldout") == "heldout"]
+    key = next((k for k in evals[0] if k.startswith("avg@")), None) if evals else None
+    if key:
+        best = max(evals, key=lambda e: e[key])
+        lines.append(
+            f"held-out {key} ({evals[0].get('n_questions', '?')} questions): {evals[0][key]:.3f} (step "
+            f"{evals[0]['step']}) -> peak {best[key]:.3f} (step {best['step']}) -> {evals[-1][key]:.3f} "
+            f"(step {evals[-1]['step']})"
+        )
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``python -m empirical.cli ...`` (same as ``sharpen train ...``)."""
-    parser = argparse.ArgumentParser(prog="python -m empirical.cli")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return args.func(args)
+    """``python -m empirical.cli train ...`` (same as ``sharpen train ...``)."""
+    from sharpen.cli import main as sharpen_main
+
+    return sharpen_main(sys.argv[1:] if argv is None else argv)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,12 @@
 Every field of :class:`TrainConfig` carries its help text in ``metadata["help"]``; :mod:`empirical.cli` builds
 the command line from these fields, so nothing is written twice.
 
+Every field is validated in ``__post_init__``: its type against its annotation (bools are not ints, floats must
+be finite, ``Literal`` fields one of their choices), its range from ``_RANGES`` (e.g. ``n_rollouts >= 2``: a GRPO
+group of one rollout has no advantage; probabilities in (0, 1]; step counts and intervals >= 0), then the
+cross-field rules (whole groups per batch, mini- and micro-batches dividing it, data paths per task). Each error is
+one line, ``ValueError("field_name: problem, got value")``.
+
 >>> cfg = preset("tiny-arith-ttrl")
 >>> cfg.reward, cfg.prompts_per_step, cfg.n_rollouts
 ('majority_voting', 16, 8)
@@ -13,7 +19,12 @@ the command line from these fields, so nothing is written twice.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
+import math
+import numbers
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -39,9 +50,16 @@ class TrainConfig:
     # --- model ---
     model: str = _f("tiny", "'tiny' (built and pretrained locally), a local HF folder, or a hub id")
     pretrain_steps: int = _f(
-        400, "tiny model: pretraining steps (the prior is imperfect because it stops here)"
+        1000,
+        "tiny model: pretraining steps (the budget when pretrain_accuracy is set; else the prior is "
+        "imperfect because it stops here)",
     )
     pretrain_corpus: Literal["arith", "countdown"] = _f("arith", "tiny model: pretraining corpus")
+    pretrain_accuracy: float | None = _f(
+        0.7,
+        "tiny model: stop pretraining at the first check with this greedy accuracy on held-out sums (the same "
+        "prior strength on every CPU; a step count gives another prior on each); none = run pretrain_steps",
+    )
     trust_remote_code: bool = _f(False, "allow custom model code from the model folder / hub")
     device: Device = _f("auto", "'auto' picks cuda when available")
     precision: Precision = _f(
@@ -123,7 +141,7 @@ class TrainConfig:
         "CPU threads for torch (0 = torch's default); 1 suits the tiny model (see the README)",
     )
     # --- logging ---
-    out_dir: str = _f("runs/tiny-arith-ttrl", "run folder (logs, config, checkpoints)")
+    out_dir: str = _f("sharpen-out/train/tiny-arith-ttrl", "run folder (logs, config, checkpoints)")
     probe_every: int = _f(20, "steps between probes of the fixed probe questions (0 = off)")
     n_probe: int = _f(32, "probe questions (the first ones of the training split)")
     probe_samples: int = _f(32, "samples M per probe question")
@@ -143,53 +161,25 @@ class TrainConfig:
     seed: int = _f(0, "seed of sampling and data order")
 
     def __post_init__(self) -> None:
+        """Check every field: its annotated type, then its range, then the cross-field rules.
+
+        Each error is one line, ``field_name: problem, got value``.
+        """
+
         def need(ok: bool, name: str, problem: str) -> None:
             if not ok:
                 raise ValueError(f"{name}: {problem}, got {getattr(self, name)!r}")
 
-        for name, choices in (
-            ("backend", ("hf", "vllm")),
-            ("task", ("arith", "countdown", "dapo", "math-jsonl")),
-            ("device", ("auto", "cpu", "cuda")),
-            ("precision", ("float32", "bfloat16")),
-            ("lr_schedule", ("constant", "cosine")),
-            ("loss_agg", ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum")),
-            ("pretrain_corpus", ("arith", "countdown")),
-        ):
-            need(getattr(self, name) in choices, name, f"must be one of {choices}")
+        for f in dataclasses.fields(self):
+            problem = _type_problem(getattr(self, f.name), _field_types()[f.name])
+            need(problem is None, f.name, problem or "")
+        for name, (test, rule) in _RANGES.items():
+            value = getattr(self, name)
+            need(value is None or test(value), name, rule)
+        for name in ("model", "out_dir", "data_path", "heldout_path"):
+            value = getattr(self, name)
+            need(value is None or value.strip() != "", name, "must be a non-empty string")
         need(self.reward in available_rewards(), "reward", f"must be one of {available_rewards()}")
-        need(
-            self.reward_aggregate in (None, "mean", "sum"),
-            "reward_aggregate",
-            "must be mean, sum or None",
-        )
-        for name in (
-            "rollout_batch_size",
-            "n_rollouts",
-            "max_new_tokens",
-            "max_prompt_tokens",
-            "steps",
-        ):
-            need(getattr(self, name) >= 1, name, "must be >= 1")
-        for name in (
-            "n_probe",
-            "probe_samples",
-            "eval_samples",
-            "verifier_max_new_tokens",
-            "keep_checkpoints",
-        ):
-            need(getattr(self, name) >= 1, name, "must be >= 1")
-        for name in (
-            "probe_every",
-            "eval_every",
-            "checkpoint_every",
-            "warmup_steps",
-            "pretrain_steps",
-            "torch_threads",
-        ):
-            need(getattr(self, name) >= 0, name, "must be >= 0")
-        for name in ("n_train", "n_heldout", "n_eval"):
-            need(getattr(self, name) >= 0, name, "must be >= 0")
         need(
             self.rollout_batch_size % self.n_rollouts == 0,
             "rollout_batch_size",
@@ -198,28 +188,11 @@ class TrainConfig:
         mini = self.mini_batch_size or self.rollout_batch_size
         micro = self.micro_batch_size or mini
         need(
-            mini >= 1 and self.rollout_batch_size % mini == 0,
+            self.rollout_batch_size % mini == 0,
             "mini_batch_size",
             f"must divide rollout_batch_size={self.rollout_batch_size}",
         )
-        need(
-            micro >= 1 and mini % micro == 0,
-            "micro_batch_size",
-            f"must divide the mini-batch size {mini}",
-        )
-        for name in ("temperature", "verifier_temperature", "eval_temperature"):
-            need(getattr(self, name) >= 0, name, "must be >= 0 (0 = greedy)")
-        need(self.temperature > 0, "temperature", "must be > 0 for training rollouts")
-        for name in ("top_p", "eval_top_p"):
-            need(0 < getattr(self, name) <= 1, name, "must lie in (0, 1]")
-        need(
-            0 < self.vllm_gpu_memory_utilization < 1,
-            "vllm_gpu_memory_utilization",
-            "must lie in (0, 1)",
-        )
-        need(self.lr > 0, "lr", "must be > 0")
-        for name in ("weight_decay", "max_grad_norm", "clip_eps", "kl_coef", "adv_eps"):
-            need(getattr(self, name) >= 0, name, "must be >= 0")
+        need(mini % micro == 0, "micro_batch_size", f"must divide the mini-batch size {mini}")
         if self.task in ("dapo", "math-jsonl"):
             need(self.data_path is not None, "data_path", f"is required for task {self.task!r}")
             need(
@@ -260,6 +233,101 @@ class TrainConfig:
 
 
 # ----------------------------------------------------------------------------------------------------------
+# validation tables (read by TrainConfig.__post_init__)
+# ----------------------------------------------------------------------------------------------------------
+
+# Numeric ranges: field -> (test, the rule as the error states it); a None value (optional fields) is not tested.
+# Every int and float field appears here (the config tests check it).
+_POSITIVE_INT = (lambda v: v >= 1, "must be >= 1")
+_NON_NEGATIVE = (lambda v: v >= 0, "must be >= 0")
+_POSITIVE = (lambda v: v > 0, "must be > 0")
+_GREEDY_OK = (lambda v: v >= 0, "must be >= 0 (0 = greedy)")
+_TOP_P = (lambda v: 0 < v <= 1, "must lie in (0, 1]")
+_RANGES: dict[str, tuple[typing.Callable[[float], bool], str]] = {
+    # sizes and counts that must be positive
+    **{
+        name: _POSITIVE_INT
+        for name in (
+            "rollout_batch_size",
+            "max_new_tokens",
+            "max_prompt_tokens",
+            "steps",
+            "n_probe",
+            "probe_samples",
+            "eval_samples",
+            "verifier_max_new_tokens",
+            "keep_checkpoints",
+            "mini_batch_size",  # None = the whole batch
+            "micro_batch_size",  # None = the mini-batch
+        )
+    },
+    "n_rollouts": (lambda v: v >= 2, "must be >= 2 (a GRPO group of one rollout has no advantage)"),
+    # zero allowed: step counts and intervals (0 = off), caps (0 = all), seeds, thread counts, coefficients
+    **{
+        name: _NON_NEGATIVE
+        for name in (
+            "pretrain_steps",
+            "n_train",
+            "n_heldout",
+            "data_seed",
+            "probe_every",
+            "eval_every",
+            "n_eval",
+            "checkpoint_every",
+            "warmup_steps",
+            "torch_threads",
+            "seed",
+            "weight_decay",
+            "max_grad_norm",
+            "clip_eps",
+            "kl_coef",
+            "adv_eps",
+        )
+    },
+    "temperature": _POSITIVE,
+    "lr": _POSITIVE,
+    "verifier_temperature": _GREEDY_OK,
+    "eval_temperature": _GREEDY_OK,
+    "top_p": _TOP_P,
+    "eval_top_p": _TOP_P,
+    "vllm_gpu_memory_utilization": (lambda v: 0 < v < 1, "must lie in (0, 1)"),
+    "pretrain_accuracy": (lambda v: 0 < v <= 1, "must lie in (0, 1]"),
+}
+
+
+@functools.cache
+def _field_types() -> dict[str, object]:
+    """Resolved annotations of :class:`TrainConfig` (they are strings under ``from __future__``)."""
+    return typing.get_type_hints(TrainConfig)
+
+
+def _type_problem(value: object, hint: object) -> str | None:
+    """Why ``value`` does not fit the annotation ``hint`` (None if it does)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is typing.Literal:
+        return None if value in args else f"must be one of {args}"
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        problems = [_type_problem(value, a) for a in inner]
+        if any(p is None for p in problems):
+            return None
+        return problems[0] + (" or None" if type(None) in args else "")
+    if hint is bool:
+        return None if isinstance(value, bool) else "must be a bool"
+    if hint is int:
+        ok = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+        return None if ok else "must be an int"
+    if hint is float:
+        ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
+        return None if ok and math.isfinite(value) else "must be a finite number"
+    if hint is str:
+        return None if isinstance(value, str) else "must be a string"
+    raise TypeError(f"TrainConfig: no type rule for annotation {hint!r}")  # a new kind of field
+
+
+# ----------------------------------------------------------------------------------------------------------
 # presets
 # ----------------------------------------------------------------------------------------------------------
 
@@ -271,22 +339,23 @@ PRESETS: dict[str, TrainConfig] = {
     "tiny-arith-ttrl": _TINY,
     **{
         f"tiny-arith-{name.replace('_', '-')}": _TINY.replace(
-            reward=name, out_dir=f"runs/tiny-arith-{name}"
+            reward=name, out_dir=f"sharpen-out/train/tiny-arith-{name.replace('_', '-')}"
         )
         for name in _CERTAINTY
     },
     "tiny-arith-ground-truth": _TINY.replace(
-        reward="ground_truth", out_dir="runs/tiny-arith-ground-truth"
+        reward="ground_truth", out_dir="sharpen-out/train/tiny-arith-ground-truth"
     ),
     "tiny-countdown-selfverify": _TINY.replace(
         task="countdown",
         pretrain_corpus="countdown",
         pretrain_steps=1500,
+        pretrain_accuracy=None,  # a fixed budget: the accuracy check reads sums, a third of this corpus
         reward="self_verification",
         max_new_tokens=12,
         n_train=2000,
         n_heldout=200,
-        out_dir="runs/tiny-countdown-selfverify",
+        out_dir="sharpen-out/train/tiny-countdown-selfverify",
     ),
     # The paper's recipe (REFERENCE §3): Qwen3-1.7B-Base on DAPO-Math-17k, 64 prompts x 8 rollouts, lr 1e-6,
     # temperature 1.0, no KL, responses up to 7168 tokens, colocated vLLM; validation avg@8 at T=0.6, top-p 0.95.
@@ -312,7 +381,7 @@ PRESETS: dict[str, TrainConfig] = {
         steps=600,
         lr=1e-6,
         micro_batch_size=1,
-        out_dir="runs/qwen3-1.7b-dapo-ttrl",
+        out_dir="sharpen-out/train/qwen3-1.7b-dapo-ttrl",
         probe_every=20,
         n_probe=64,
         probe_samples=32,

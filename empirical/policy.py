@@ -41,15 +41,22 @@ import torch
 
 
 def resolve_model_path(
-    model: str, *, pretrain_corpus: str = "arith", pretrain_steps: int = 400
+    model: str,
+    *,
+    pretrain_corpus: str = "arith",
+    pretrain_steps: int = 1000,
+    pretrain_accuracy: float | None = 0.7,
+    progress: bool = False,
 ) -> str:
-    """Folder (or hub id) of the initial policy; ``"tiny"`` pretrains and caches the tiny model if needed."""
+    """Folder (or hub id) of the initial policy; ``"tiny"`` pretrains and caches the tiny model if needed
+    (:class:`empirical.tiny.PretrainConfig` from the ``pretrain_*`` arguments; ``progress`` shows a bar)."""
     if model == "tiny":
         from empirical.tiny import PretrainConfig, pretrained_tiny_model
 
-        return str(
-            pretrained_tiny_model(PretrainConfig(corpus=pretrain_corpus, steps=pretrain_steps))
+        prior = PretrainConfig(
+            corpus=pretrain_corpus, steps=pretrain_steps, stop_at_accuracy=pretrain_accuracy
         )
+        return str(pretrained_tiny_model(prior, progress=progress))
     path = Path(model).expanduser()
     if path.exists():
         if not (path / "config.json").is_file():

@@ -172,7 +172,9 @@ class PretrainConfig:
         """Short hash of the configuration: the cache folder name."""
         blob = json.dumps(asdict(self), sort_keys=True).encode()
         stop = "" if self.stop_at_accuracy is None else f"acc{self.stop_at_accuracy:g}-"
-        return f"tiny-qwen3-{self.corpus}-{stop}{self.steps}-{hashlib.sha256(blob).hexdigest()[:10]}"
+        return (
+            f"tiny-qwen3-{self.corpus}-{stop}{self.steps}-{hashlib.sha256(blob).hexdigest()[:10]}"
+        )
 
 
 def encode_pairs(

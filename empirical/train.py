@@ -29,6 +29,7 @@ from empirical.checkpoint import (
     check_run_folder,
     latest_checkpoint,
     load_checkpoint,
+    restore_latest,
     save_checkpoint,
 )
 from empirical.config import TrainConfig
@@ -333,7 +334,8 @@ class Trainer:
         )
 
     def restore(self, path: Path) -> None:
-        """Load a checkpoint written by :meth:`save`; the RNGs are restored last."""
+        """Load a checkpoint written by :meth:`save`; the RNGs are restored last. Raises
+        :class:`~empirical.checkpoint.BrokenCheckpoint` before changing anything if its files are unreadable."""
         state = load_checkpoint(path, self.model)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -374,7 +376,11 @@ def build_trainer(cfg: TrainConfig) -> Trainer:
         torch.set_num_threads(cfg.torch_threads)
     task = build_task(cfg)
     path = resolve_model_path(
-        cfg.model, pretrain_corpus=cfg.pretrain_corpus, pretrain_steps=cfg.pretrain_steps
+        cfg.model,
+        pretrain_corpus=cfg.pretrain_corpus,
+        pretrain_steps=cfg.pretrain_steps,
+        pretrain_accuracy=cfg.pretrain_accuracy,
+        progress=cfg.progress,
     )
     model, tokenizer = load_model(
         path,
@@ -436,18 +442,18 @@ def build_trainer(cfg: TrainConfig) -> Trainer:
 def train(cfg: TrainConfig, *, resume: bool = False) -> Path:
     """Run GRPO as configured; return the run folder (``cfg.out_dir``).
 
-    ``resume=True`` continues from the newest checkpoint in the run folder: logs past it are dropped and the
-    RNG states restored, so on CPU with the same seed the logs equal those of an uninterrupted run (wall-clock
-    ``time/*`` fields aside). Without a checkpoint it starts over. Raises ``ValueError`` if the folder already
-    holds a different configuration, or any run when ``resume`` is False.
+    ``resume=True`` continues from the newest checkpoint in the run folder that loads (an unreadable newer one
+    is skipped with a warning): logs past it are dropped and the RNG states restored, so on CPU with the same
+    seed the logs equal those of an uninterrupted run (wall-clock ``time/*`` fields aside). A larger
+    ``cfg.steps`` extends a run. Without a checkpoint it starts over. Raises ``ValueError`` if the folder
+    already holds a different configuration (naming the fields) or run files without ``config.json``, or any
+    run when ``resume`` is False.
     """
     run_dir = Path(cfg.out_dir)
     check_run_folder(run_dir, cfg, resume=resume)
     writer = RunWriter(run_dir)
     trainer = build_trainer(cfg)
-    checkpoint = latest_checkpoint(run_dir) if resume else None
-    if checkpoint is not None:
-        trainer.restore(checkpoint)
+    checkpoint = restore_latest(run_dir, trainer.restore) if resume else None
     writer.truncate_after(trainer.step if checkpoint is not None else -1)
     writer.write_json(
         "config.json",

@@ -16,7 +16,6 @@ import traceback
 from pathlib import Path
 
 from paper_figures import data as data_module
-from sharpen._cli import output_dir
 from paper_figures import (
     dataset_size,
     failure_modes,
@@ -28,6 +27,7 @@ from paper_figures import (
     theory_fit,
 )
 from paper_figures.data import FigureData, SimSpec, cached, default_cache, is_cached, sim_run_dir
+from sharpen._cli import output_dir
 
 __all__ = ["FIGURES", "build", "build_all", "register", "demo"]
 
@@ -180,7 +180,9 @@ def _cli(args: argparse.Namespace) -> int:
     if args.only:
         unknown = [o for o in args.only if not any(o in n for n in FIGURES)]
         if unknown:
-            raise ValueError(f"--only: {', '.join(map(repr, unknown))} match no figure; figures: {', '.join(FIGURES)}")
+            raise ValueError(
+                f"--only: {', '.join(map(repr, unknown))} match no figure; figures: {', '.join(FIGURES)}"
+            )
     for run_dir in args.run_dirs or ():
         if not Path(run_dir).is_dir():
             raise ValueError(f"--from: no such run folder {run_dir}")
@@ -270,7 +272,11 @@ def demo(out_dir: Path) -> None:
         for name in DEMO_FIGURES:
             try:
                 written[f"{name} ({run_dir.name})"] = build(
-                    name, out_dir / run_dir.name, run_dirs=[run_dir], cache=default_cache(), formats=("png",)
+                    name,
+                    out_dir / run_dir.name,
+                    run_dirs=[run_dir],
+                    cache=default_cache(),
+                    formats=("png",),
                 )
             except ValueError as exc:  # a kind this run's records cannot make
                 errors[f"{name} ({run_dir.name})"] = str(exc)
@@ -278,4 +284,6 @@ def demo(out_dir: Path) -> None:
         print(f"{name}: {paths[0]}")
     for name, msg in errors.items():
         print(f"{name}: not drawn ({msg.splitlines()[0]})")
-    print("the full figure set from the simulator's full experiments: sharpen figures (a few minutes, cached)")
+    print(
+        "the full figure set from the simulator's full experiments: sharpen figures (a few minutes, cached)"
+    )

@@ -111,7 +111,7 @@ def field_help(cls: type) -> dict[str, str]:
 
 def _none_or(kind):
     def parse(text: str):
-        return None if text.lower() in ("none", "null") else kind(text)
+        return None if text.lower() in ("none", "null", "") else kind(text)
 
     parse.__name__ = getattr(kind, "__name__", "value")
     return parse
@@ -129,7 +129,10 @@ def _option_kind(hint: Any) -> tuple[str, Any] | None:
     """How a field of type ``hint`` is read: ("bool", None), ("choice", choices), ("value", parse) or None
     (the field has no command-line form, e.g. a nested config)."""
     args = typing.get_args(hint)
-    optional = typing.get_origin(hint) in (typing.Union, getattr(__import__("types"), "UnionType", None))
+    optional = typing.get_origin(hint) in (
+        typing.Union,
+        getattr(__import__("types"), "UnionType", None),
+    )
     optional = optional and type(None) in args
     inner = [a for a in args if a is not type(None)] if optional else [hint]
     if len(inner) != 1:
@@ -160,7 +163,9 @@ class OptionSpec:
     def flag(self) -> str:
         return "--" + self.name.replace("_", "-")
 
-    def add_to(self, parser: argparse.ArgumentParser | argparse._ArgumentGroup, help: str | None = None) -> None:
+    def add_to(
+        self, parser: argparse.ArgumentParser | argparse._ArgumentGroup, help: str | None = None
+    ) -> None:
         """Add the option to ``parser``; absent from the namespace unless given (``default=SUPPRESS``)."""
         text = (help or self.help).replace("%", "%%")
         common = {"dest": self.name, "default": argparse.SUPPRESS, "help": text}
@@ -188,8 +193,10 @@ def option_specs(cls: type, *, defaults: Any = None, skip: Iterable[str] = ()) -
         default = getattr(defaults, f.name) if defaults is not None else f.default
         if default is dataclasses.MISSING and f.default_factory is not dataclasses.MISSING:
             default = f.default_factory()
-        shown = "none" if default is None else (
-            ",".join(map(str, default)) if isinstance(default, tuple) else default
+        shown = (
+            "none"
+            if default is None
+            else (",".join(map(str, default)) if isinstance(default, tuple) else default)
         )
         text = helps.get(f.name) or f.name.replace("_", " ")
         if default is not dataclasses.MISSING:

@@ -11,7 +11,6 @@ Entry points (pyproject.toml): ``sharpen.commands: theory = sharpen._theory_cli:
 from __future__ import annotations
 
 import argparse
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 

@@ -56,7 +56,10 @@ def _demo(args: argparse.Namespace) -> int:
     if args.only:
         chosen = [ep for ep, label in zip(steps, labels, strict=True) if args.only in label]
         if not chosen:
-            return fail("sharpen demo", f"--only: no demo step matches {args.only!r}; steps: {', '.join(labels)}")
+            return fail(
+                "sharpen demo",
+                f"--only: no demo step matches {args.only!r}; steps: {', '.join(labels)}",
+            )
         steps = chosen
     out.mkdir(parents=True, exist_ok=True)
     failed, timings = [], []
@@ -97,10 +100,14 @@ def build_parser(load: str | None = None) -> CommandParser:
         description="Unsupervised RLVR: the unified intrinsic reward, Theorem 1, simulation and real GRPO runs.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    demo = sub.add_parser("demo", help="run the embedded default end to end (theory, simulator, tiny-LM run, fit)")
+    demo = sub.add_parser(
+        "demo", help="run the embedded default end to end (theory, simulator, tiny-LM run, fit)"
+    )
     demo.add_argument("--out", default=str(output_dir("demo")),
                       help=f"output folder (default: ./{output_dir('demo')})")  # fmt: skip
-    demo.add_argument("--only", default=None, help="run only the demo steps whose name contains this")
+    demo.add_argument(
+        "--only", default=None, help="run only the demo steps whose name contains this"
+    )
     demo.set_defaults(func=_demo)
     for ep in sorted(entry_points(group="sharpen.commands"), key=lambda ep: ep.name):
         if ep.name != load:
@@ -127,7 +134,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser(load=name)
     args, extra = parser.parse_known_args(argv)
     if extra:
-        chosen = parser._subparsers._group_actions[0].choices.get(args.command) if args.command else None
+        chosen = (
+            parser._subparsers._group_actions[0].choices.get(args.command) if args.command else None
+        )
         (chosen or parser).unknown_options(extra)
     if not getattr(args, "func", None):
         parser.print_help()

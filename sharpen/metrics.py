@@ -20,6 +20,31 @@ Conventions
 * Inputs may be lists, numpy arrays or torch tensors; results are Python floats (float64 maths).
 * Every function raises ``ValueError`` naming the argument on empty input, length mismatch, NaN or
   non-binary values where binary is required.
+
+Bad input
+---------
+Messages start with the argument's name, written ``name must ...`` / ``name is ...`` here (not yet
+the project's ``name: problem``):
+
+* numeric vectors (``correct``, ``proxy_rewards``, ``gt_rewards``, ``before``/``after``,
+  ``log_probs_sum``): not 1-D, empty, not numeric (str/object dtype), NaN, inf (``log_probs_sum``:
+  only +inf; ``-inf`` is an underflow by definition); binary ones holding values other than 0/1;
+  paired vectors of different lengths;
+* answers: a single string instead of a sequence, empty, a float NaN (use ``None`` for
+  unparseable); ``groups`` of another length than the answers or holding ``None``; groups of unequal
+  sizes or labels not constant within a group (``ttrl_metrics``); ``label`` None where a label is
+  required;
+* ``pass_at_k``: non-integers, shapes that do not broadcast, ``n < 1``, ``c`` outside [0, n], ``k``
+  outside [1, n]; ``mean_token_entropy`` / ``response_length``: logits not (B, T, V), a mask of
+  another shape, not 0/1 or with no valid token, NaN logits, ``temperature`` not finite > 0;
+* options: an unknown ``ties`` / ``rule`` / ``nan`` mode, non-finite thresholds, ``min_decline`` <= 0,
+  ``noise_sigmas`` negative, window sizes not integers >= 1, ``steps`` not strictly increasing
+  integers, a non-floating ``dtype``.
+
+Not errors: statistics that are undefined on valid data (``point_biserial`` of a constant vector,
+``step_noise`` of one value, no collapse) return ``None`` or NaN as each function documents.
+Known gaps: unhashable answers (lists) raise Python's ``TypeError`` from the vote, and str/object
+``logits`` in ``mean_token_entropy`` raise numpy's ``TypeError``.
 """
 
 from __future__ import annotations

@@ -13,10 +13,11 @@ tool (``pandas.read_json(path, lines=True)``) reads them in one line:
 ``eval.jsonl``      one record per held-out evaluation: ``{"step": int, "split": str, <metric>: float}``
 ==================  =================================================================================
 
-Writers append and flush line by line; :func:`read_jsonl` skips (and counts) a truncated or corrupt line
-instead of failing, so the readable part of a killed run is still used. :meth:`RunWriter.truncate_after`
-drops records past a checkpoint's step, which is what makes a resumed run's logs identical to an
-uninterrupted one.
+Writers append and flush line by line; ``config.json`` and rewritten logs are replaced atomically and fsync'd.
+The readers skip a truncated, corrupt or invalid line instead of failing, so the readable part of a killed run is
+still used: :func:`read_jsonl` counts them, :func:`read_log` (used by :func:`load_run`) names each by file and
+line. :meth:`RunWriter.truncate_after` drops records past a checkpoint's step, which is what makes a resumed run's
+logs identical to an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 CONFIG_FILE = "config.json"
 ENV_FILE = "env.json"
@@ -77,12 +78,15 @@ class ProbeRecord:
     majority_correct: bool | None = None
     sample_accuracy: float | None = None
 
+    # the fields that are shares of the M samples, so lie in [0, 1] (None: unknown)
+    SHARES: ClassVar[tuple[str, ...]] = ("p_majority", "p_initial_majority", "sample_accuracy")
+
     def __post_init__(self) -> None:
         if self.n_samples < 1:
             raise ValueError(f"n_samples must be >= 1, got {self.n_samples}")
-        for name in ("p_majority", "p_initial_majority"):
+        for name in self.SHARES:
             v = getattr(self, name)
-            if not (0.0 <= v <= 1.0):
+            if v is not None and not (0.0 <= v <= 1.0):
                 raise ValueError(f"{name} must lie in [0, 1], got {v}")
 
 
@@ -107,6 +111,62 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+def fsync(path: str | os.PathLike) -> None:
+    """Flush a file's, or a folder's, contents to disk (a folder: the names in it, e.g. after a rename)."""
+    if os.name == "nt" and Path(path).is_dir():  # pragma: no cover - Windows cannot open folders
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    """Replace ``path`` by ``text`` so that a kill or power loss leaves the old or the new file, never a mix:
+    write a temporary sibling, fsync it, rename it over ``path``, fsync the folder."""
+    p = Path(path)
+    tmp = p.with_name(p.name + ".tmp")
+    with tmp.open("w", encoding="utf-8") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, p)
+    fsync(p.parent)
+
+
+def _json_lines(path: Path) -> tuple[list[tuple[int, dict]], list[tuple[int, str]]]:
+    """``(line number, object)`` for the lines of ``path`` that are UTF-8 JSON objects, and
+    ``(line number, problem)`` for every other non-blank line. Bytes are decoded line by line, so one bad line
+    does not fail the file."""
+    records: list[tuple[int, dict]] = []
+    problems: list[tuple[int, str]] = []
+    with path.open("rb") as fh:
+        for number, raw in enumerate(fh, start=1):
+            try:
+                line = raw.decode("utf-8").strip()
+            except UnicodeDecodeError:
+                problems.append((number, "not valid UTF-8, line skipped"))
+                continue
+            if not line:
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError:
+                problems.append((number, "not valid JSON (a write cut short?), line skipped"))
+                continue
+            if isinstance(obj, dict):
+                records.append((number, obj))
+            else:
+                problems.append((number, "not a JSON object, line skipped"))
+    return records, problems
+
+
+def _has_integer_step(record: Mapping[str, Any]) -> bool:
+    step = record.get("step")
+    return isinstance(step, int) and not isinstance(step, bool)
+
+
 def read_jsonl(path: str | os.PathLike) -> tuple[list[dict], int]:
     """Read a JSONL file, tolerating a run killed mid-write.
 
@@ -115,7 +175,8 @@ def read_jsonl(path: str | os.PathLike) -> tuple[list[dict], int]:
     records : list of dict
         Every line that parses as a JSON object.
     n_bad : int
-        Number of lines that did not (typically the last, truncated line of a killed run).
+        Number of lines that did not (typically the last, truncated line of a killed run; also a line that is
+        not valid UTF-8).
 
     Raises
     ------
@@ -125,23 +186,94 @@ def read_jsonl(path: str | os.PathLike) -> tuple[list[dict], int]:
     p = Path(path)
     if not p.is_file():
         raise ValueError(f"path: no such file {p}")
+    records, problems = _json_lines(p)
+    return [r for _, r in records], len(problems)
+
+
+# what identifies one record of each log file; a second record with the same identity is flagged
+LOG_KEYS = {
+    METRICS_FILE: ("step",),
+    PROBES_FILE: ("step", "question_id"),
+    EVAL_FILE: ("step", "split"),
+}
+MAX_LISTED = 10  # problems listed per file; the rest are counted in one line
+
+
+def read_log(path: str | os.PathLike) -> tuple[list[dict], list[str]]:
+    """Read one of a run's log files, checking each record; problems are named by file and line.
+
+    Skipped (with a warning): lines that are not UTF-8 JSON objects, records without an integer ``step``, and
+    probe records (``probes.jsonl``) whose :attr:`ProbeRecord.SHARES` are not numbers in [0, 1].
+    Flagged but kept: a repeated identity (:data:`LOG_KEYS`: a step of ``metrics.jsonl``, a (step, question)
+    of ``probes.jsonl``, a (step, split) of ``eval.jsonl``) -- e.g. appended twice to a resumed run; which
+    record to trust is the analysis's choice.
+
+    Returns
+    -------
+    records : list of dict
+        The records kept, in file order.
+    warnings : list of str
+        ``"<file name>:<line>: problem"``, at most :data:`MAX_LISTED` of them, then a count of the rest.
+
+    Raises
+    ------
+    ValueError
+        If ``path`` does not exist.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> p = Path(tempfile.mkdtemp()) / "metrics.jsonl"
+    >>> _ = p.write_text('{"step": 1}\\n{"step": "one"}\\n{"step": 1}\\n')
+    >>> records, warnings = read_log(p)
+    >>> [r["step"] for r in records]
+    [1, 1]
+    >>> warnings
+    ["metrics.jsonl:2: step must be an integer, got 'one'; line skipped", 'metrics.jsonl:3: step 1 repeats line 1']
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise ValueError(f"path: no such file {p}")
+    lines, problems = _json_lines(p)
+    key_names = LOG_KEYS.get(p.name, ("step",))
+    seen: dict[tuple, int] = {}
     records: list[dict] = []
-    n_bad = 0
-    with p.open("r", encoding="utf-8") as fh:
-        for line in fh:
-            line = line.strip()
-            if not line:
+    for number, record in lines:
+        if not _has_integer_step(record):
+            step = record.get("step")
+            problems.append((number, f"step must be an integer, got {step!r}; line skipped"))
+            continue
+        if p.name == PROBES_FILE:
+            bad = [
+                name
+                for name in ProbeRecord.SHARES
+                if record.get(name) is not None and not _is_share(record[name])
+            ]
+            if bad:
+                values = ", ".join(f"{name} = {record[name]!r}" for name in bad)
+                problems.append((number, f"{values} outside [0, 1]; line skipped"))
                 continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError:
-                n_bad += 1
-                continue
-            if isinstance(obj, dict):
-                records.append(obj)
-            else:
-                n_bad += 1
-    return records, n_bad
+        key = tuple(_hashable(record.get(name)) for name in key_names)
+        if key in seen:
+            what = " ".join(f"{name} {record.get(name)!r}" for name in key_names)
+            problems.append((number, f"{what} repeats line {seen[key]}"))
+        else:
+            seen[key] = number
+        records.append(record)
+    warnings = [
+        f"{p.name}:{number}: {problem}" for number, problem in sorted(problems)[:MAX_LISTED]
+    ]
+    if len(problems) > MAX_LISTED:
+        warnings.append(f"{p.name}: {len(problems) - MAX_LISTED} more problem(s) not listed")
+    return records, warnings
+
+
+def _is_share(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and 0.0 <= value <= 1.0
+
+
+def _hashable(value: Any) -> Any:
+    return json.dumps(value, sort_keys=True) if isinstance(value, dict | list) else value
 
 
 class RunWriter:
@@ -162,10 +294,10 @@ class RunWriter:
         self.run_dir.mkdir(parents=True, exist_ok=True)
 
     def write_json(self, name: str, obj: Any) -> None:
-        """Write ``obj`` as pretty JSON to ``run_dir/name`` atomically (write to a temp file, then rename)."""
-        tmp = self.run_dir / (name + ".tmp")
-        tmp.write_text(json.dumps(_jsonable(obj), indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        os.replace(tmp, self.run_dir / name)
+        """Write ``obj`` as pretty JSON to ``run_dir/name`` atomically and durably (:func:`write_text_atomic`)."""
+        write_text_atomic(
+            self.run_dir / name, json.dumps(_jsonable(obj), indent=2, sort_keys=True) + "\n"
+        )
 
     def _append(self, name: str, records: Iterable[Mapping[str, Any]]) -> None:
         lines = "".join(json.dumps(_jsonable(r), sort_keys=True) + "\n" for r in records)
@@ -190,17 +322,16 @@ class RunWriter:
     def truncate_after(self, step: int) -> None:
         """Drop every log record with ``record["step"] > step`` (used when resuming from a checkpoint).
 
-        Corrupt lines (a write cut short by a kill) are dropped too. Rewrites each file atomically.
+        Lines that cannot be placed -- a write cut short by a kill, invalid UTF-8 or JSON, a ``step`` that is
+        not an integer -- are dropped too. Rewrites each file atomically (:func:`write_text_atomic`).
         """
         for name in LOG_FILES:
             path = self.run_dir / name
             if not path.exists():
                 continue
             records, _ = read_jsonl(path)
-            kept = [r for r in records if int(r.get("step", -1)) <= step]
-            tmp = path.with_suffix(".jsonl.tmp")
-            tmp.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in kept), encoding="utf-8")
-            os.replace(tmp, path)
+            kept = [r for r in records if _has_integer_step(r) and r["step"] <= step]
+            write_text_atomic(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in kept))
 
 
 @dataclass(frozen=True)
@@ -219,7 +350,8 @@ class Run:
 def load_run(run_dir: str | os.PathLike) -> Run:
     """Load a run folder written by :class:`RunWriter`.
 
-    Missing optional files give empty lists; truncated lines are skipped and reported in ``Run.warnings``.
+    Missing optional files give empty lists; each log file is read with :func:`read_log`, whose skipped and
+    flagged lines (named by file and line) are reported in ``Run.warnings``.
 
     Raises
     ------
@@ -234,10 +366,8 @@ def load_run(run_dir: str | os.PathLike) -> Run:
     for name in LOG_FILES:
         path = d / name
         if path.exists():
-            recs, n_bad = read_jsonl(path)
-            if n_bad:
-                warnings.append(f"{name}: skipped {n_bad} unreadable line(s) (a run killed mid-write?)")
-            logs[name] = recs
+            logs[name], problems = read_log(path)
+            warnings.extend(problems)
         else:
             logs[name] = []
     if not any((d / n).exists() for n in LOG_FILES):

@@ -36,11 +36,33 @@ responses reach easily: call :func:`score` with ``log_space=True`` (or ``get_rew
 log_space=True)``) to get :math:`\log\pi_\theta(y\mid x)` instead.
 
 The calling convention shared by every reward is ``fn(rollouts: Rollouts) -> (B,) array`` (see :func:`get_reward`).
+
+Bad input
+---------
+Every check raises ``ValueError`` with a one-line message ``name: problem`` naming the field or argument:
+
+* :class:`Rollouts`: ``temperature`` not a finite number > 0 (bools rejected); both ``logits`` and ``logprobs``;
+  a list field given as one ``str``; fields of different batch sizes (``Rollouts:``); no field; B = 0.
+* ``logits`` / ``logprobs``: not real numbers (str, object or complex dtype, ragged lists), NaN or inf, not
+  (B, T, V); ``logprobs`` rows that are not normalised (``logsumexp`` off 0 by more than 1e-3); neither given
+  to a token-level reward (``logits:``).
+* ``tokens``: missing for the ``sampled`` anchor, not integers (float, bool, str dtype), not (B, T), ids outside
+  ``[0, V)`` on valid positions. ``mask``: not numbers, values other than 0/1, not (B, T), a row with no valid
+  token.
+* ``answers``: missing for an answer-level reward, an unhashable entry (a list, dict, array); ``groups``: an
+  unhashable id, a length other than B. ``ground_truth`` needs ``answers`` and ``labels``.
+* ``spec``: not a :class:`RewardSpec`, or knobs outside their choices / an invalid combination (``unit``,
+  ``anchor``, ``sign``, ``transform``, ``aggregate``).
+* :func:`get_reward`: an unknown ``name:`` (the valid names are listed); an option the reward does not take
+  (``foo: not an option of reward ...; accepted options: ...``); a bad option value (``aggregate``,
+  ``log_space`` / ``math_verify`` not bools, ``verifier`` not callable). A ``verifier`` returning another
+  shape than (B,) or values other than 0/1 fails when the reward is called (``verifier:``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
@@ -206,8 +228,10 @@ class Rollouts:
     prompts: Sequence[str] | None = None
 
     def __post_init__(self) -> None:
-        if not (isinstance(self.temperature, (int, float)) and self.temperature > 0):
-            raise ValueError(f"temperature: must be a number > 0, got {self.temperature!r}")
+        t = self.temperature
+        number = isinstance(t, int | float | np.integer | np.floating) and not isinstance(t, bool)
+        if not (number and math.isfinite(t) and t > 0):
+            raise ValueError(f"temperature: must be a finite number > 0, got {t!r}")
         if self.logits is not None and self.logprobs is not None:
             raise ValueError("logits, logprobs: give one of them, not both")
         sizes = {}
@@ -223,7 +247,7 @@ class Rollouts:
                 sizes[name] = len(v)
         distinct = {s for s in sizes.values() if s is not None}
         if len(distinct) > 1:
-            raise ValueError(f"batch size mismatch between fields: {sizes}")
+            raise ValueError(f"Rollouts: batch size mismatch between fields: {sizes}")
         if not sizes:
             raise ValueError("Rollouts: no field set")
         if 0 in distinct:
@@ -251,15 +275,34 @@ class Rollouts:
 # ----------------------------------------------------------------------------------------------------------------
 
 
+def _numeric(x: Any, name: str) -> Any:
+    """``x`` unchanged (torch) or as a numpy array, if it holds real numbers; else ``ValueError``.
+
+    ``_array`` converts with ``torch.from_numpy``, whose error for str/object arrays names neither the
+    argument nor the problem.
+    """
+    if x is None or isinstance(x, torch.Tensor):
+        if x is not None and x.is_complex():
+            raise ValueError(f"{name}: expected real numbers, got dtype {x.dtype}")
+        return x
+    try:
+        a = np.asarray(x)
+    except (TypeError, ValueError) as exc:  # ragged nested lists
+        raise ValueError(f"{name}: expected a rectangular array of numbers ({exc})") from exc
+    if a.dtype.kind not in "biuf":
+        raise ValueError(f"{name}: expected real numbers, got dtype {a.dtype}")
+    return a
+
+
 def _log_policy(rollouts: Rollouts) -> tuple[torch.Tensor, Any]:
     """(B, T, V) log pi^t in float32 or wider, and the original input (to return the same library)."""
     if rollouts.logits is not None:
-        z = _array.as_float_tensor(rollouts.logits, "logits")
+        z = _array.as_float_tensor(_numeric(rollouts.logits, "logits"), "logits")
         if z.ndim != 3:
             raise ValueError(f"logits: expected shape (B, T, V), got {tuple(z.shape)}")
         return torch.log_softmax(z / rollouts.temperature, dim=-1), rollouts.logits
     if rollouts.logprobs is not None:
-        lp = _array.as_float_tensor(rollouts.logprobs, "logprobs")
+        lp = _array.as_float_tensor(_numeric(rollouts.logprobs, "logprobs"), "logprobs")
         if lp.ndim != 3:
             raise ValueError(f"logprobs: expected shape (B, T, V), got {tuple(lp.shape)}")
         total = torch.logsumexp(lp, dim=-1)
@@ -272,7 +315,7 @@ def _log_policy(rollouts: Rollouts) -> tuple[torch.Tensor, Any]:
 def _mask(rollouts: Rollouts, shape: tuple[int, int]) -> torch.Tensor:
     if rollouts.mask is None:
         return torch.ones(shape, dtype=torch.bool)
-    m = _array.as_mask_tensor(rollouts.mask, "mask")
+    m = _array.as_mask_tensor(_numeric(rollouts.mask, "mask"), "mask")
     if tuple(m.shape) != shape:
         raise ValueError(f"mask: expected shape {shape} (B, T), got {tuple(m.shape)}")
     empty = ~m.any(dim=1)
@@ -283,7 +326,7 @@ def _mask(rollouts: Rollouts, shape: tuple[int, int]) -> torch.Tensor:
 
 
 def _tokens(rollouts: Rollouts, shape: tuple[int, int]) -> torch.Tensor:
-    y = _array.as_index_tensor(rollouts.tokens, "tokens")
+    y = _array.as_index_tensor(_numeric(rollouts.tokens, "tokens"), "tokens")
     if tuple(y.shape) != shape:
         raise ValueError(f"tokens: expected shape {shape} (B, T), got {tuple(y.shape)}")
     return y
@@ -377,16 +420,30 @@ def group_indices(groups: Sequence[Hashable] | Any | None, batch_size: int) -> l
     keys = groups.tolist() if hasattr(groups, "tolist") else list(groups)
     if len(keys) != batch_size:
         raise ValueError(f"groups: expected length {batch_size}, got {len(keys)}")
+    _check_hashable(keys, "groups")
     index: dict[Hashable, list[int]] = {}
     for i, k in enumerate(keys):
         index.setdefault(k, []).append(i)
     return [np.asarray(v, dtype=np.int64) for v in index.values()]
 
 
+def _check_hashable(items: Sequence[Any], name: str) -> None:
+    """Vote keys must be hashable: name the first offending entry (dict's TypeError names neither)."""
+    for i, a in enumerate(items):
+        try:
+            hash(a)
+        except TypeError:
+            raise ValueError(
+                f"{name}: entry {i} is an unhashable {type(a).__name__} ({a!r:.40}); "
+                "use hashable values (str, int, tuple) or None"
+            ) from None
+
+
 def _answer_log_values(spec: RewardSpec, rollouts: Rollouts) -> np.ndarray:
     r""":math:`\sigma\,\mathbb H(q, \pi)` per rollout at the answer level, in float64 (may be ``-inf``)."""
     if rollouts.answers is None:
         raise ValueError("answers: answer-level rewards need rollouts.answers")
+    _check_hashable(rollouts.answers, "answers")
     answers = [canonicalize(a) if isinstance(a, str) else a for a in rollouts.answers]
     out = np.full(len(answers), -np.inf)
     for idx in group_indices(rollouts.groups, len(answers)):
@@ -444,7 +501,7 @@ def aggregate_cross_entropies(
     """
     if not isinstance(spec, RewardSpec) or not spec.needs_logits:
         raise ValueError("spec: needs a RewardSpec with a 'token' or 'sequence' unit")
-    ht = _array.as_float_tensor(h, "h")
+    ht = _array.as_float_tensor(_numeric(h, "h"), "h")
     if ht.ndim != 2:
         raise ValueError(f"h: expected shape (B, T), got {tuple(ht.shape)}")
     m = _mask(Rollouts(mask=mask), (ht.shape[0], ht.shape[1]))
@@ -542,21 +599,41 @@ def get_reward(name: str, **options: Any) -> RewardFn:
     Raises
     ------
     ValueError
-        For an unknown name (the message lists the valid names) or bad options.
+        For an unknown name (the message lists the valid names), an option the reward does not take
+        (the message names it and lists the accepted ones) or a bad option value.
 
     >>> fn = get_reward("majority_voting")
     >>> fn(Rollouts(answers=["a", "b", "a"])).tolist()
     [1.0, 0.0, 1.0]
+    >>> get_reward("majority_voting", foo=1)
+    Traceback (most recent call last):
+    ValueError: foo: not an option of reward 'majority_voting'; accepted options: aggregate, log_space
     """
-    if name not in _REGISTRY:
+    if not isinstance(name, str) or name not in _REGISTRY:
         raise ValueError(
             f"name: unknown reward {name!r}; valid names: {', '.join(available_rewards())}"
         )
-    return _REGISTRY[name](**options)
+    factory = _REGISTRY[name]
+    params = inspect.signature(factory).parameters.values()
+    if not any(p.kind is p.VAR_KEYWORD for p in params):
+        accepted = [p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        for option in options:
+            if option not in accepted:
+                raise ValueError(
+                    f"{option}: not an option of reward {name!r}; accepted options: "
+                    f"{', '.join(accepted) or 'none'}"
+                )
+    return factory(**options)
+
+
+def _check_bool(value: Any, name: str) -> None:
+    if not isinstance(value, bool | np.bool_):
+        raise ValueError(f"{name}: must be a bool, got {value!r}")
 
 
 def _preset_factory(preset: RewardSpec) -> Callable[..., RewardFn]:
     def factory(*, aggregate: Aggregate | None = None, log_space: bool = False) -> RewardFn:
+        _check_bool(log_space, "log_space")
         spec = preset if aggregate is None else dataclasses.replace(preset, aggregate=aggregate)
 
         def reward(rollouts: Rollouts) -> Any:
@@ -575,6 +652,7 @@ for _name, _spec in PRESETS.items():
 @register_reward("ground_truth")
 def _ground_truth(*, math_verify: bool = False) -> RewardFn:
     r"""Oracle reward :math:`\mathbb 1[\mathrm{ans}(y)\equiv\mathrm{label}]` (never used for training unless asked)."""
+    _check_bool(math_verify, "math_verify")
 
     def reward(rollouts: Rollouts) -> np.ndarray:
         if rollouts.answers is None or rollouts.labels is None:

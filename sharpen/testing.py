@@ -66,7 +66,7 @@ _MASK_DTYPES = {"bool": np.bool_, "int": np.int64, "float": np.float32}
 
 def _check_backend(backend: str) -> None:
     if backend not in _BACKENDS:
-        raise ValueError(f"backend must be 'numpy' or 'torch', got {backend!r}")
+        raise ValueError(f"backend: must be 'numpy' or 'torch', got {backend!r}")
 
 
 def _check_size(value: IntLike, name: str, minimum: int) -> None:
@@ -74,14 +74,14 @@ def _check_size(value: IntLike, name: str, minimum: int) -> None:
         return
     if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
         raise ValueError(
-            f"{name} must be an int >= {minimum} or an integer strategy, got {value!r}"
+            f"{name}: must be an int >= {minimum} or an integer strategy, got {value!r}"
         )
 
 
 def _draw_size(draw: Callable, value: IntLike, name: str, minimum: int) -> int:
     v = draw(value) if isinstance(value, st.SearchStrategy) else value
     if v < minimum:
-        raise ValueError(f"{name} strategy produced {v}, below the minimum {minimum}")
+        raise ValueError(f"{name}: the strategy produced {v}, below the minimum {minimum}")
     return int(v)
 
 
@@ -89,8 +89,29 @@ def _to_backend(arr: np.ndarray, backend: Backend) -> Any:
     return torch.from_numpy(np.ascontiguousarray(arr)) if backend == "torch" else arr
 
 
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _check_scale(scale: Any) -> None:
+    """``scale`` must be a number from float32's smallest positive value to its max."""
+    number = isinstance(scale, int | float | np.integer | np.floating) and not isinstance(
+        scale, bool
+    )
+    if not number or not (0 < scale <= _FLOAT32_MAX) or _float32_at_most(scale) <= 0:
+        raise ValueError(
+            f"scale: must be a number in [1.4e-45, {_FLOAT32_MAX:.4g}] (float32), got {scale!r}"
+        )
+
+
+def _float32_at_most(x: float) -> float:
+    """The largest float32 <= ``x`` (hypothesis needs float32-exact bounds at ``width=32``)."""
+    f = np.float32(min(float(x), _FLOAT32_MAX))
+    return float(np.nextafter(f, np.float32(0)) if float(f) > x else f)
+
+
 def _float_elements(scale: float) -> st.SearchStrategy[float]:
-    return st.floats(-scale, scale, allow_nan=False, allow_infinity=False, width=32)
+    bound = _float32_at_most(min(scale, _FLOAT32_MAX))  # 0.1 -> 0.099999994
+    return st.floats(-bound, bound, allow_nan=False, allow_infinity=False, width=32)
 
 
 # --------------------------------------------------------------------------------------------
@@ -108,6 +129,9 @@ def logits(
 ) -> st.SearchStrategy[Any]:
     """(B, T, V) finite float32 logits with entries in ``[-scale, scale]``.
 
+    ``scale`` is any number in (0, float32 max]; the bound used is the largest float32 not above
+    it (``0.1`` gives entries within +-0.099999994).
+
     Repeated values are common (hypothesis fills arrays), so flat rows and exact ties appear.
 
     >>> from hypothesis import find
@@ -118,8 +142,7 @@ def logits(
     _check_backend(backend)
     for name, v, lo in (("batch", batch, 1), ("length", length, 1), ("vocab", vocab, 1)):
         _check_size(v, name, lo)
-    if not (np.isfinite(scale) and scale > 0):
-        raise ValueError(f"scale must be finite and > 0, got {scale!r}")
+    _check_scale(scale)
 
     @st.composite
     def build(draw: Callable) -> Any:
@@ -153,16 +176,16 @@ def masks(
     _check_size(batch, "batch", 1)
     _check_size(length, "length", 1)
     if isinstance(min_valid, bool) or not isinstance(min_valid, int) or min_valid < 0:
-        raise ValueError(f"min_valid must be an int >= 0, got {min_valid!r}")
+        raise ValueError(f"min_valid: must be an int >= 0, got {min_valid!r}")
     if dtype not in _MASK_DTYPES:
-        raise ValueError(f"dtype must be one of {sorted(_MASK_DTYPES)}, got {dtype!r}")
+        raise ValueError(f"dtype: must be one of {sorted(_MASK_DTYPES)}, got {dtype!r}")
 
     @st.composite
     def build(draw: Callable) -> Any:
         b = _draw_size(draw, batch, "batch", 1)
         t = _draw_size(draw, length, "length", 1)
         if min_valid > t:
-            raise ValueError(f"min_valid={min_valid} exceeds length={t}")
+            raise ValueError(f"min_valid: {min_valid} exceeds the drawn length {t}")
         lengths = draw(st.lists(st.integers(min_valid, t), min_size=b, max_size=b))
         m = np.arange(t)[None, :] < np.asarray(lengths)[:, None]  # (B, T)
         return _to_backend(m.astype(_MASK_DTYPES[dtype]), backend)
@@ -222,13 +245,13 @@ def answer_lists(
     [None, None, '0', '1']
     """
     if isinstance(min_size, bool) or not isinstance(min_size, int) or min_size < 0:
-        raise ValueError(f"min_size must be an int >= 0, got {min_size!r}")
+        raise ValueError(f"min_size: must be an int >= 0, got {min_size!r}")
     if isinstance(max_size, bool) or not isinstance(max_size, int) or max_size < min_size:
-        raise ValueError(f"max_size must be an int >= min_size, got {max_size!r}")
+        raise ValueError(f"max_size: must be an int >= min_size, got {max_size!r}")
     if isinstance(n_values, bool) or not isinstance(n_values, int) or n_values < 1:
-        raise ValueError(f"n_values must be an int >= 1, got {n_values!r}")
+        raise ValueError(f"n_values: must be an int >= 1, got {n_values!r}")
     if kind not in ("str", "int"):
-        raise ValueError(f"kind must be 'str' or 'int', got {kind!r}")
+        raise ValueError(f"kind: must be 'str' or 'int', got {kind!r}")
     element: st.SearchStrategy = st.sampled_from(_answer_values(n_values, kind))
     if allow_none:
         element = st.none() | element
@@ -289,15 +312,14 @@ def _check_rollout_options(
 ) -> None:
     _check_backend(backend)
     if inputs not in ("logits", "logprobs"):
-        raise ValueError(f"inputs must be 'logits' or 'logprobs', got {inputs!r}")
+        raise ValueError(f"inputs: must be 'logits' or 'logprobs', got {inputs!r}")
     if fields not in ("all", "token", "answer"):
-        raise ValueError(f"fields must be 'all', 'token' or 'answer', got {fields!r}")
+        raise ValueError(f"fields: must be 'all', 'token' or 'answer', got {fields!r}")
     if isinstance(n_values, bool) or not isinstance(n_values, int) or n_values < 1:
-        raise ValueError(f"n_values must be an int >= 1, got {n_values!r}")
+        raise ValueError(f"n_values: must be an int >= 1, got {n_values!r}")
     if kind not in ("str", "int"):
-        raise ValueError(f"kind must be 'str' or 'int', got {kind!r}")
-    if not (np.isfinite(scale) and scale > 0):
-        raise ValueError(f"scale must be finite and > 0, got {scale!r}")
+        raise ValueError(f"kind: must be 'str' or 'int', got {kind!r}")
+    _check_scale(scale)
 
 
 _DEFAULT_TEMPERATURE = st.floats(0.25, 2.0, allow_nan=False, width=32)
@@ -428,7 +450,7 @@ def permute_rollouts(r: Rollouts, perm: Sequence[int]) -> Rollouts:
     """The batch reordered: rollout ``i`` of the result is rollout ``perm[i]`` of ``r``."""
     p = np.asarray(perm, dtype=np.int64)
     if sorted(p.tolist()) != list(range(r.batch_size)):
-        raise ValueError(f"perm must be a permutation of range({r.batch_size})")
+        raise ValueError(f"perm: must be a permutation of range({r.batch_size})")
     changes: dict[str, Any] = {}
     for name in _ARRAY_FIELDS:
         v = getattr(r, name)
@@ -637,12 +659,12 @@ def check_reward(
     AssertionError: check_reward: invariant 'output shape (B,)' violated: ...
     """
     if not callable(fn):
-        raise ValueError(f"fn must be callable fn(rollouts) -> (B,), got {type(fn).__name__}")
+        raise ValueError(f"fn: must be callable fn(rollouts) -> (B,), got {type(fn).__name__}")
     if level not in ("token", "answer"):
-        raise ValueError(f"level must be 'token' or 'answer', got {level!r}")
+        raise ValueError(f"level: must be 'token' or 'answer', got {level!r}")
     _check_backend(backend)
     if inputs not in ("logits", "logprobs"):
-        raise ValueError(f"inputs must be 'logits' or 'logprobs', got {inputs!r}")
+        raise ValueError(f"inputs: must be 'logits' or 'logprobs', got {inputs!r}")
     for name, v in (
         ("examples", examples),
         ("max_batch", max_batch),
@@ -650,10 +672,10 @@ def check_reward(
         ("max_vocab", max_vocab),
     ):
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ValueError(f"{name} must be an int >= 1, got {v!r}")
+            raise ValueError(f"{name}: must be an int >= 1, got {v!r}")
     for name, v in (("rtol", rtol), ("atol", atol)):
         if not (np.isfinite(v) and v >= 0):
-            raise ValueError(f"{name} must be finite and >= 0, got {v!r}")
+            raise ValueError(f"{name}: must be finite and >= 0, got {v!r}")
 
     scale = 8.0
     strategy = rollouts(

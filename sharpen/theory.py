@@ -25,6 +25,31 @@ Sections
 
 Reference: REFERENCE.md section 2 (the closed form, the bound, the finite-N extension and the
 iterated tilts are reconstructions, checked numerically by ``tests/sharpen/test_theory.py``).
+
+Bad input
+---------
+Every check raises ``ValueError`` with a one-line message ``name: problem`` (never a bare numpy
+``TypeError`` or a silent NaN):
+
+* any numeric argument: not numbers (str, object), or NaN (``fit_sharpening``'s ``p_maj`` and
+  ``steps`` excepted: there NaN marks a missing point);
+* probabilities (``p``, ``p0``, ``target``, ``p_maj``) outside [0, 1]; ``beta`` <= 0 (``inf`` is
+  allowed: no tilt); steps ``k`` negative or infinite; arguments whose shapes do not broadcast
+  (the message names them all); ``beta`` not a scalar where one is required (finite-N and tilts);
+* integers (``n``, ``k`` of the tilts and ``stability_*``, ``max_iter``) not integers or below
+  their minimum (bools rejected);
+* answer distributions ``probs``: inf, negative, a row summing to more than 1, not (K,) / (G, K);
+  :func:`plurality_win_probs` over its documented cost limit (``n:``; checked before allocating);
+* sequence distributions ``pi``: negative, inf, zero total mass; ``reward`` / ``lengths`` / a
+  ``reward_fn`` output of the wrong shape, NaN or +inf on a sequence with mass;
+* :func:`fit_sharpening`: ``steps`` of the wrong length or infinite, ``n_samples`` < 1 or not
+  broadcasting, ``level`` not in (0, 1), ``method`` unknown, ``boundary_eps`` not in (0, 0.5).
+  Data that cannot determine a fit is not an error: ``valid`` is False and the estimates NaN;
+  an estimate that is a fallback (IRLS did not converge, or a continuity correction biased it)
+  has ``converged`` False.
+
+Edge values that are *not* errors are stated per function (``p = 0`` or 1, ``beta = inf``,
+``k = 0``) and give exact results.
 """
 
 from __future__ import annotations
@@ -67,6 +92,14 @@ FitMethod = Literal["binomial", "logit_wls"]
 _SUM_TOL = 1e-9
 # Memory budget (float64 elements) of one chunk of the exact plurality computation.
 _PLURALITY_CHUNK_ELEMENTS = 16_000_000
+# Most multiply-adds one row of the exact plurality computation may cost (a few seconds).
+_PLURALITY_MAX_COST = 1.5e10
+# Most float64 numbers one row of the exact plurality computation may hold (256 MB).
+_PLURALITY_MAX_ELEMENTS = 32_000_000
+# From this n on, the plurality polynomials are multiplied row by row with np.convolve.
+_ROW_CONVOLVE_MIN_N = 64
+# Coefficients below this are set to 0 in the plurality computation (no subnormals).
+_TINY = 1e-280
 
 
 # ----------------------------------------------------------------------------------------------
@@ -117,6 +150,32 @@ def _as_int(name: str, x, minimum: int) -> int:
     if v < minimum:
         raise ValueError(f"{name}: must be an integer >= {minimum}, got {v}")
     return v
+
+
+def _as_scalar_beta(x) -> float:
+    b = _as_beta("beta", x)
+    if b.ndim != 0:
+        raise ValueError(f"beta: must be a scalar here, got shape {b.shape}")
+    return float(b)
+
+
+def _check_broadcast(**arrays: np.ndarray) -> None:
+    """Raise ``ValueError`` naming the arguments when their shapes do not broadcast together."""
+    try:
+        np.broadcast_shapes(*(a.shape for a in arrays.values()))
+    except ValueError:
+        shapes = ", ".join(str(a.shape) for a in arrays.values())
+        raise ValueError(
+            f"{', '.join(arrays)}: shapes {shapes} do not broadcast together"
+        ) from None
+
+
+def _as_level(x) -> float:
+    if isinstance(x, bool) or not isinstance(x, int | float | np.integer | np.floating):
+        raise ValueError(f"level: must be a number in (0, 1), got {x!r}")
+    if not (0.0 < x < 1.0):
+        raise ValueError(f"level: must lie in (0, 1), got {x}")
+    return float(x)
 
 
 def _as_answer_probs(name: str, x) -> np.ndarray:
@@ -180,6 +239,7 @@ def one_step(p, beta) -> np.ndarray:
     """
     q = _as_prob("p", p)
     r = rho(beta)
+    _check_broadcast(p=q, beta=r)
     with np.errstate(invalid="ignore", divide="ignore"):
         out = q / (q + (1.0 - q) * r)
     return np.where(q == 0, 0.0, out)
@@ -211,6 +271,7 @@ def majority_prob(p0, beta, k) -> np.ndarray:
     q = _as_prob("p0", p0)
     b = _as_beta("beta", beta)
     kk = _as_steps("k", k)
+    _check_broadcast(p0=q, beta=b, k=kk)
     with np.errstate(divide="ignore"):
         out = special.expit(special.logit(q) + kk / b)
     return np.where(kk == 0, q, out)  # p_0 exactly, not a logit round trip
@@ -230,6 +291,7 @@ def majority_gap(p0, beta, k) -> np.ndarray:
     q = _as_prob("p0", p0)
     b = _as_beta("beta", beta)
     kk = _as_steps("k", k)
+    _check_broadcast(p0=q, beta=b, k=kk)
     with np.errstate(divide="ignore"):
         out = special.expit(-special.logit(q) - kk / b)
     return np.where(kk == 0, 1.0 - q, out)
@@ -251,6 +313,7 @@ def tail_bound(p0, beta, k) -> np.ndarray:
     q = _as_prob("p0", p0)
     b = _as_beta("beta", beta)
     kk = _as_steps("k", k)
+    _check_broadcast(p0=q, beta=b, k=kk)
     with np.errstate(divide="ignore", over="ignore"):
         return np.exp(np.log1p(-q) - np.log(q) - kk / b)
 
@@ -272,6 +335,7 @@ def contraction_factor(p, beta) -> np.ndarray:
     """
     q = _as_prob("p", p)
     b = _as_beta("beta", beta)
+    _check_broadcast(p=q, beta=b)
     # Written as rho / (rho + p (1 - rho)) so that a tiny beta cannot overflow e^{1/beta}.
     r = np.exp(-1.0 / b)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -304,6 +368,7 @@ def steps_to_reach(p0, beta, target, *, integer: bool = True) -> np.ndarray:
     q = _as_prob("p0", p0)
     b = _as_beta("beta", beta)
     t = _as_prob("target", target)
+    _check_broadcast(p0=q, beta=b, target=t)
     q, b, t = np.broadcast_arrays(q, b, t)
     with np.errstate(divide="ignore", invalid="ignore"):
         k_real = b * (special.logit(t) - special.logit(q))
@@ -359,6 +424,7 @@ def effective_beta(beta, k) -> np.ndarray:
     """
     b = _as_beta("beta", beta)
     kk = _as_steps("k", k)
+    _check_broadcast(beta=b, k=kk)
     with np.errstate(divide="ignore"):
         return b / kk
 
@@ -388,9 +454,29 @@ def plurality_win_probs(probs, n) -> np.ndarray:
 
     The integrand is a polynomial of degree :math:`\le K-1` in :math:`u`, so Gauss-Legendre
     with :math:`\lceil K/2 \rceil` nodes is exact. The leave-one-out products over :math:`b \ne a`
-    are prefix x suffix products of polynomials truncated at degree :math:`n`: cost
-    :math:`O(K^2 n^3)` flops, all terms positive (no cancellation). ``x`` is rescaled by
-    :math:`n/e` so that nothing overflows for ``n`` up to about 1,900.
+    are prefix x suffix products of polynomials truncated at degree :math:`n`, all terms positive
+    (no cancellation).
+
+    **Scaling.** Each factor's coefficient :math:`(P_b x)^c/c!` is stored at :math:`x = n` times
+    :math:`e^{-P_b n}`, i.e. as the Poisson(:math:`P_b n`) probability of :math:`c`; products of
+    such factors are (truncated) Poisson probabilities, so every intermediate number lies in
+    [0, 1] and nothing overflows for any ``n``; the result is multiplied back by
+    :math:`n!\,e^{n}/n^n \approx \sqrt{2\pi n}`. (Terms below ~1e-280 underflow to 0: absolute
+    error < 1e-270.)
+
+    **Exact shortcuts.** Answers with :math:`P_a = 0` never win and are dropped. A row with a
+    single answer of positive mass :math:`P_a` gives :math:`1 - (1 - P_a)^n` (it wins iff one
+    sample parses): ``[1.0]`` gives exactly ``[1.0]`` for every ``n``.
+
+    **Cost.** With :math:`K'` answers of positive mass (:math:`K' \ge 2`), one row takes
+    :math:`2\lceil K'/2 \rceil (K'-1)` polynomial products of ~:math:`n^3/6` multiply-adds
+    (from :math:`n = 64` on one ``np.convolve`` per polynomial row, ~2e9 per second; below,
+    vectorised over the batch) and holds about :math:`(K'+4)\,n\,(n+1)` float64 numbers; rows
+    are processed in chunks of at most 16e6 numbers (128 MB) where a row fits, and a batch of G
+    rows costs G times one row. A row whose work (``_plurality_cost``: the multiply-adds plus the
+    per-call overhead) exceeds ``1.5e10`` (about 10 s on one core) or that needs more than
+    ``3.2e7`` numbers (256 MB) raises ``ValueError`` before anything is allocated: the largest
+    ``n`` is 2308 at :math:`K' = 2`, 1521 at 5, 950 at 10, 340 at 32, 59 at 100, 15 at 200.
 
     Parameters
     ----------
@@ -403,92 +489,146 @@ def plurality_win_probs(probs, n) -> np.ndarray:
     -------
     ndarray, shape like ``probs``; each row sums to :math:`1 - P_0^n`.
 
+    Raises
+    ------
+    ValueError
+        ``probs:`` not finite, negative, a row summing to more than 1, or not (K,) / (G, K);
+        ``n:`` not an integer >= 1, or a row over the cost limit.
+
     Examples
     --------
     >>> np.round(plurality_win_probs([0.5, 0.5], 2), 6)  # a 1-1 tie half the time, split evenly
     array([0.5, 0.5])
     >>> np.round(plurality_win_probs([0.6, 0.2], 1), 6)  # one sample: the answer drawn wins
     array([0.6, 0.2])
+    >>> plurality_win_probs([1.0], 10**6)  # one answer with all the mass always wins
+    array([1.])
     """
     p = _as_answer_probs("probs", probs)
     n = _as_int("n", n, 1)
     if p.ndim > 2:
         raise ValueError(f"probs: expected shape (K,) or (G, K), got {p.shape}")
-    flat = p.reshape(-1, p.shape[-1])
-    n_groups, n_answers = flat.shape
-    n_nodes = max(1, math.ceil(n_answers / 2))
-    per_group = (n_answers + 2) * n_nodes * n * (n + 1)
-    chunk = max(1, _PLURALITY_CHUNK_ELEMENTS // per_group)
-    out = np.empty_like(flat)
-    for start in range(0, n_groups, chunk):
-        out[start : start + chunk] = _plurality_exact(flat[start : start + chunk], n)
+    flat = p.reshape(-1, p.shape[-1])  # (G, K)
+    k_pos = (flat > 0).sum(axis=1)  # (G,) answers that can win
+    worst = int(k_pos.max(initial=0))
+    if worst >= 2:
+        cost, size = _plurality_cost(worst, n), (worst + 4) * n * (n + 1)
+        if cost > _PLURALITY_MAX_COST or size > _PLURALITY_MAX_ELEMENTS:
+            raise ValueError(
+                f"n: the exact vote of {n} samples over {worst} answers with positive mass needs "
+                f"~{cost:.1e} multiply-adds and {size:.1e} floats per row, over the limits "
+                f"{_PLURALITY_MAX_COST:.2g} and {_PLURALITY_MAX_ELEMENTS:.2g}; use fewer samples "
+                "or merge rare answers"
+            )
+    out = np.zeros_like(flat)
+    single = k_pos == 1
+    with np.errstate(divide="ignore"):  # log1p(-1) = -inf: P_a = 1 wins surely
+        out[single] = -np.expm1(n * np.log1p(-flat[single]))  # zero-mass entries give 0
+    for kk in np.unique(k_pos[k_pos >= 2]):
+        rows = np.flatnonzero(k_pos == kk)
+        block = flat[rows]
+        # The kk positive answers first (stable: their order is kept), then compute on them only.
+        pos = np.argsort(block == 0, axis=1, kind="stable")[:, :kk]
+        sub = np.take_along_axis(block, pos, axis=1)  # (G', kk)
+        chunk = max(1, _PLURALITY_CHUNK_ELEMENTS // ((kk + 4) * n * (n + 1)))
+        wins = np.concatenate(
+            [_plurality_exact(sub[s : s + chunk], n) for s in range(0, rows.size, chunk)]
+        )
+        res = np.zeros_like(block)
+        np.put_along_axis(res, pos, wins, axis=1)
+        out[rows] = res
     return out.reshape(p.shape)
 
 
-def _poly_mul_truncated(a: np.ndarray, b: np.ndarray, max_nonzero: np.ndarray) -> np.ndarray:
-    """Product of polynomials (coefficients on the last axis, degree <= D) truncated at degree D.
+def _plurality_cost(n_answers: int, n: int) -> float:
+    """Work of one row of :func:`_plurality_exact`, in multiply-adds (see :func:`plurality_win_probs`).
 
-    ``b``'s coefficient ``c`` is nonzero only on the rows ``m >= c`` of axis -2 (``max_nonzero``
-    gives, for each ``c``, the first such row); rows below are skipped.
+    ``ceil(K/2)`` quadrature nodes x ``2 (K - 1)`` polynomial products, each ~``n^3 / 6``
+    multiply-adds plus ~``n`` numpy calls (~10 us each, counted as 2.5e4 multiply-adds).
     """
-    n_coef = a.shape[-1]
-    out = a * b[..., :1]
-    for c in range(1, n_coef):
-        lo = max_nonzero[c]
-        out[..., lo:, c:] += b[..., lo:, c : c + 1] * a[..., lo:, : n_coef - c]
+    return math.ceil(n_answers / 2) * (n_answers - 1) * (float(n) ** 3 / 3.0 + 5e4 * n)
+
+
+def _poly_mul_truncated(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Product of per-row polynomials, keeping only the coefficients the vote needs.
+
+    ``a``, ``b``: (G, M, D) with row ``r`` (winner count ``m = r + 1``) and coefficient ``d``
+    (degree, ``D = n + 1``). ``b``'s coefficient ``c`` is zero for ``c > m`` (that answer's count
+    stays <= m), and only degrees ``d <= n - m`` of row ``m`` are ever read (the other samples
+    number ``n - m``); the cells of higher degree are left finite but meaningless. Small ``n``:
+    one vectorised update per coefficient ``c`` (rows ``c - 1 .. n - 1 - c``, degrees
+    ``c .. n - c``); large ``n``: one direct ``np.convolve`` per row (C speed, same sums).
+    """
+    n_groups, n, d = a.shape
+    if n < _ROW_CONVOLVE_MIN_N:
+        out = a * b[..., :1]
+        for c in range(1, n // 2 + 1):
+            r0, r1 = c - 1, n - c
+            out[..., r0:r1, c : d - c] += b[..., r0:r1, c : c + 1] * a[..., r0:r1, : d - 2 * c]
+    else:
+        out = np.zeros_like(a)
+        for g in range(n_groups):
+            for r in range(n):
+                top = n - r  # degrees 0 .. n - m of row m = r + 1
+                kernel = b[g, r, : min(r + 1, n - r - 1) + 1]
+                out[g, r, :top] = np.convolve(a[g, r, :top], kernel)[:top]
+    np.putmask(out, out < _TINY, 0.0)  # keep subnormals (slow, and < 1e-280) out of the sums
     return out
 
 
 def _plurality_exact(p: np.ndarray, n: int) -> np.ndarray:
-    """Core of :func:`plurality_win_probs` for a validated (G, K) block."""
+    """Core of :func:`plurality_win_probs` for a validated (G, K) block with every P > 0."""
     n_groups, n_answers = p.shape
-    p0 = np.clip(1.0 - p.sum(axis=1), 0.0, None)  # (G,) unparseable mass
-    scale = n / math.e
+    total = p.sum(axis=1)
+    p0 = np.clip(1.0 - total, 0.0, None)  # (G,) unparseable mass
+    s = float(n)  # evaluation point of the generating functions
     deg = np.arange(n + 1)  # (D,) polynomial degrees, D = n + 1
     log_fact = special.gammaln(deg + 1.0)
-    # Scaled EGF coefficients (P s)^c / c!; xlogy gives 0 * log 0 = 0 for the constant term.
-    coef = np.exp(special.xlogy(deg, p[..., None] * scale) - log_fact)  # (G, K, D)
-    unparse = np.exp(special.xlogy(deg, p0[:, None] * scale) - log_fact)  # (G, D)
+
+    def poisson(q: np.ndarray) -> np.ndarray:  # (..., D): e^{-qs} (q s)^c / c!
+        c = np.exp(special.xlogy(deg, q[..., None] * s) - log_fact - q[..., None] * s)
+        return np.where(c < _TINY, 0.0, c)
+
+    coef = poisson(p)  # (G, K, D)
+    unparse = poisson(p0)  # (G, D)
+    # n! / s^n, times e^{s (sum P + P0)} for the Poisson factors (sum = 1 unless rows sum to 1+tol)
+    log_norm = special.gammaln(n + 1.0) - n * math.log(s) + s * (total + p0)  # (G,)
 
     nodes, weights = np.polynomial.legendre.leggauss(max(1, math.ceil(n_answers / 2)))
-    u = (nodes + 1.0) / 2.0  # (U,) Gauss-Legendre on [0, 1]
-    w = weights / 2.0
     m = np.arange(1, n + 1)  # (M,) the winner's count, M = n
-    # factor[u, m, c] = 1 (c < m), u (c == m), 0 (c > m): the per-answer truncated EGF.
     below = (deg[None, :] < m[:, None]).astype(np.float64)  # (M, D)
     at = (deg[None, :] == m[:, None]).astype(np.float64)
-    factor = below[None] + u[:, None, None] * at[None]  # (U, M, D)
-    first_row = np.maximum(deg - 1, 0)  # coefficient c is nonzero on rows m >= c
-
-    shape = (n_groups, u.size, n, n + 1)
-
-    def answer_poly(b: int) -> np.ndarray:
-        return coef[:, b, None, None, :] * factor[None]  # (G, U, M, D)
-
-    # suffix[b] = e^{P0 x} * prod_{b' >= b} G_{b'}   (suffix[K] = e^{P0 x})
-    suffix = [None] * (n_answers + 1)
-    suffix[n_answers] = np.broadcast_to(unparse[:, None, None, :], shape).copy()
-    for b in range(n_answers - 1, 0, -1):
-        suffix[b] = _poly_mul_truncated(suffix[b + 1], answer_poly(b), first_row)
-
     # [x^{n-m}] prefix * suffix via a gather: pair prefix coefficient i with suffix n-m-i.
     idx = n - m[:, None] - deg[None, :]  # (M, D)
     valid = idx >= 0
-    idx = np.where(valid, idx, 0)
+    shape = (n_groups, n, n + 1)
+    idx = np.broadcast_to(np.where(valid, idx, 0), shape)
+    win_coef = coef[:, :, 1:]  # (G, K, M): the winner's own factor at count m
 
-    win_coef = coef[:, :, 1:]  # (G, K, M): (P_a s)^m / m!
-    log_norm = special.gammaln(n + 1.0) - n * math.log(scale)  # n! / s^n
-    out = np.empty((n_groups, n_answers))
-    prefix = np.zeros(shape)
-    prefix[..., 0] = 1.0
-    for a in range(n_answers):
-        partner = np.take_along_axis(suffix[a + 1], np.broadcast_to(idx, shape), axis=-1)
-        h = np.einsum("gumd,gumd->gum", prefix * valid, partner)  # (G, U, M)
-        out[:, a] = np.einsum("u,gum,gm->g", w, h, win_coef[:, a, :])
-        if a + 1 < n_answers:
-            prefix = _poly_mul_truncated(prefix, answer_poly(a), first_row)
-        suffix[a + 1] = None  # free memory early
-    return out * math.exp(log_norm)
+    out = np.zeros((n_groups, n_answers))
+    for node, weight in zip(nodes, weights, strict=True):
+        u = (node + 1.0) / 2.0  # Gauss-Legendre on [0, 1]
+        # factor[m, c] = 1 (c < m), u (c == m), 0 (c > m): the per-answer truncated EGF.
+        factor = below + u * at  # (M, D)
+
+        def answer_poly(b: int, factor=factor) -> np.ndarray:
+            return coef[:, b, None, :] * factor[None]  # (G, M, D)
+
+        # suffix[b] = e^{P0 x} * prod_{b' >= b} G_{b'}   (suffix[K] = e^{P0 x})
+        suffix = [None] * (n_answers + 1)
+        suffix[n_answers] = np.broadcast_to(unparse[:, None, :], shape).copy()
+        for b in range(n_answers - 1, 0, -1):
+            suffix[b] = _poly_mul_truncated(suffix[b + 1], answer_poly(b))
+        prefix = np.zeros(shape)
+        prefix[..., 0] = 1.0
+        for a in range(n_answers):
+            partner = np.take_along_axis(suffix[a + 1], idx, axis=-1)
+            h = np.einsum("gmd,gmd->gm", prefix * valid, partner)  # (G, M)
+            out[:, a] += (weight / 2.0) * np.einsum("gm,gm->g", h, win_coef[:, a, :])
+            if a + 1 < n_answers:
+                prefix = _poly_mul_truncated(prefix, answer_poly(a))
+            suffix[a + 1] = None  # free memory early
+    return out * np.exp(log_norm)[:, None]
 
 
 def stability_curve(probs, n, beta, k) -> np.ndarray:
@@ -525,7 +665,7 @@ def stability_curve(probs, n, beta, k) -> np.ndarray:
     """
     p = _as_answer_probs("probs", probs)
     n = _as_int("n", n, 1)
-    b = float(_as_beta("beta", beta))
+    b = _as_scalar_beta(beta)
     k = _as_int("k", k, 0)
     if p.ndim > 2:
         raise ValueError(f"probs: expected shape (K,) or (G, K), got {p.shape}")
@@ -654,7 +794,7 @@ def tilt(pi, reward, beta) -> np.ndarray:
     r = _as_float("reward", reward)
     if (r == np.inf).any():
         raise ValueError("reward: +inf is not allowed")
-    b = float(_as_beta("beta", beta))
+    b = _as_scalar_beta(beta)
     try:
         r = np.broadcast_to(r, logp.shape)
     except ValueError as exc:
@@ -698,7 +838,7 @@ def iterate_tilt(pi0, reward_fn: Callable[[np.ndarray], np.ndarray], beta, k: in
     array([0.8808, 0.1192])
     """
     logp = _as_distribution_log("pi0", pi0)
-    b = float(_as_beta("beta", beta))
+    b = _as_scalar_beta(beta)
     k = _as_int("k", k, 0)
     if not callable(reward_fn):
         raise ValueError("reward_fn: must be callable")
@@ -739,7 +879,7 @@ def power_sharpen(pi0, beta, k: int) -> np.ndarray:
     array([0.6923, 0.3077])
     """
     logp = _as_distribution_log("pi0", pi0)
-    b = float(_as_beta("beta", beta))
+    b = _as_scalar_beta(beta)
     k = _as_int("k", k, 0)
     rel = logp - logp.max(axis=-1, keepdims=True)  # <= 0, exactly 0 at the argmax
     with np.errstate(over="ignore"):
@@ -838,8 +978,9 @@ class SharpeningFit:
     n_points : points used.
     valid : at least two distinct steps observed.
     sharpening : valid and slope > 0.
-    converged : valid and, for ``method="binomial"``, the IRLS converged (else the estimates
-        are the ``logit_wls`` ones; always True for ``method="logit_wls"``).
+    converged : valid and the estimate is the method's own, not a fallback. ``binomial``: the
+        IRLS converged (else the estimates are the ``logit_wls`` ones). ``logit_wls``: no
+        continuity-corrected 0/1 value entered the fit (else the slope is biased flat).
     level : the CI level.
     method : the fitting method.
     """
@@ -890,8 +1031,12 @@ def fit_sharpening(
       weights from the fitted :math:`p`. Observed values of exactly 0 or 1 have infinite logits
       and are moved half a count inward (**continuity correction**): to :math:`1/(2n)` and
       :math:`1 - 1/(2n)` with ``n_samples``, else to ``boundary_eps`` and ``1 - boundary_eps``.
-      Interior values are used as they are (noiseless data is fitted exactly). Biased toward
-      flat slopes when many points sit at 0/1 (the corrected logits are censored).
+      Interior values are used as they are (noiseless data is fitted exactly). A 0/1 value is
+      censored ("at least this extreme"): when the fit to the interior points alone (two or more
+      distinct steps) already puts every 0/1 point beyond its corrected value, the 0/1 points
+      are left out and that fit is kept, so a noiseless series that rounds to exactly 1.0 is
+      still recovered (to the precision its last values below 1 carry). Otherwise the
+      corrected fit is biased toward flat slopes and ``converged`` is False.
     * ``method="binomial"`` (default): starts from ``logit_wls`` and runs iteratively
       reweighted least squares to the (quasi-)binomial maximum-likelihood estimate, which
       uses the 0/1 points as they are (no correction, no saturation bias). Each iteration is
@@ -957,8 +1102,7 @@ def fit_sharpening(
         raise ValueError(f"steps: shape {k.shape} must be (L,) or p_maj's shape {p.shape}")
     if np.isinf(k).any():
         raise ValueError("steps: contains inf")
-    if not (0.0 < level < 1.0):
-        raise ValueError(f"level: must lie in (0, 1), got {level}")
+    level = _as_level(level)
     if method not in ("binomial", "logit_wls"):
         raise ValueError(f"method: must be 'binomial' or 'logit_wls', got {method!r}")
     if not (0.0 < boundary_eps < 0.5):
@@ -992,14 +1136,32 @@ def fit_sharpening(
     pc = np.clip(pz, edge, 1.0 - edge)  # moves only exact 0/1 when edge = 1/(2n)
     pc = np.where((pz > 0) & (pz < 1), pz, pc)  # interior points are never moved
     y = special.logit(pc)
-    w = np.where(observed, n * pc * (1.0 - pc), 0.0)
-    slope, intercept, sxx = _wls(kz, y, w)
-    fitted = special.expit(intercept[:, None] + slope[:, None] * kz)
-    w_fit = np.where(observed, n * fitted * (1.0 - fitted), 0.0)
-    w = np.where(w_fit > 0, w_fit, w)  # a fitted p rounding to 0/1 keeps its first weight
-    slope, intercept, sxx = _wls(kz, y, w)
+    w0 = n * pc * (1.0 - pc)
+    slope, intercept, sxx, w = _logit_wls(kz, y, w0, observed, n)
+    # 0/1 points are censored values ("at least this extreme"). Where the fit to the interior
+    # points alone already puts every one of them beyond the correction, they carry no further
+    # information and the interior fit is kept (a saturated noiseless series is then fitted
+    # exactly); otherwise the continuity-corrected fit above stands.
+    inner = observed & (pz > 0) & (pz < 1)
+    i_slope, i_int, i_sxx, i_w = _logit_wls(kz, y, w0, inner, n)
+    with np.errstate(invalid="ignore"):
+        i_fit = special.expit(i_int[:, None] + i_slope[:, None] * kz)
+        beyond = np.where(pz >= 1, i_fit >= 1.0 - edge, i_fit <= edge)
+    censored = observed & ~inner
+    use_inner = (
+        censored.any(axis=1)
+        & np.isfinite(i_slope)
+        & np.isfinite(i_int)
+        & (i_sxx > 0)
+        & (beyond | ~censored).all(axis=1)
+    )
+    slope = np.where(use_inner, i_slope, slope)
+    intercept = np.where(use_inner, i_int, intercept)
+    sxx = np.where(use_inner, i_sxx, sxx)
+    w = np.where(use_inner[:, None], i_w, w)
     resid = y - intercept[:, None] - slope[:, None] * kz
-    converged = np.ones(p.shape[0], dtype=bool)
+    # logit_wls "converges" where no continuity-corrected value entered the fit.
+    converged = use_inner | ~censored.any(axis=1)
 
     # ---- binomial maximum likelihood (IRLS) on the trajectories that need it ---------------------
     if method == "binomial":
@@ -1131,6 +1293,19 @@ def _binomial_loglik(intercept, slope, k, p, n, observed) -> np.ndarray:
     eta = intercept[:, None] + slope[:, None] * k
     ll = n * (p * special.log_expit(eta) + (1.0 - p) * special.log_expit(-eta))
     return np.where(observed, ll, 0.0).sum(axis=1)
+
+
+def _logit_wls(k: np.ndarray, y: np.ndarray, w0: np.ndarray, use: np.ndarray, n: np.ndarray):
+    r"""Two-pass WLS of logits ``y`` on ``k`` over the points ``use``: first with the weights
+    ``w0``, then with :math:`n\hat p(1-\hat p)` from the first fit. (slope, intercept, S_kk, w)."""
+    w = np.where(use, w0, 0.0)
+    slope, intercept, _ = _wls(k, y, w)
+    with np.errstate(invalid="ignore"):
+        fitted = special.expit(intercept[:, None] + slope[:, None] * k)
+        w_fit = np.where(use, n * fitted * (1.0 - fitted), 0.0)
+    w = np.where(w_fit > 0, w_fit, w)  # a fitted p rounding to 0/1 keeps its first weight
+    slope, intercept, sxx = _wls(k, y, w)
+    return slope, intercept, sxx, w
 
 
 def _wls(k: np.ndarray, y: np.ndarray, w: np.ndarray):

@@ -51,7 +51,9 @@ def test_sharpen_never_imports_the_packages_built_on_it():
                 names = [a.name for a in node.names]
             elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
                 names = [node.module]
-            offenders += [f"{path.relative_to(ROOT)}: {n}" for n in names if n.split(".")[0] in upper]
+            offenders += [
+                f"{path.relative_to(ROOT)}: {n}" for n in names if n.split(".")[0] in upper
+            ]
     assert not offenders, offenders
 
 

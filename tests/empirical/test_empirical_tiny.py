@@ -21,7 +21,6 @@ from empirical.tiny import (
 )
 
 
-
 def test_tokenizer_is_one_token_per_character():
     tok = build_tokenizer()
     text = "12+34=46 t16:(3+5)*2?true"

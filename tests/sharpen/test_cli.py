@@ -31,18 +31,38 @@ def _run(argv: list[str]) -> int:
     ("argv", "prefix", "words"),
     [
         (["trian"], "sharpen: error: trian: unknown command", ["did you mean train"]),
-        (["sim", "theorm1"], "sharpen sim: error: experiment:", ["'theorm1'", "did you mean 'theorem1'"]),
+        (
+            ["sim", "theorm1"],
+            "sharpen sim: error: experiment:",
+            ["'theorm1'", "did you mean 'theorem1'"],
+        ),
         (["sim", "destination", "--steps", "-5"], "sharpen sim: error: steps:", [">= 1", "-5"]),
         (["sim", "stability", "--ns", "0"], "sharpen sim: error: ns:", [">= 1"]),
-        (["sim", "theorem1", "--steps", "-5"], "sharpen sim: error: --steps: not an option of theorem1", []),
+        (
+            ["sim", "theorem1", "--steps", "-5"],
+            "sharpen sim: error: --steps: not an option of theorem1",
+            [],
+        ),
         (["sim", "theorem1", "--per-question", "yes"], "sharpen sim: error:", []),
         (["figures", "--jobs", "0"], "sharpen figures: error: --jobs:", [">= 1"]),
         (["figures", "--only", "zzz"], "sharpen figures: error: --only:", ["'zzz'"]),
-        (["figures", "--from", "/nonexistent/run"], "sharpen figures: error: --from:", ["/nonexistent/run"]),
+        (
+            ["figures", "--from", "/nonexistent/run"],
+            "sharpen figures: error: --from:",
+            ["/nonexistent/run"],
+        ),
         (["demo", "--only", "zzz"], "sharpen demo: error: --only:", ["'zzz'"]),
-        (["fit", "--noise-sigmas", "-1", "some-run"], "sharpen fit: error: noise_sigmas:", [">= 0"]),
+        (
+            ["fit", "--noise-sigmas", "-1", "some-run"],
+            "sharpen fit: error: noise_sigmas:",
+            [">= 0"],
+        ),
         (["theory", "--n", "8", "--k-answers", "1"], "sharpen theory: error: k_answers:", ["0.7"]),
-        (["theory", "--stesp", "3"], "sharpen theory: error: --stesp: unknown option", ["did you mean --steps"]),
+        (
+            ["theory", "--stesp", "3"],
+            "sharpen theory: error: --stesp: unknown option",
+            ["did you mean --steps"],
+        ),
         (["theory", "--steps", "x"], "sharpen theory: error: --steps: invalid int value", []),
     ],
 )
@@ -107,7 +127,10 @@ def test_dataclass_options_one_rule_for_every_type():
     names = add_dataclass_options(parser, Cfg)
     assert given_options(parser.parse_args([]), names) == {}
     got = given_options(
-        parser.parse_args(["--steps", "5", "--mode", "b", "--flag", "--path", "none", "--ns", "4,8"]), names
+        parser.parse_args(
+            ["--steps", "5", "--mode", "b", "--flag", "--path", "none", "--ns", "4,8"]
+        ),
+        names,
     )
     assert got == {"steps": 5, "mode": "b", "flag": True, "path": None, "ns": (4, 8)}
     assert given_options(parser.parse_args(["--no-flag"]), names) == {"flag": False}

@@ -25,7 +25,9 @@ def test_group_advantages_equal_the_formula(r):
     for g, row in enumerate(r):
         expected[g] = (row - row.mean()) / (row.std(ddof=1) + eps)
     np.testing.assert_allclose(group_advantages(r, eps=eps), expected, rtol=1e-9, atol=1e-9)
-    np.testing.assert_allclose(group_advantages(r, normalize_std=False), r - r.mean(1, keepdims=True), atol=1e-12)
+    np.testing.assert_allclose(
+        group_advantages(r, normalize_std=False), r - r.mean(1, keepdims=True), atol=1e-12
+    )
     ok = r.std(1) > 1e-9
     if not ok.any():
         return
@@ -98,3 +100,152 @@ def test_agg_modes_and_masked_mean():
         agg_loss(x, m, "sum")
     with pytest.raises(ValueError, match="mask"):
         masked_mean(x, torch.zeros_like(m))
+
+
+# ---------------------------------------------------------------------------------------------
+# Zero-variance groups and bad input
+# ---------------------------------------------------------------------------------------------
+
+_DTYPES = [
+    ("numpy", np.float16),
+    ("numpy", np.float32),
+    ("numpy", np.float64),
+    ("torch", torch.float16),
+    ("torch", torch.bfloat16),
+    ("torch", torch.float32),
+    ("torch", torch.float64),
+]
+
+
+def _table(values: np.ndarray, library: str, dtype):
+    if library == "numpy":
+        return values.astype(dtype)
+    return torch.from_numpy(values).to(dtype)
+
+
+@pytest.mark.parametrize(("library", "dtype"), _DTYPES)
+@pytest.mark.parametrize("eps", [0.0, 1e-6, 1e-4])
+@pytest.mark.parametrize("normalize_std", [True, False])
+@given(
+    value=st.floats(-1e4, 1e4, allow_nan=False, width=32),
+    n=st.integers(2, 64),
+    g=st.integers(1, 3),
+)
+def test_constant_groups_get_exactly_zero_in_every_dtype(
+    library, dtype, eps, normalize_std, value, n, g
+):
+    # Before the fix: eps=0 gave NaN, and in float32 the mean of equal values could differ from them,
+    # so e.g. 16 x 57.79988 got advantages of 0.86.
+    r = _table(np.full((g, n), value), library, dtype)
+    adv = group_advantages(r, eps=eps, normalize_std=normalize_std)
+    assert type(adv) is type(r) and adv.dtype == r.dtype and tuple(adv.shape) == (g, n)
+    assert (np.asarray(adv.float() if library == "torch" else adv) == 0).all()
+
+
+def test_the_float32_reproducer_is_zero():
+    assert (group_advantages(np.full((1, 16), 57.79988, np.float32)) == 0).all()
+    assert (group_advantages(np.ones((1, 4)), eps=0) == 0).all()
+
+
+@pytest.mark.parametrize(("library", "dtype"), _DTYPES)
+@given(r=reward_tables)
+def test_every_dtype_matches_the_float64_formula(library, dtype, r):
+    # Rows may be constant (hypothesis repeats values): those are exactly 0, the others the formula
+    # on the values as stored in the dtype, rounded to it.
+    stored = np.asarray(
+        _table(r, library, dtype).double() if library == "torch" else _table(r, library, dtype)
+    )
+    stored = stored.astype(np.float64)
+    expected = np.zeros_like(stored)
+    for i, row in enumerate(stored):
+        if row.max() > row.min():
+            expected[i] = (row - row.mean()) / (row.std(ddof=1) + 1e-4)
+    adv = group_advantages(_table(r, library, dtype), eps=1e-4)
+    got = np.asarray(adv.double() if library == "torch" else adv, dtype=np.float64)
+    rtol = {np.float16: 1e-3, torch.float16: 1e-3, torch.bfloat16: 1e-2}.get(dtype, 1e-6)
+    np.testing.assert_allclose(got, expected, rtol=rtol, atol=rtol)
+
+
+def test_integer_and_bool_rewards_give_float64():
+    adv = group_advantages(np.array([[1, 0, 1, 1]]))
+    assert adv.dtype == np.float64 and adv.round(3).tolist() == [[0.5, -1.5, 0.5, 0.5]]
+    assert group_advantages(torch.tensor([[True, False]])).dtype == torch.float64
+
+
+@pytest.mark.parametrize("eps", [-1e-6, float("nan"), float("inf"), "1e-6", True, None])
+def test_bad_eps_is_rejected(eps):
+    with pytest.raises(ValueError, match=r"^eps: must be a finite number >= 0"):
+        group_advantages(np.array([[1.0, 0.0]]), eps=eps)
+
+
+@pytest.mark.parametrize(
+    "rewards",
+    [
+        np.array([["a", "b"]]),
+        np.array([[1.0, None]], dtype=object),
+        [[1.0, 2.0], [3.0]],
+        None,
+        np.array([[1 + 1j, 0]]),
+        np.array([[1.0, np.inf]]),
+    ],
+)
+def test_bad_rewards_name_the_argument(rewards):
+    with pytest.raises(ValueError, match=r"^rewards: "):
+        group_advantages(rewards)
+
+
+def _loss_inputs():
+    logp = torch.zeros(2, 3)
+    mask = torch.ones(2, 3, dtype=torch.bool)
+    return {"logp": logp, "old_logp": logp.clone(), "advantages": torch.ones(2), "mask": mask}
+
+
+@pytest.mark.parametrize("name", ["logp", "old_logp", "advantages"])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_policy_loss_rejects_non_finite_inputs(name, bad):
+    # Before the fix the NaN went through into the loss (and the gradient).
+    args = _loss_inputs()
+    args[name] = args[name].clone()
+    args[name].view(-1)[0] = bad
+    with pytest.raises(ValueError, match=rf"^{name}: contains NaN or inf"):
+        policy_loss(args["logp"], args["old_logp"], args["advantages"], args["mask"])
+
+
+def test_policy_loss_rejects_a_nan_under_the_mask_too():
+    args = _loss_inputs()
+    args["mask"] = torch.tensor([[1, 1, 0], [1, 0, 0]], dtype=torch.bool)
+    args["logp"] = args["logp"].clone()
+    args["logp"][0, 2] = float("nan")  # padding: would still make the masked sum NaN
+    with pytest.raises(ValueError, match=r"^logp: contains NaN"):
+        policy_loss(**args)
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        ({"logp": np.zeros((2, 3))}, r"^logp: expected a torch.Tensor"),
+        (
+            {"advantages": torch.ones(2, dtype=torch.long)},
+            r"^advantages: expected a floating tensor",
+        ),
+        ({"mask": torch.full((2, 3), 2)}, r"^mask: must hold only 0/1"),
+        ({"mask": np.ones((2, 3))}, r"^mask: expected a torch.Tensor"),
+        ({"clip_eps": -0.1}, r"^clip_eps: "),
+        ({"clip_eps": float("nan")}, r"^clip_eps: "),
+        ({"clip_eps_high": -1.0}, r"^clip_eps_high: "),
+        ({"agg": "sum"}, r"^mode: "),
+    ],
+)
+def test_policy_loss_bad_arguments(change, match):
+    args = {**_loss_inputs(), **change}
+    with pytest.raises(ValueError, match=match):
+        policy_loss(**args)
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    from sharpen import grpo
+
+    result = doctest.testmod(grpo)
+    assert result.attempted >= 2 and result.failed == 0

@@ -35,7 +35,9 @@ from sharpen.testing import answer_lists, rollouts
 TOL = dict(rtol=1e-9, atol=1e-9)
 
 token_batches = rollouts(backend="numpy", fields="token").map(
-    lambda r: r.replace(logits=np.asarray(r.logits, dtype=np.float64))  # float64 for the 1e-9 comparison
+    lambda r: r.replace(
+        logits=np.asarray(r.logits, dtype=np.float64)
+    )  # float64 for the 1e-9 comparison
 )
 temperatures = st.sampled_from([1.0, 0.6, 1.7])
 
@@ -71,7 +73,9 @@ def test_token_entropy_mean_is_rent_and_sum_is_emrl(r, tau):
 def test_trajectory_entropy_mean_and_sum(r, tau):
     z, y, m = _parts(r)
     r = r.replace(temperature=tau)
-    np.testing.assert_allclose(score(TRAJECTORY_ENTROPY, r), reference.urlvr_trajectory(z, y, m, tau), **TOL)
+    np.testing.assert_allclose(
+        score(TRAJECTORY_ENTROPY, r), reference.urlvr_trajectory(z, y, m, tau), **TOL
+    )
     summed = get_reward("trajectory_entropy", aggregate="sum")(r)
     np.testing.assert_allclose(summed, reference.emrl_sequence_loglik(z, y, m, tau), **TOL)
 
@@ -80,7 +84,9 @@ def test_trajectory_entropy_mean_and_sum(r, tau):
 def test_probability_is_rlsc_and_log_form_is_sequence_loglik(r, tau):
     z, y, m = _parts(r)
     r = r.replace(temperature=tau)
-    np.testing.assert_allclose(score(PROBABILITY, r), reference.rlsc_probability(z, y, m, tau), rtol=1e-9, atol=1e-300)
+    np.testing.assert_allclose(
+        score(PROBABILITY, r), reference.rlsc_probability(z, y, m, tau), rtol=1e-9, atol=1e-300
+    )
     np.testing.assert_allclose(
         score(PROBABILITY, r, log_space=True), reference.emrl_sequence_loglik(z, y, m, tau), **TOL
     )
@@ -88,7 +94,9 @@ def test_probability_is_rlsc_and_log_form_is_sequence_loglik(r, tau):
 
 @given(answer_lists())
 def test_majority_voting_is_ttrl(answers):
-    np.testing.assert_array_equal(score(MAJORITY_VOTING, Rollouts(answers=answers)), reference.ttrl_majority_reward(answers))
+    np.testing.assert_array_equal(
+        score(MAJORITY_VOTING, Rollouts(answers=answers)), reference.ttrl_majority_reward(answers)
+    )
 
 
 def test_vote_share_soft_reading():
@@ -105,10 +113,24 @@ def test_torch_and_float32_inputs_match_float64_numpy():
     for name in ("self_certainty", "token_entropy", "trajectory_entropy", "probability"):
         fn = get_reward(name)
         ref = fn(Rollouts(logits=z, tokens=y, mask=m, temperature=0.7))
-        got_t = fn(Rollouts(logits=torch.tensor(z, dtype=torch.float32), tokens=torch.tensor(y), mask=torch.tensor(m), temperature=0.7))
+        got_t = fn(
+            Rollouts(
+                logits=torch.tensor(z, dtype=torch.float32),
+                tokens=torch.tensor(y),
+                mask=torch.tensor(m),
+                temperature=0.7,
+            )
+        )
         assert isinstance(got_t, torch.Tensor)
         np.testing.assert_allclose(got_t.numpy(), ref, rtol=1e-5, atol=1e-5)
-        got_bf16 = fn(Rollouts(logits=torch.tensor(z, dtype=torch.bfloat16), tokens=torch.tensor(y), mask=torch.tensor(m), temperature=0.7))
+        got_bf16 = fn(
+            Rollouts(
+                logits=torch.tensor(z, dtype=torch.bfloat16),
+                tokens=torch.tensor(y),
+                mask=torch.tensor(m),
+                temperature=0.7,
+            )
+        )
         assert got_bf16.dtype == torch.float32  # computed in float32 or wider
         got_np32 = fn(Rollouts(logits=z.astype(np.float32), tokens=y, mask=m, temperature=0.7))
         assert isinstance(got_np32, np.ndarray)
@@ -181,7 +203,9 @@ def test_padding_tokens_out_of_vocab_are_ignored():
     z = np.zeros((1, 3, 4))
     y = np.array([[1, -100, -100]])  # -100 is a common "ignore" label
     m = np.array([[1, 0, 0]])
-    assert np.isclose(score(TRAJECTORY_ENTROPY, Rollouts(logits=z, tokens=y, mask=m))[0], -math.log(4))
+    assert np.isclose(
+        score(TRAJECTORY_ENTROPY, Rollouts(logits=z, tokens=y, mask=m))[0], -math.log(4)
+    )
 
 
 @given(answer_lists(), st.randoms(use_true_random=False))
@@ -202,7 +226,8 @@ def test_majority_reward_invariant_under_renaming(answers):
     rename = {a: f"renamed-{a}" for a in set(answers) if a is not None}
     renamed = [None if a is None else rename[a] for a in answers]
     np.testing.assert_array_equal(
-        score(MAJORITY_VOTING, Rollouts(answers=answers)), score(MAJORITY_VOTING, Rollouts(answers=renamed))
+        score(MAJORITY_VOTING, Rollouts(answers=answers)),
+        score(MAJORITY_VOTING, Rollouts(answers=renamed)),
     )
 
 
@@ -263,7 +288,9 @@ def test_ground_truth_reward():
 
 def test_self_verification_uses_the_verifier_and_validates_it():
     r = Rollouts(answers=["1", "2"], responses=["a", "b"])
-    fn = get_reward("self_verification", verifier=lambda ro: [len(x) == 1 and x == "a" for x in ro.responses])
+    fn = get_reward(
+        "self_verification", verifier=lambda ro: [len(x) == 1 and x == "a" for x in ro.responses]
+    )
     np.testing.assert_array_equal(fn(r), [1, 0])
     with pytest.raises(ValueError, match="verifier"):
         get_reward("self_verification")
@@ -310,3 +337,84 @@ def test_bad_input_names_the_argument():
         RewardSpec("token", "majority", -1)
     with pytest.raises(ValueError, match="empty batch"):
         Rollouts(answers=[])
+
+
+@pytest.mark.parametrize(
+    ("name", "options", "match"),
+    [
+        # Before the fix: TypeError from the factory ("got an unexpected keyword argument 'foo'").
+        (
+            "majority_voting",
+            {"foo": 1},
+            r"^foo: not an option of reward 'majority_voting'; accepted options: aggregate, log_space$",
+        ),
+        ("ground_truth", {"aggregate": "sum"}, r"^aggregate: .* accepted options: math_verify$"),
+        (
+            "self_verification",
+            {"verifier": print, "log_space": True},
+            r"^log_space: .* accepted options: verifier$",
+        ),
+        ("token_entropy", {"aggregate": "max"}, r"^aggregate: must be one of"),
+        ("probability", {"log_space": "yes"}, r"^log_space: must be a bool"),
+        ("ground_truth", {"math_verify": 1}, r"^math_verify: must be a bool"),
+        (["majority_voting"], {}, r"^name: unknown reward"),
+    ],
+)
+def test_get_reward_rejects_unknown_and_bad_options(name, options, match):
+    with pytest.raises(ValueError, match=match):
+        get_reward(name, **options)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("logits", np.array([[["a", "b"]]])),
+        ("logits", np.zeros((1, 1, 2), dtype=object)),
+        ("logits", [[[0.0, 1.0], [2.0]]]),
+        ("logits", torch.zeros(1, 1, 2, dtype=torch.complex64)),
+        ("logprobs", np.array([[["a", "b"]]])),
+        ("tokens", np.array([["a"]])),
+        ("mask", np.array([["x"]])),
+    ],
+)
+def test_non_numeric_arrays_name_the_field(field, value):
+    # Before the fix: torch.from_numpy's TypeError ("can't convert np.ndarray of type numpy.str_").
+    fields = {
+        "logits": np.zeros((1, 1, 2)),
+        "tokens": np.zeros((1, 1), dtype=np.int64),
+        field: value,
+    }
+    if field == "logprobs":
+        fields.pop("logits")
+    with pytest.raises(ValueError, match=rf"^{field}: expected "):
+        score(TRAJECTORY_ENTROPY, Rollouts(**fields))
+
+
+@pytest.mark.parametrize("spec", [MAJORITY_VOTING, VOTE_SHARE])
+def test_unhashable_answers_and_groups_name_the_field(spec):
+    # Before the fix: TypeError("unhashable type: 'list'") from inside the vote.
+    with pytest.raises(ValueError, match=r"^answers: entry 1 is an unhashable list"):
+        score(spec, Rollouts(answers=["1", ["2"], None]))
+    with pytest.raises(ValueError, match=r"^groups: entry 0 is an unhashable dict"):
+        score(spec, Rollouts(answers=["1", "2"], groups=[{}, {}]))
+
+
+@pytest.mark.parametrize("temperature", [float("inf"), float("nan"), True, "1.0", -1.0])
+def test_bad_temperature(temperature):
+    with pytest.raises(ValueError, match=r"^temperature: must be a finite number > 0"):
+        Rollouts(answers=["1"], temperature=temperature)
+
+
+def test_numpy_scalar_temperature_is_accepted():
+    z = np.zeros((1, 2, 3))
+    got = score(TOKEN_ENTROPY, Rollouts(logits=z, temperature=np.float32(0.5)))
+    assert np.isclose(got[0], -math.log(3))
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    from sharpen import rewards
+
+    result = doctest.testmod(rewards)
+    assert result.attempted >= 5 and result.failed == 0

@@ -282,3 +282,35 @@ def test_check_reward_validation():
         check_reward(_entropy, examples=0)
     with pytest.raises(ValueError, match="rtol"):
         check_reward(_entropy, rtol=-1.0)
+
+
+@pytest.mark.parametrize("scale", [0.1, 1e-3, 1 / 3, 8.0, 1e30, 3.4e38])
+def test_logits_accept_any_positive_float32_scale(scale):
+    # Before the fix scale=0.1 raised hypothesis' InvalidArgument (0.1 is not a float32).
+    z = find(logits(2, 3, 4, scale=scale), lambda z: np.abs(z).max() > 0)
+    assert z.dtype == np.float32 and np.abs(z).max() <= scale
+
+
+def test_rollouts_accept_a_non_float32_scale():
+    r = find(rollouts(batch=2, fields="token", scale=0.1), lambda r: True)
+    assert np.abs(np.asarray(r.logits)).max() <= 0.1
+
+
+@pytest.mark.parametrize(
+    "scale", [0.0, -1.0, 1e-50, 1e39, float("inf"), float("nan"), "8", True, None]
+)
+def test_bad_scale_is_a_clear_error(scale):
+    for make in (lambda: logits(scale=scale), lambda: rollouts(scale=scale)):
+        with pytest.raises(
+            ValueError, match=r"^scale: must be a number in \[1.4e-45, 3.403e\+38\]"
+        ):
+            make()
+
+
+def test_strategy_errors_use_name_colon_problem():
+    with pytest.raises(ValueError, match=r"^batch: must be an int >= 1"):
+        logits(0, 2, 2)
+    with pytest.raises(ValueError, match=r"^min_valid: 3 exceeds the drawn length 2"):
+        find(masks(2, 2, min_valid=3), lambda m: True)
+    with pytest.raises(ValueError, match=r"^rtol: must be finite and >= 0"):
+        check_reward(get_reward("token_entropy"), rtol=-1.0)

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from scipy.special import gammaln, xlogy
 
 from sharpen import theory as th
 
@@ -468,5 +469,159 @@ def test_fit_handles_exact_zeros_and_ones():
     ],
 )
 def test_bad_input_raises_naming_the_argument(call, name):
+    with pytest.raises(ValueError, match=rf"^{name}:"):
+        call()
+
+
+# ---------------------------------------------------------------------------------------------
+# Plurality vote at large N: scaling, exact shortcuts, the cost limit
+# ---------------------------------------------------------------------------------------------
+
+
+def enumerated_win_probs(probs, n):
+    """Plain enumeration of the count vectors of K <= 3 answers, in log space (any n)."""
+    probs = np.asarray(probs, dtype=np.float64)
+    k = probs.size
+    rest = max(0.0, 1.0 - probs.sum())
+    grids = np.meshgrid(*[np.arange(n + 1)] * k, indexing="ij")
+    counts = np.stack([g.ravel() for g in grids], axis=1)  # (C, K)
+    counts = counts[counts.sum(axis=1) <= n]
+    left = n - counts.sum(axis=1)
+    logw = gammaln(n + 1.0) - gammaln(counts + 1.0).sum(axis=1) - gammaln(left + 1.0)
+    logw = logw + xlogy(counts, probs).sum(axis=1) + xlogy(left, rest)
+    weight = np.exp(logw)
+    top = counts.max(axis=1)
+    tied = (counts == top[:, None]) & (top[:, None] > 0)
+    share = np.where(tied, 1.0 / np.maximum(tied.sum(axis=1, keepdims=True), 1), 0.0)
+    return (weight[:, None] * share).sum(axis=0)
+
+
+@pytest.mark.parametrize(
+    ("probs", "n"),
+    [
+        ([0.5, 0.45], 150),  # row-convolve path (n >= 64), a close race
+        ([0.3, 0.3], 200),  # exact tie in P: the answers split evenly
+        ([0.4, 0.35, 0.2], 70),
+        ([0.2, 0.1, 0.05], 40),  # vectorised path, much unparseable mass
+        ([0.6, 1e-3], 120),  # one answer almost never wins
+    ],
+)
+def test_plurality_matches_enumeration_beyond_brute_force_sizes(probs, n):
+    np.testing.assert_allclose(
+        th.plurality_win_probs(probs, n), enumerated_win_probs(probs, n), rtol=1e-9, atol=1e-14
+    )
+
+
+def test_plurality_both_multiplication_paths_agree(monkeypatch):
+    rng = np.random.default_rng(7)
+    probs = rng.dirichlet(np.ones(6), size=3)[:, :5]
+    fast = th.plurality_win_probs(probs, 40)
+    monkeypatch.setattr(th, "_ROW_CONVOLVE_MIN_N", 1)  # force np.convolve per row
+    np.testing.assert_allclose(th.plurality_win_probs(probs, 40), fast, rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("n", [1, 2, 1941, 2050, 2800, 10**6, 10**12])
+def test_plurality_one_answer_with_all_the_mass_wins_exactly(n):
+    # Before the fix: NaN (with an overflow RuntimeWarning) from n = 1941 on; n = 10**6 ran out of memory.
+    assert th.plurality_win_probs([1.0], n).tolist() == [1.0]
+    assert th.plurality_win_probs([1.0, 0.0, 0.0], n).tolist() == [1.0, 0.0, 0.0]
+    assert th.plurality_win_probs([0.0, 1.0], n).tolist() == [0.0, 1.0]
+    np.testing.assert_allclose(th.plurality_win_probs([0.3], n), [1 - 0.7**n], rtol=1e-12)
+
+
+def test_plurality_zero_mass_answers_are_dropped_exactly():
+    a = th.plurality_win_probs([0.4, 0.0, 0.35, 0.0, 0.2], 50)
+    b = th.plurality_win_probs([0.4, 0.35, 0.2], 50)
+    np.testing.assert_allclose(a[[0, 2, 4]], b, rtol=1e-13)
+    assert a[1] == 0.0 and a[3] == 0.0
+    # Batches mixing rows of different numbers of positive answers.
+    batch = np.array([[0.5, 0.5, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 0.0], [0.2, 0.3, 0.4]])
+    out = th.plurality_win_probs(batch, 9)
+    for row, expect in zip(batch, out, strict=True):
+        np.testing.assert_allclose(th.plurality_win_probs(row, 9), expect, rtol=1e-13)
+
+
+def test_plurality_is_exact_past_the_old_overflow():
+    # The old scaling overflowed e^{n/e} from n ~ 1930 for every K; now all numbers stay in [0, 1].
+    w = th.plurality_win_probs([0.5, 0.4999], 2000)
+    np.testing.assert_allclose(w, enumerated_win_probs([0.5, 0.4999], 2000), rtol=1e-8)
+    assert w.sum() == pytest.approx(1.0, abs=1e-10)
+
+
+@pytest.mark.parametrize(
+    ("probs", "n"), [([0.005] * 200, 200), ([0.5, 0.5], 10**6), ([0.5, 0.3], 3000)]
+)
+def test_plurality_over_the_cost_limit_raises_before_allocating(probs, n):
+    # Before the fix: > 20 s for K = n = 200, memory exhausted for n = 10**6.
+    import time
+
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match=r"^n: the exact vote of .* over the limits"):
+        th.plurality_win_probs(probs, n)
+    assert time.perf_counter() - start < 1.0
+
+
+# ---------------------------------------------------------------------------------------------
+# Fitting saturated noiseless series
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", ["binomial", "logit_wls"])
+@pytest.mark.parametrize("n_samples", [None, 64])
+def test_fit_recovers_saturated_noiseless_series(method, n_samples):
+    # beta in [0.03, 0.05]: p_k reaches exactly 1.0 from k = 2, only p_0 and p_1 lie below 1.
+    # Before the fix 3 of these 55 series were recovered (binomial); logit_wls recovered none but
+    # reported converged=True for all of them.
+    beta, p0 = (
+        g.ravel() for g in np.meshgrid(np.linspace(0.03, 0.05, 11), [0.1, 0.3, 0.5, 0.7, 0.9])
+    )
+    k = np.arange(61.0)
+    p = th.majority_prob(p0[:, None], beta[:, None], k)
+    assert ((p == 1.0).sum(axis=1) >= 59).all()
+    fit = th.fit_sharpening(k, p, method=method, n_samples=n_samples)
+    assert fit.valid.all() and fit.converged.all() and fit.sharpening.all()
+    np.testing.assert_allclose(fit.p0, p0, rtol=1e-12)
+    # The slope is only as precise as 1 - p_1 (~1e-14..1e-16) is in float64: a relative error
+    # of up to ulp(1) / (1 - p_1) (0.5% here), which the fit must not exceed by much.
+    last = np.where(p < 1, p, 0.0).max(axis=1)
+    bound = 2 * np.finfo(float).eps / (1 - last)
+    assert (np.abs(fit.beta / beta - 1) <= bound).all()
+    np.testing.assert_allclose(fit.beta, beta, rtol=1e-2)
+
+
+def test_fit_with_one_unsaturated_point_is_not_reported_converged():
+    # p0 = 0.5, beta = 0.02: everything after step 0 is exactly 1.0, so the slope is not identified.
+    k = np.arange(10.0)
+    p = th.majority_prob(0.5, 0.02, k)
+    assert (p[1:] == 1.0).all()
+    for method in ("binomial", "logit_wls"):
+        fit = th.fit_sharpening(k, p, method=method)
+        assert not fit.converged, method  # a fallback estimate, flagged as one
+
+
+def test_fit_censoring_keeps_the_continuity_correction_for_noisy_zeros_and_ones():
+    # The interior points alone predict 0.1 and 0.9 at the ends: inconsistent with the observed 0
+    # and 1 at n = 8, so the corrected fit stands (and is flagged as not converged).
+    k = np.arange(5.0)
+    fit = th.fit_sharpening(k, [0.0, 0.25, 0.5, 0.75, 1.0], n_samples=8, method="logit_wls")
+    interior = th.fit_sharpening(k[1:4], [0.25, 0.5, 0.75], n_samples=8, method="logit_wls")
+    assert fit.valid and not fit.converged and fit.slope > interior.slope
+
+
+@pytest.mark.parametrize(
+    ("call", "name"),
+    [
+        (lambda: th.majority_prob([0.1, 0.2], [1.0, 2.0, 3.0], 1), "p0, beta, k"),
+        (lambda: th.one_step([0.1, 0.2], [1.0, 2.0, 3.0]), "p, beta"),
+        (lambda: th.steps_to_reach([0.1, 0.2], [1.0, 2.0, 3.0], 0.5), "p0, beta, target"),
+        (lambda: th.effective_beta([1.0, 2.0], [1, 2, 3]), "beta, k"),
+        (lambda: th.stability_curve([0.5, 0.3], 8, [1.0, 2.0], 3), "beta"),
+        (lambda: th.tilt([0.5, 0.5], [1.0, 2.0], [1.0, 2.0]), "beta"),
+        (lambda: th.fit_sharpening([0, 1], [0.1, 0.2], level="x"), "level"),
+        (lambda: th.one_step("a", 1.0), "p"),
+        (lambda: th.plurality_win_probs([0.5, 0.5], 10**4), "n"),
+    ],
+)
+def test_more_bad_input_names_the_argument(call, name):
     with pytest.raises(ValueError, match=rf"^{name}:"):
         call()
