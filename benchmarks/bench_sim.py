@@ -112,7 +112,7 @@ def main() -> None:
     for name, fn in pieces.items():
         print(f"  piece: {name:<40s} median {1e3 * np.median(_time(fn, args.repeats)):.2f} ms")
     if not args.skip_grid:
-        from sim.grid import GridConfig, run_grid
+        from sim.experiments.grid import GridConfig, run_grid
 
         cfg = GridConfig()
         t0 = time.perf_counter()

@@ -1,9 +1,24 @@
 """sim: a fast simulator of toy policies under intrinsic-reward GRPO.
 
-Public surface: :func:`run` / :func:`available_experiments` (named experiments with frozen configs: the theorems
-of :mod:`sim.theorems`, the explorations of :mod:`sim.explorations` and the grid of :mod:`sim.grid`),
-:class:`SimResult` / :func:`load_result`, the policies and update rules of :mod:`sim.core`,
+Public surface: :func:`run` / :func:`available_experiments` / :func:`quick_config` (named experiments with frozen
+configs), :class:`SimResult` / :func:`load_result`, the policies and update rules of :mod:`sim.core`,
 :func:`train_answer_level`, and the token-level toy (:mod:`sim.token_toy`).
+
+Layout:
+
+* :mod:`sim.experiments` -- one module per experiment (``theorem1``, ``stability``, ``destination``,
+  ``failure_modes``, ``rise_then_fall``, ``dataset_size``, ``mcs_gt_gain``, ``single_question``,
+  ``self_verification``, ``grid``), each with its frozen config, its function, its drawer and one
+  ``register(Experiment(...))`` call; importing the package registers them all.
+* :mod:`sim.registry` -- :class:`~sim.registry.Experiment` and the registry (imports no experiment);
+  :mod:`sim.api` -- ``run``, ``available_experiments``, ``quick_config`` over it.
+* :mod:`sim.configs` -- the GRPO knobs the explorations' configs inherit (``n_rollouts``, ``steps``, ``seeds``,
+  ``seed``; ``optimizer``, ``lr``).
+* The toy mechanisms: :mod:`sim.core` (answer-level policies, update rules), :mod:`sim.train` (the sampled-GRPO
+  loop), :mod:`sim.fast` (the fast tabular step), :mod:`sim.token_toy` (the token-level toy),
+  :mod:`sim.shared_task` (answer-level questions with shared features).
+* :mod:`sim.results` (results and verdicts on disk), :mod:`sim.plots` (drawing), :mod:`sim.cli`
+  (``sharpen sim``).
 """
 
 from sim.api import EXPERIMENTS, available_experiments, quick_config, run

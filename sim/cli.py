@@ -73,7 +73,9 @@ def register(subparsers) -> None:
         help="simulator experiments (Theorem 1, stability, explorations)",
         description=__doc__,
     )
-    p.add_argument("experiment", nargs="*", help=f"experiment name(s): {', '.join(available_experiments())}")
+    p.add_argument(
+        "experiment", nargs="*", help=f"experiment name(s): {', '.join(available_experiments())}"
+    )
     p.add_argument("--list", action="store_true", help="list the experiments and exit")
     p.add_argument("--quick", action="store_true", help="start from the small preset")
     p.add_argument("--out", default=str(output_dir("sim")),
@@ -83,8 +85,10 @@ def register(subparsers) -> None:
     for e in EXPERIMENTS.values():
         for spec in option_specs(e.config_cls):
             specs.setdefault(spec.name, []).append((e.name, spec))
-    group = p.add_argument_group("experiment options (each applies to the experiments named in its help)")
-    for name, owners in sorted(specs.items()):
+    group = p.add_argument_group(
+        "experiment options (each applies to the experiments named in its help)"
+    )
+    for _name, owners in sorted(specs.items()):
         texts = {}
         for exp_name, spec in owners:
             texts.setdefault(spec.help, []).append(exp_name)
@@ -112,4 +116,3 @@ def demo(out_dir: Path) -> None:
         save_figure(res, out_dir / f"sim_{name}.png")
         if res.verdict.holds is not True:
             raise RuntimeError(f"sim demo: {name} did not hold: {res.verdict.summary}")
-

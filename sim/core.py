@@ -35,6 +35,7 @@ __all__ = [
     "SharedPolicy",
     "softmax",
     "exact_tilt",
+    "onehot_argmax",
     "expected_gradient",
     "sample_counts",
     "sample_rollouts",
@@ -291,6 +292,17 @@ def exact_tilt(logits: np.ndarray, reward: np.ndarray, beta: float) -> np.ndarra
     if logits.shape != reward.shape:
         raise ValueError(f"reward: shape {reward.shape} differs from logits {logits.shape}")
     return logits + reward / beta
+
+
+def onehot_argmax(p: np.ndarray) -> np.ndarray:
+    """The population-majority reward (A1): 1 on each row's mode of ``p (Q, K)``, 0 elsewhere, (Q, K).
+
+    >>> onehot_argmax(np.array([[0.2, 0.5, 0.3]])).tolist()
+    [[0.0, 1.0, 0.0]]
+    """
+    r = np.zeros_like(p)
+    r[np.arange(p.shape[0]), p.argmax(axis=1)] = 1.0
+    return r
 
 
 def expected_gradient(logits: np.ndarray, reward: np.ndarray) -> np.ndarray:

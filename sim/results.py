@@ -17,7 +17,14 @@ import numpy as np
 
 from sharpen.records import ProbeRecord, RunWriter, environment_info
 
-__all__ = ["Verdict", "SimResult", "load_result", "probe_records", "EXACT_PROBE_SAMPLES"]
+__all__ = [
+    "Verdict",
+    "SimResult",
+    "load_result",
+    "probe_records",
+    "holds_from_shares",
+    "EXACT_PROBE_SAMPLES",
+]
 
 EXACT_PROBE_SAMPLES = 1_000_000
 """``n_samples`` written in a probe record whose probabilities are exact (the simulator knows the policy)."""
@@ -88,6 +95,23 @@ class Verdict:
     def __post_init__(self) -> None:
         if self.kind not in ("theorem", "exploration"):
             raise ValueError(f"kind: must be 'theorem' or 'exploration', got {self.kind!r}")
+
+
+def holds_from_shares(shares: dict[str, float], need: float = 2 / 3) -> bool | None:
+    """An exploration's ``holds`` from the share of seeds showing the phenomenon in each case.
+
+    True when every case reaches ``need`` (2/3 by default), False when no seed of any case shows it, None
+    (partly) otherwise.
+
+    >>> holds_from_shares({"a": 1.0, "b": 2 / 3}), holds_from_shares({"a": 0.0}), holds_from_shares({"a": 0.5})
+    (True, False, None)
+    """
+    vals = list(shares.values())
+    if all(v >= need for v in vals):
+        return True
+    if all(v == 0 for v in vals):
+        return False
+    return None
 
 
 @dataclass(frozen=True)

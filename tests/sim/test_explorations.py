@@ -17,14 +17,10 @@ from sharpen.grpo import group_advantages
 from sharpen.records import read_jsonl
 from sim.api import available_experiments, run
 from sim.core import grpo_logit_grad, sample_counts, softmax
-from sim.explorations import (
-    SharedTaskConfig,
-    classify_curve,
-    classify_failure,
-    make_shared_task,
-)
-from sim.grid import GridConfig, GridSetting, _layout, class_rewards
+from sim.experiments.failure_modes import classify_failure
+from sim.experiments.grid import GridConfig, GridSetting, _layout, class_rewards
 from sim.plots import save_figure
+from sim.shared_task import SharedTaskConfig, classify_curve, make_shared_task
 
 EXPLORATIONS = (
     "failure_modes",
@@ -100,7 +96,7 @@ def test_single_question_writes_exact_probes_that_sharpen_fit_reads(tmp_path):
     from sharpen.analysis import analyze_run
     from sim.api import EXPERIMENTS
     from sim.core import sample_prior
-    from sim.explorations import SingleQuestionConfig
+    from sim.experiments.single_question import SingleQuestionConfig
 
     kw = {"steps": 8, "seeds": 1, "rewards": ("trajectory_entropy",), "probe_every": 2}
     cfg = SingleQuestionConfig(**{**EXPERIMENTS["single_question"].quick, **kw})

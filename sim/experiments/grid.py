@@ -19,6 +19,7 @@ self-certainty and token entropy are constant within a group, so they give zero 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import ClassVar
 
 import numpy as np
 
@@ -26,8 +27,10 @@ from sharpen.answers import plurality_winners
 from sharpen.grpo import group_advantages
 from sharpen.rewards import Rollouts, get_reward
 from sim._threads import torch_single_thread
-from sim.api import Experiment, register
+from sim.configs import GRPORuns
 from sim.core import Optimizer, PriorConfig, sample_counts, sample_prior, softmax
+from sim.plots import mean_line
+from sim.registry import Experiment, register
 from sim.results import SimResult, Verdict
 from sim.train import categorical_kl
 
@@ -70,39 +73,36 @@ DEFAULT_SETTINGS = (
 
 
 @dataclass(frozen=True)
-class GridConfig:
+class GridConfig(GRPORuns):
     """The grid.
+
+    ``n_rollouts``, ``steps`` (0 allowed: the initial state only), ``seeds`` and ``seed`` come from
+    :class:`sim.configs.GRPORuns`; seed s of every (reward, setting) draws dataset ``seed + s``, so the datasets
+    are shared across rewards and settings.
 
     Attributes
     ----------
     rewards : answer-level rewards (default: the five intrinsic ones)
     settings : hyperparameter settings
-    seeds : seeds per (reward, setting); seed s draws dataset s (shared across rewards and settings)
-    steps : GRPO steps
     prior : per-run dataset (n_questions = the batch: every question every step)
-    n_rollouts : N
     eps : added to the group std
-    seed : base seed
     """
 
     rewards: tuple[str, ...] = GRID_REWARDS
     settings: tuple[GridSetting, ...] = DEFAULT_SETTINGS
-    seeds: int = 3
-    steps: int = 1000
     prior: PriorConfig = PriorConfig(n_questions=64, n_answers=8, strength=1.0, spread=1.0)
-    n_rollouts: int = 8
     eps: float = 1e-6
-    seed: int = 0
+
+    min_steps: ClassVar[int] = 0
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         ok = (*GRID_REWARDS, "ground_truth")
         bad = [r for r in self.rewards if r not in ok]
         if bad or not self.rewards:
             raise ValueError(f"rewards: unknown {bad}; valid: {', '.join(ok)}")
         if not self.settings:
             raise ValueError("settings: need at least one")
-        if self.seeds < 1 or self.steps < 0:
-            raise ValueError("seeds >= 1 and steps >= 0 required")
         if self.n_rollouts < 2:
             raise ValueError(f"n_rollouts: need N >= 2 for group advantages, got {self.n_rollouts}")
 
@@ -235,6 +235,20 @@ def run_grid(config: GridConfig = GridConfig()) -> SimResult:
     return SimResult("grid", cfg, traj, Verdict("exploration", None, summary, numbers))
 
 
+def draw(res: SimResult, fig) -> None:
+    """pass@1 and mean max probability per reward (mean over settings and seeds, each run thin)."""
+    t = res.trajectories
+    axes = fig.subplots(1, 2)
+    for key, ax, title in (
+        ("accuracy", axes[0], "pass@1"),
+        ("p_max", axes[1], "mean max probability"),
+    ):
+        for name in res.verdict.numbers["rewards"]:
+            mean_line(ax, t["step"], t[f"{name}/{key}"], name)
+        ax.set(xlabel="step", title=f"{title} (mean over settings and seeds)")
+    axes[0].legend(fontsize=7)
+
+
 register(
     Experiment(
         "grid",
@@ -243,5 +257,6 @@ register(
         run_grid,
         {"steps": 50, "seeds": 1},
         "Sim grid: 5 rewards x 4 settings x 3 seeds x 1000 steps (64 x 8), all runs batched",
+        plot=draw,
     )
 )
