@@ -143,7 +143,17 @@ class TrainConfig:
     # --- logging ---
     out_dir: str = _f("sharpen-out/train/tiny-arith-ttrl", "run folder (logs, config, checkpoints)")
     probe_every: int = _f(20, "steps between probes of the fixed probe questions (0 = off)")
-    n_probe: int = _f(32, "probe questions (the first ones of the training split)")
+    n_probe: int = _f(32, "probe questions (see probe_selection)")
+    probe_selection: Literal["stratified", "first"] = _f(
+        "stratified",
+        "stratified: spread the probe questions over exact initial majority probabilities in (0.2, 0.95), "
+        "chosen from the first 8 x n_probe training questions (tasks that list their answers; else first); "
+        "first: the first n_probe training questions",
+    )
+    exact_probes: bool = _f(
+        True,
+        "also probe with the exact answer distribution when the task lists its answers (needs top_p = 1)",
+    )
     probe_samples: int = _f(32, "samples M per probe question")
     eval_every: int = _f(50, "steps between held-out evaluations (0 = off)")
     n_eval: int = _f(200, "held-out questions evaluated (0 = all)")

@@ -64,7 +64,9 @@ def candidate_logprobs(
         block = range(start, min(q, start + per_pass))
         batch = pack([prompt_ids[i] for i in block for _ in range(c)], list(cand_ids) * len(block), pad_id,
                      device)  # fmt: skip
-        logp = torch.log_softmax(response_logits(model, batch).double() / temperature, dim=-1)  # (B, T, V)
+        logp = torch.log_softmax(
+            response_logits(model, batch).double() / temperature, dim=-1
+        )  # (B, T, V)
         token_lp = logp.gather(-1, batch.tokens[..., None])[..., 0].masked_fill(~batch.mask, 0.0)
         out[start : start + len(block)] = token_lp.sum(-1).reshape(len(block), c).cpu().numpy()
     return out
@@ -91,14 +93,22 @@ def exact_probe(
     cands = list(candidates)
     index = {a: i for i, a in enumerate(cands)}
     logp = candidate_logprobs(
-        model, prompt_ids, candidate_ids(tokenizer, cands, eos_id), temperature=temperature, pad_id=pad_id
+        model,
+        prompt_ids,
+        candidate_ids(tokenizer, cands, eos_id),
+        temperature=temperature,
+        pad_id=pad_id,
     )
     probs = np.exp(logp)
     # float rounding can push a row a hair above 1 when nearly all mass is on the list
     probs /= np.maximum(probs.sum(axis=1, keepdims=True), 1.0)
 
     def indices(answers):
-        return None if answers is None else np.array([index.get(a, -1) for a in answers], dtype=np.int64)
+        return (
+            None
+            if answers is None
+            else np.array([index.get(a, -1) for a in answers], dtype=np.int64)
+        )
 
     return answer_summary(
         probs,

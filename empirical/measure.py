@@ -17,6 +17,7 @@ import numpy as np
 from empirical.tasks import Question, Task
 from sharpen import metrics as M
 from sharpen.answers import canonicalize, majority_vote
+from sharpen.exact import AnswerSummary
 from sharpen.records import ProbeRecord
 
 
@@ -89,9 +90,11 @@ def probe_records(
     m: int,
     step: int,
     initial_majority: Mapping[str, str | None],
+    exact: AnswerSummary | None = None,
 ) -> list[ProbeRecord]:
     """Per probe question (``m`` consecutive texts each): the majority answer and its share, the share of the
-    *initial* majority answer ``initial_majority[qid]`` (this step's own majority when absent) and correctness.
+    *initial* majority answer ``initial_majority[qid]`` (this step's own majority when absent) and correctness;
+    with ``exact`` (the questions' exact answer distributions, in the same order) the ``exact_*`` fields too.
     """
     if len(texts) != m * len(questions):
         raise ValueError(
@@ -115,9 +118,43 @@ def probe_records(
                 label=q.label,
                 majority_correct=bool(task.check(q, vote.answer)),
                 sample_accuracy=float(np.mean([task.check(q, a) for a in answers])),
+                **({} if exact is None else _exact_fields(exact, i)),
             )
         )
     return records
+
+
+def _exact_fields(s: AnswerSummary, i: int) -> dict:
+    """The ``exact_*`` fields of :class:`~sharpen.records.ProbeRecord` for question ``i`` of ``s``."""
+    return {
+        "exact_majority_answer": s.answer(int(s.majority[i])),
+        "exact_p_majority": float(s.p_majority[i]),
+        "exact_initial_majority_answer": s.answer(int(s.initial_majority[i])),
+        "exact_p_initial_majority": float(s.p_initial_majority[i]),
+        "exact_residual": float(s.residual[i]),
+        "exact_entropy": float(s.entropy[i]),
+        "exact_accuracy": None if s.accuracy is None else float(s.accuracy[i]),
+        "exact_vote_mode_prob": None if s.vote_mode_prob is None else float(s.vote_mode_prob[i]),
+    }
+
+
+def stratified_probes(p0: np.ndarray, n: int, low: float = 0.2, high: float = 0.95) -> np.ndarray:
+    """Indices of ``n`` questions whose initial majority probabilities ``p0`` spread evenly (by rank) over
+    ``(low, high)``; when fewer lie inside, all of those plus the nearest outside ones. Sorted ascending.
+
+    >>> stratified_probes(np.array([0.1, 0.3, 0.5, 0.99, 0.7, 0.9]), 3).tolist()
+    [1, 4, 5]
+    """
+    p0 = np.asarray(p0, dtype=np.float64)
+    n = min(int(n), p0.size)
+    inside = np.flatnonzero((p0 > low) & (p0 < high))
+    if inside.size >= n:
+        ranked = inside[np.argsort(p0[inside], kind="stable")]
+        pick = ranked[np.round(np.linspace(0, ranked.size - 1, n)).astype(int)]
+    else:
+        distance = np.maximum(low - p0, 0) + np.maximum(p0 - high, 0)
+        pick = np.argsort(distance, kind="stable")[:n]
+    return np.sort(pick)
 
 
 def heldout_metrics(

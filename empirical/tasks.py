@@ -82,6 +82,9 @@ class Task:
     heldout: tuple[Question, ...]
     parse: Callable[[str], str | None] = field(repr=False)
     check: Callable[[Question, str | None], bool] = field(repr=False)
+    candidates: tuple[str, ...] | None = field(default=None, repr=False)
+    """Every answer the task can have, in canonical spelling, when they can be listed (exact probes score
+    each; ``empirical.exact``); None when the answers are open-ended."""
 
     def __post_init__(self) -> None:
         if not self.train:
@@ -231,6 +234,7 @@ def arithmetic_task(
         heldout=tuple(qs[n_train:]),
         parse=parse_integer,
         check=lambda q, answer: equivalent(q.label, answer),
+        candidates=tuple(str(k) for k in range(2 * max_operand + 1)),
     )
 
 

@@ -33,11 +33,13 @@ from empirical.checkpoint import (
     save_checkpoint,
 )
 from empirical.config import TrainConfig
-from empirical.measure import grade, heldout_metrics, probe_records, step_metrics
+from empirical.exact import exact_probe
+from empirical.measure import grade, heldout_metrics, probe_records, step_metrics, stratified_probes
 from empirical.policy import Packed, load_model, pack, resolve_model_path, response_logits
 from empirical.rollout import Generation, HFBackend, VLLMBackend, render_prompts
 from empirical.tasks import DataCursor, Question, Task, build_task, verification_prompt
 from sharpen.answers import parse_verdict
+from sharpen.exact import AnswerSummary
 from sharpen.grpo import agg_loss, group_advantages, kl_k3, masked_mean, policy_loss
 from sharpen.records import ProbeRecord, RunWriter, environment_info
 from sharpen.rewards import Rollouts, get_reward, token_entropies, token_logprobs
@@ -82,6 +84,10 @@ class Trainer:
     model_path: str = ""
     step: int = 0
     initial_majority: dict[str, str | None] = field(default_factory=dict)
+    probe_ids: list[str] = field(
+        default_factory=list
+    )  # the probe questions, chosen at the first probe
+    initial_exact: dict[str, str | None] = field(default_factory=dict)  # exact initial modes
     # the last step's rollouts and rewards, for inspection and tests
     last_batch: tuple[Packed, np.ndarray] | None = None
 
@@ -281,15 +287,53 @@ class Trainer:
         return out
 
     # -------------------------------------------------------------------------------------- probes, eval
-    def probe(self) -> list[ProbeRecord]:
-        """Majority answer and its share, and the share of the *initial* majority, per probe question."""
+    def exact_answers(
+        self, questions: list[Question], initial: list[str | None] | None = None
+    ) -> AnswerSummary | None:
+        """Exact answer distributions of ``questions`` at the rollout temperature (``empirical.exact``); None
+        when the task does not list its answers, ``exact_probes`` is off, or ``top_p < 1`` (then the sampler
+        draws from the nucleus, not from these probabilities)."""
         cfg = self.cfg
-        questions = list(self.task.train[: cfg.n_probe])
+        if not (cfg.exact_probes and self.task.candidates and cfg.top_p == 1.0):
+            return None
+        ids = render_prompts(
+            self.tokenizer,
+            [q.prompt for q in questions],
+            [q.chat for q in questions],
+            cfg.max_prompt_tokens,
+        )
+        return exact_probe(self.model, self.tokenizer, ids, self.task.candidates, temperature=cfg.temperature,
+                           eos_id=self.eos_id, pad_id=self.pad_id, labels=[q.label for q in questions],
+                           initial_majority=initial, n_votes=cfg.n_rollouts)  # fmt: skip
+
+    def probe_questions(self) -> list[Question]:
+        """The fixed probe questions: chosen once (``probe_selection``), then kept for the whole run."""
+        cfg = self.cfg
+        if not self.probe_ids:
+            stratified = cfg.probe_selection == "stratified"
+            pool = list(self.task.train[: cfg.n_probe * (8 if stratified else 1)])
+            exact = self.exact_answers(pool) if stratified else None
+            picked = (
+                range(cfg.n_probe)
+                if exact is None
+                else stratified_probes(exact.p_majority, cfg.n_probe)
+            )
+            self.probe_ids = [pool[i].qid for i in picked if i < len(pool)]
+        by_id = {q.qid: q for q in self.task.train}
+        return [by_id[qid] for qid in self.probe_ids]
+
+    def probe(self) -> list[ProbeRecord]:
+        """Per probe question: the sampled majority answer and its share, the share of the *initial* majority,
+        and -- where the task lists its answers -- the same from the exact answer distribution."""
+        cfg = self.cfg
+        questions = self.probe_questions()
         _, texts = self.sample(
             questions, cfg.probe_samples, cfg.temperature, cfg.top_p, cfg.max_new_tokens
         )
         if self.step == 0:
-            self.initial_majority = {}
+            self.initial_majority, self.initial_exact = {}, {}
+        known = [self.initial_exact.get(q.qid) for q in questions] if self.initial_exact else None
+        exact = self.exact_answers(questions, known)
         records = probe_records(
             self.task,
             questions,
@@ -297,9 +341,12 @@ class Trainer:
             m=cfg.probe_samples,
             step=self.step,
             initial_majority=self.initial_majority,
+            exact=exact,
         )
         for r in records:
             self.initial_majority.setdefault(r.question_id, r.initial_majority_answer)
+            if exact is not None:
+                self.initial_exact.setdefault(r.question_id, r.exact_initial_majority_answer)
         return records
 
     def evaluate(self) -> dict[str, float]:
@@ -328,6 +375,8 @@ class Trainer:
             "order": self.cursor.order,
             "position": self.cursor.position,
             "initial_majority": self.initial_majority,
+            "probe_ids": self.probe_ids,
+            "initial_exact": self.initial_exact,
         }
         return save_checkpoint(
             run_dir, self.step, self.model, state, keep=self.cfg.keep_checkpoints
@@ -341,6 +390,10 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         self.cursor = DataCursor(list(state["order"]), int(state["position"]))
         self.initial_majority = dict(state["initial_majority"])
+        # absent from checkpoints written before exact probes: the first n_probe questions, sampled only
+        first = [q.qid for q in self.task.train[: self.cfg.n_probe]]
+        self.probe_ids = list(state.get("probe_ids", first))
+        self.initial_exact = dict(state.get("initial_exact", {}))
         self.step = int(state["step"])
         self.backend.sync(self.model)
         torch.set_rng_state(state["torch_rng"])

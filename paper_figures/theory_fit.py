@@ -37,7 +37,8 @@ def compute(run_dirs=None, *, cache: Path, sim: SimSpec | None = None) -> Figure
         kind=KIND,
         title="Theorem 1 against measured majority-probability trajectories",
         caption=(
-            f"Share p_k of each probe question's initial majority answer (markers, {res.trajectories.n_questions} "
+            f"{'Exact probability' if res.trajectories.source == 'exact' else 'Share'} p_k of each probe "
+            f"question's initial majority answer (markers, {res.trajectories.n_questions} "
             f"questions, up to 12 shown) and its Theorem 1 fit (dashed). Classes: {share_txt}. Data: {src}."
         ),
         source=str(run_dir),

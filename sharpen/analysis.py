@@ -53,6 +53,13 @@ from sharpen.metrics import model_collapse_step, step_noise
 from sharpen.records import Run, load_run
 from sharpen.theory import SharpeningFit, fit_sharpening
 
+PROBE_SOURCE_TEXT = {
+    "exact": "Probes: the exact answer distribution of each probe question (teacher-forced over every "
+    "candidate answer; no sampling noise), fitted by least squares on logit p.",
+    "sampled": "Probes: shares of the sampled answers of each probe question, fitted by binomial maximum "
+    "likelihood.",
+}
+
 MIN_FIT_POINTS = 4
 """Fewer probe steps than this make a per-question fit uninformative (two points always give R^2 = 1)."""
 
@@ -225,6 +232,8 @@ class ProbeTrajectories:
     initial_correct : (Q,) 1.0 / 0.0 whether the initial majority is correct, NaN if unknown.
     majority_correct : (Q, L) 1.0 / 0.0 / NaN.
     sample_accuracy : (Q, L) share of correct samples, NaN if unknown.
+    source : "exact" (the probes' exact answer distributions: ``exact_*`` fields, no sampling noise) or
+        "sampled" (shares of the M samples).
     """
 
     question_ids: tuple[str, ...]
@@ -237,6 +246,7 @@ class ProbeTrajectories:
     initial_correct: np.ndarray
     majority_correct: np.ndarray
     sample_accuracy: np.ndarray
+    source: Literal["exact", "sampled"] = "sampled"
 
     @property
     def n_questions(self) -> int:
@@ -256,7 +266,29 @@ class ProbeTrajectories:
             initial_correct=self.initial_correct,
             majority_correct=self.majority_correct[:, keep],
             sample_accuracy=self.sample_accuracy[:, keep],
+            source=self.source,
         )
+
+
+# The exact answer distribution's fields, read instead of the sampled ones when every probe record has them.
+_EXACT_FIELDS = {
+    "p_initial_majority": "exact_p_initial_majority",
+    "p_majority": "exact_p_majority",
+    "majority_answer": "exact_majority_answer",
+    "initial_majority_answer": "exact_initial_majority_answer",
+    "sample_accuracy": "exact_accuracy",
+}
+
+
+def _exact_view(rec: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A probe record with its exact values in the sampled fields' places (no sample count: noise-free)."""
+    out = dict(rec)
+    for sampled, exact in _EXACT_FIELDS.items():
+        out[sampled] = rec.get(exact)
+    out["n_samples"] = None
+    label, answer = rec.get("label"), rec.get("exact_majority_answer")
+    out["majority_correct"] = None if label is None or answer is None else str(answer) == str(label)
+    return out
 
 
 def _as_probability(v: Any) -> float | None:
@@ -307,6 +339,12 @@ def trajectories_from_probes(
     ([[0.5, 0.7]], ())
     """
     warnings: list[str] = []
+    records = list(records)
+    exact = bool(records) and all(
+        isinstance(r, Mapping) and r.get("exact_p_initial_majority") is not None for r in records
+    )
+    if exact:
+        records = [_exact_view(r) for r in records]
     missing: dict[str, int] = {}
     rows: dict[tuple[str, int], Mapping[str, Any]] = {}
     order: dict[str, None] = {}
@@ -386,6 +424,7 @@ def trajectories_from_probes(
         initial_correct=init_cor,
         majority_correct=maj_cor,
         sample_accuracy=s_acc,
+        source="exact" if exact else "sampled",
     )
     return traj, tuple(warnings)
 
@@ -396,13 +435,18 @@ def trajectories_from_probes(
 
 
 def fit_trajectories(traj: ProbeTrajectories, *, level: float = 0.95) -> SharpeningFit:
-    """Fit Theorem 1 to every question: :func:`sharpen.theory.fit_sharpening` on ``p_initial``.
+    r"""Fit Theorem 1 to every question: :func:`sharpen.theory.fit_sharpening` on ``p_initial``.
 
-    The binomial fit is weighted by ``n_samples`` where every probe logged it; otherwise the
-    dispersion is estimated from the residuals. Returns a fit of batch shape (Q,).
+    Exact probes (``traj.source == "exact"``) carry no sampling noise: least squares on
+    :math:`\mathrm{logit}\,p_k` (``method="logit_wls"`` without sample counts; the weights
+    :math:`p(1-p)` are the logit's sensitivity, not binomial counts). Sampled probes: the binomial
+    fit, weighted by ``n_samples`` where every probe logged it; otherwise the dispersion is
+    estimated from the residuals. Returns a fit of batch shape (Q,).
     """
     if not isinstance(traj, ProbeTrajectories):
         raise ValueError(f"traj: expected ProbeTrajectories, got {type(traj).__name__}")
+    if traj.source == "exact":
+        return fit_sharpening(traj.steps, traj.p_initial, method="logit_wls", level=level)
     observed = ~np.isnan(traj.p_initial)
     n_known = bool(np.all(~np.isnan(traj.n_samples[observed])))
     n = np.where(np.isnan(traj.n_samples), 1.0, traj.n_samples) if n_known else None
@@ -1146,6 +1190,7 @@ def summary_dict(res: RunAnalysis) -> dict[str, Any]:
             "settings": res.settings,
             "n_questions": len(res.questions),
             "probe_steps": [] if res.trajectories is None else res.trajectories.steps.tolist(),
+            "probe_source": None if res.trajectories is None else res.trajectories.source,
             "pooled": {k: asdict(v) for k, v in res.pooled.items()},
             "beta_mapping": res.beta_mapping,
             "classes": res.class_summary,
@@ -1269,7 +1314,10 @@ def reading(res: RunAnalysis) -> list[str]:
 
 def short_table(res: RunAnalysis) -> str:
     """A few lines for the terminal: classes, pooled beta, collapse, early prediction."""
-    lines = [f"run {res.run_dir} ({res.kind}), {len(res.questions)} probe questions"]
+    source = res.trajectories.source if res.trajectories is not None else None
+    how = {"exact": "exact answer distributions, least squares on logit p",
+           "sampled": "sampled shares, binomial fit"}.get(source, "no probes")  # fmt: skip
+    lines = [f"run {res.run_dir} ({res.kind}), {len(res.questions)} probe questions ({how})"]
     if res.questions:
         lines.append(f"{'class':<13}{'n':>5}{'share':>8}{'med beta':>10}{'med R2(logit)':>15}")
         for c in CLASSES:
@@ -1319,6 +1367,8 @@ def markdown_report(res: RunAnalysis) -> str:
         + (", ".join(f"{k}={v}" for k, v in res.settings.items()) or "none found")
         + "."
     )
+    if res.trajectories is not None:
+        out += ["", PROBE_SOURCE_TEXT[res.trajectories.source]]
     out += ["", "## Reading", ""]
     out += [f"- {line}" for line in reading(res)]
     out.append("")
@@ -1500,16 +1550,18 @@ def draw_overlay_arrays(
         if vals.size:
             ax_l.set_ylim(vals.min() - 1.0, vals.max() + 1.0)
     ax_p.plot([], [], **THEORY_STYLE, label="Theorem 1 fit: sigmoid(logit p0 + k/beta)")
+    sampled = bool(np.isfinite(n_all).any())  # sample counts: shares of M samples; none: exact probabilities
     ax_p.set(
         xlabel="training step",
-        ylabel="share of the initial majority answer p_k",
+        ylabel=f"{'share' if sampled else 'probability'} of the initial majority answer p_k",
         ylim=(-0.02, 1.02),
     )
     ax_p.set_title("probability view")
-    ax_l.set(xlabel="training step", ylabel="logit p_k (log-odds; 0/1 moved in by 1/(2M))")
+    moved = "; 0/1 moved in by 1/(2M)" if sampled else ""
+    ax_l.set(xlabel="training step", ylabel=f"logit p_k (log-odds{moved})")
     ax_l.set_title("logit view: Theorem 1 is a line of slope 1/beta")
     ax_r.axhline(0, color="black", lw=0.8)
-    ax_r.set(xlabel="training step", ylabel="residual p_k - fitted p_k (share)")
+    ax_r.set(xlabel="training step", ylabel="residual p_k - fitted p_k")
     ax_r.set_title("residuals of the fit")
     handles, names = ax_p.get_legend_handles_labels()
     ax_r.legend(handles, names, fontsize=7, loc="lower right", framealpha=0.9)

@@ -78,7 +78,9 @@ class AnswerSummary:
 def _check_index(name: str, values, q: int, c: int) -> np.ndarray:
     arr = np.asarray(values)
     if arr.shape != (q,) or not np.issubdtype(arr.dtype, np.integer):
-        raise ValueError(f"{name}: expected {q} integer indices, got shape {arr.shape} dtype {arr.dtype}")
+        raise ValueError(
+            f"{name}: expected {q} integer indices, got shape {arr.shape} dtype {arr.dtype}"
+        )
     if arr.size and (arr.min() < -1 or arr.max() >= c):
         raise ValueError(f"{name}: indices must lie in -1..{c - 1}")
     return arr.astype(np.int64)
@@ -154,13 +156,19 @@ def answer_summary(
     q, c = p.shape
     cands = tuple(str(x) for x in candidates)
     if len(cands) != c or len(set(cands)) != c:
-        raise ValueError(f"candidates: expected {c} distinct strings, got {len(cands)} ({len(set(cands))} distinct)")
+        raise ValueError(
+            f"candidates: expected {c} distinct strings, got {len(cands)} ({len(set(cands))} distinct)"
+        )
     rows = np.arange(q)
     residual = np.clip(1.0 - p.sum(axis=1), 0.0, 1.0)
     has_mass = p.max(axis=1, initial=0.0) > 0 if c else np.zeros(q, dtype=bool)
     mode = np.where(has_mass, p.argmax(axis=1) if c else 0, -1)
     p_mode = np.where(mode >= 0, p[rows, np.maximum(mode, 0)] if c else 0.0, 0.0)
-    init = mode if initial_majority is None else _check_index("initial_majority", initial_majority, q, c)
+    init = (
+        mode
+        if initial_majority is None
+        else _check_index("initial_majority", initial_majority, q, c)
+    )
     p_init = np.where(init >= 0, p[rows, np.maximum(init, 0)] if c else 0.0, 0.0)
     with np.errstate(divide="ignore", invalid="ignore"):
         terms = np.where(p > 0, -p * np.log(p), 0.0).sum(axis=1)

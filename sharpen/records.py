@@ -65,6 +65,13 @@ class ProbeRecord:
         Whether ``majority_answer`` equals ``label``.
     sample_accuracy : float | None
         Share of the M samples that are correct (pass@1 estimate).
+    exact_majority_answer, exact_p_majority, exact_initial_majority_answer, exact_p_initial_majority,
+    exact_residual, exact_entropy, exact_accuracy, exact_vote_mode_prob : optional
+        The exact answer distribution's summary where the task lists its answers
+        (:func:`sharpen.exact.answer_summary`): the exact mode and its probability, the initial exact mode and
+        its probability now (Theorem 1's :math:`p_k`, without sampling noise), the mass off the candidate
+        list, the answer entropy, the expected accuracy of one sample and the probability that a vote of
+        ``n_votes`` samples returns the mode. None when not computed (sampled probes only).
     """
 
     step: int
@@ -77,9 +84,26 @@ class ProbeRecord:
     label: str | None = None
     majority_correct: bool | None = None
     sample_accuracy: float | None = None
+    exact_majority_answer: str | None = None
+    exact_p_majority: float | None = None
+    exact_initial_majority_answer: str | None = None
+    exact_p_initial_majority: float | None = None
+    exact_residual: float | None = None
+    exact_entropy: float | None = None
+    exact_accuracy: float | None = None
+    exact_vote_mode_prob: float | None = None
 
-    # the fields that are shares of the M samples, so lie in [0, 1] (None: unknown)
-    SHARES: ClassVar[tuple[str, ...]] = ("p_majority", "p_initial_majority", "sample_accuracy")
+    # the fields that are probabilities or shares, so lie in [0, 1] (None: unknown)
+    SHARES: ClassVar[tuple[str, ...]] = (
+        "p_majority",
+        "p_initial_majority",
+        "sample_accuracy",
+        "exact_p_majority",
+        "exact_p_initial_majority",
+        "exact_residual",
+        "exact_accuracy",
+        "exact_vote_mode_prob",
+    )
 
     def __post_init__(self) -> None:
         if self.n_samples < 1:

@@ -52,12 +52,16 @@ def test_candidate_probabilities_equal_brute_force_enumeration(model_and_tok):
     model, tok = model_and_tok
     texts = ["3+4=", "12+9=", "47+38="]
     candidates = [str(k) for k in range(100)]  # every 1- and 2-character sum
-    logp = candidate_logprobs(model, _prompts(tok, texts), candidate_ids(tok, candidates, EOS_ID), temperature=TAU)
+    logp = candidate_logprobs(
+        model, _prompts(tok, texts), candidate_ids(tok, candidates, EOS_ID), temperature=TAU
+    )
     for i, text in enumerate(texts):
         tree = _enumerate(model, tok(text)["input_ids"], depth=2, vocab=len(tok))
         by_text = {tok.decode(list(k)): v for k, v in tree.items()}
         # float32 logits from differently shaped batches differ in the last bits (measured: rtol 5e-6)
-        np.testing.assert_allclose(np.exp(logp[i]), [by_text[c] for c in candidates], rtol=1e-4, atol=1e-12)
+        np.testing.assert_allclose(
+            np.exp(logp[i]), [by_text[c] for c in candidates], rtol=1e-4, atol=1e-12
+        )
         # the enumeration is a distribution: what stops within 2 characters plus what goes on sums to <= 1
         assert sum(tree.values()) <= 1 + 1e-12
 
@@ -66,9 +70,13 @@ def test_candidate_probabilities_match_sampled_frequencies(model_and_tok):
     model, tok = model_and_tok
     texts = ["21+30=", "18+77=", "56+44="]  # one prompt length: no padding
     candidates = [str(k) for k in range(199)]
-    summary = exact_probe(model, tok, _prompts(tok, texts), candidates, temperature=TAU, eos_id=EOS_ID)
+    summary = exact_probe(
+        model, tok, _prompts(tok, texts), candidates, temperature=TAU, eos_id=EOS_ID
+    )
     probs = np.exp(
-        candidate_logprobs(model, _prompts(tok, texts), candidate_ids(tok, candidates, EOS_ID), temperature=TAU)
+        candidate_logprobs(
+            model, _prompts(tok, texts), candidate_ids(tok, candidates, EOS_ID), temperature=TAU
+        )
     )
     m = 4000
     rows = _prompts(tok, texts)
@@ -97,7 +105,9 @@ def test_exact_probe_of_64_questions_and_199_sums_is_fast(model_and_tok):
     texts = [f"{a}+{b}=" for a, b in rng.integers(0, 100, size=(64, 2))]
     labels = [str(int(a) + int(b)) for a, b in (t[:-1].split("+") for t in texts)]
     candidates = [str(k) for k in range(199)]
-    exact_probe(model, tok, _prompts(tok, texts[:2]), candidates, temperature=1.0, eos_id=EOS_ID)  # warm-up
+    exact_probe(
+        model, tok, _prompts(tok, texts[:2]), candidates, temperature=1.0, eos_id=EOS_ID
+    )  # warm-up
     start = time.perf_counter()
     s = exact_probe(model, tok, _prompts(tok, texts), candidates, temperature=1.0, eos_id=EOS_ID,
                     labels=labels, n_votes=8)  # fmt: skip
@@ -127,7 +137,9 @@ def test_answer_summary_against_plain_definitions():
     # with <= VOTE_TOP_K answers the vote probability is the exact plurality probability
     assert len(cands) <= VOTE_TOP_K
     np.testing.assert_allclose(
-        s.vote_mode_prob, [plurality_win_probs(p[i], 5)[p[i].argmax()] for i in range(5)], rtol=1e-12
+        s.vote_mode_prob,
+        [plurality_win_probs(p[i], 5)[p[i].argmax()] for i in range(5)],
+        rtol=1e-12,
     )
     assert np.all(s.vote_mode_prob_gap == 0)
 
@@ -154,3 +166,28 @@ def test_answer_summary_rejects_bad_input(kwargs, match):
     kwargs = {"candidates": ("a", "b"), **kwargs}
     with pytest.raises(ValueError, match=f"^{match}:"):
         answer_summary(**kwargs)
+
+
+def test_a_run_probes_exactly_on_stratified_questions_and_fit_uses_them(tiny_config):
+    from empirical.train import train
+    from sharpen.analysis import analyze_run, short_table
+    from sharpen.records import load_run
+
+    run_dir = train(tiny_config.replace(steps=6, probe_every=3, lr=1e-3))
+    probes = load_run(run_dir).probes
+    assert sorted({r["step"] for r in probes}) == [0, 3, 6]
+    assert all(r["exact_p_initial_majority"] is not None for r in probes)
+    first = [r for r in probes if r["step"] == 0]
+    # at step 0 the initial exact mode is the mode, and the probes spread over p0 in (0.2, 0.95)
+    assert all(r["exact_initial_majority_answer"] == r["exact_majority_answer"] for r in first)
+    p0 = np.array([r["exact_p_majority"] for r in first])
+    assert np.all((0.2 < p0) & (p0 < 0.95)) and p0.max() - p0.min() > 0.3
+    # the same questions are probed at every step
+    assert [r["question_id"] for r in probes if r["step"] == 6] == [r["question_id"] for r in first]
+    # the sampled shares scatter around the exact values (16 samples: SE <= 0.125 per question)
+    sampled = np.array([r["p_initial_majority"] for r in first])
+    assert abs(sampled.mean() - p0.mean()) < 0.1
+    res = analyze_run(run_dir)
+    assert res.trajectories.source == "exact"
+    np.testing.assert_allclose(res.trajectories.p_initial[:, 0], p0)
+    assert "exact answer distributions" in short_table(res)

@@ -6,9 +6,10 @@ r"""The answer layer on adversarial model output: bounded time, exact results, u
 * References: the implementations before the linear-time rewrite, verbatim (quadratic on adversarial input,
   fine on short strings). On texts shorter than the searched tail and answers shorter than the answer bound,
   the new functions must return exactly what they returned.
-* Time: every 1 MB input must return within ``BOUND_S`` seconds. The bound is ten times the 50 ms goal so that
-  it holds on a loaded 2-core CI machine; the measured times are a few milliseconds (``pytest -s`` prints the
-  slowest).
+* Time: every 1 MB input must return within ``BOUND_S`` seconds. The measured times are a few milliseconds on
+  an idle machine (``pytest -s`` prints the slowest) and reached 0.55 s with four test processes sharing 2
+  cores; the super-linear code this replaces took over 40 s. The bound (40x the 50 ms goal) holds under load
+  and still fails any return of the quadratic behaviour.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from sharpen.answers import (
     parse_verdict,
 )
 
-BOUND_S = 0.5
+BOUND_S = 2.0
 MB = 1 << 20
 
 
