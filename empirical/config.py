@@ -367,7 +367,7 @@ PRESETS: dict[str, TrainConfig] = {
         n_heldout=200,
         out_dir="sharpen-out/train/tiny-countdown-selfverify",
     ),
-    # The paper's recipe (REFERENCE §3): Qwen3-1.7B-Base on DAPO-Math-17k, 64 prompts x 8 rollouts, lr 1e-6,
+    # The paper's recipe (He et al. 2026, arXiv 2603.08660; docs/empirical.md): Qwen3-1.7B-Base on DAPO-Math-17k, 64 prompts x 8 rollouts, lr 1e-6,
     # temperature 1.0, no KL, responses up to 7168 tokens, colocated vLLM; validation avg@8 at T=0.6, top-p 0.95.
     "qwen3-1.7b-dapo-ttrl": TrainConfig(
         model="Qwen/Qwen3-1.7B-Base",

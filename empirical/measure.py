@@ -45,7 +45,7 @@ def step_metrics(
     token_entropy_sum: float,
     sequence_logprob: np.ndarray | None = None,
 ) -> dict[str, float]:
-    """Batch metrics of one step (TTRL names, REFERENCE section 4).
+    """Batch metrics of one step (TTRL's metric names; docs/metrics.md).
 
     ``questions, answers, rewards (B,), correct (B,)`` row by row, rows grouped in consecutive blocks of ``n``;
     ``mask (B, T)`` the response tokens; ``token_entropy_sum`` the summed token entropy over them;

@@ -31,7 +31,7 @@ from sharpen._cli import output_dir
 
 __all__ = ["FIGURES", "build", "build_all", "register", "demo"]
 
-# figure file name -> module; numbered as in the issue (1 theory vs measured ... 8 majority stability)
+# figure file name -> module; numbered as in docs/figures.md (1 theory vs measured ... 8 majority stability)
 FIGURES = {
     "fig1_theory_fit": theory_fit,
     "fig2_rise_fall": rise_fall,

@@ -9,8 +9,8 @@
 #   bash scripts/check_portability.sh -x -q      # extra arguments go to pytest
 set -uo pipefail
 cd "$(dirname "$0")/.."
-py=.venv/bin/python
-[ -x "$py" ] || { echo "check_portability: run the README's test set-up first (.venv missing)" >&2; exit 2; }
+py=${PYTHON:-.venv/bin/python}  # PYTHON=... to test another environment
+[ -x "$py" ] || { echo "check_portability: run the README's test set-up first ($py missing)" >&2; exit 2; }
 status=0
 run() {  # label, then env assignments
     local label=$1; shift
@@ -24,9 +24,9 @@ run() {  # label, then env assignments
     fi
 }
 extra=("$@")
-run kernels-default  -u ATEN_CPU_CAPABILITY OMP_NUM_THREADS=1
 run kernels-plain    ATEN_CPU_CAPABILITY=default OMP_NUM_THREADS=1
 run kernels-avx2     ATEN_CPU_CAPABILITY=avx2 OMP_NUM_THREADS=1
 run threads-2        -u ATEN_CPU_CAPABILITY OMP_NUM_THREADS=2 SHARPEN_TEST_TORCH_THREADS=2
 run threads-2-plain  ATEN_CPU_CAPABILITY=default OMP_NUM_THREADS=2 SHARPEN_TEST_TORCH_THREADS=2
+run kernels-best     -u ATEN_CPU_CAPABILITY OMP_NUM_THREADS=1
 exit $status

@@ -2,7 +2,7 @@ r"""Theory against measurement: fit Theorem 1 to a run's per-question trajectori
 
 A run folder (:mod:`sharpen.records`) holds, per probe question and probe step, the share
 :math:`p_k` of the *initial* majority answer. Theorem 1 predicts
-:math:`\mathrm{logit}\,p_k = \mathrm{logit}\,p_0 + k/\beta` (REFERENCE.md section 2). This module
+:math:`\mathrm{logit}\,p_k = \mathrm{logit}\,p_0 + k/\beta` (Theorem 1; docs/theory.md). This module
 
 1. gathers the probes into (Q, L) trajectories (:func:`trajectories_from_probes`);
 2. fits every question with :func:`sharpen.theory.fit_sharpening` and pools the slopes
@@ -1550,7 +1550,9 @@ def draw_overlay_arrays(
         if vals.size:
             ax_l.set_ylim(vals.min() - 1.0, vals.max() + 1.0)
     ax_p.plot([], [], **THEORY_STYLE, label="Theorem 1 fit: sigmoid(logit p0 + k/beta)")
-    sampled = bool(np.isfinite(n_all).any())  # sample counts: shares of M samples; none: exact probabilities
+    sampled = bool(
+        np.isfinite(n_all).any()
+    )  # sample counts: shares of M samples; none: exact probabilities
     ax_p.set(
         xlabel="training step",
         ylabel=f"{'share' if sampled else 'probability'} of the initial majority answer p_k",

@@ -136,3 +136,18 @@ def test_dataclass_options_one_rule_for_every_type():
     assert given_options(parser.parse_args(["--no-flag"]), names) == {"flag": False}
     with pytest.raises(SystemExit):
         parser.parse_args(["--mode", "c"])
+
+
+def test_fit_warns_when_questions_have_fewer_than_four_probe_steps(tmp_path, capsys):
+    from sharpen.records import ProbeRecord, RunWriter
+
+    w = RunWriter(tmp_path / "run")
+    w.write_json("config.json", {"kind": "empirical"})
+    w.log_probes(
+        ProbeRecord(step, f"q{q}", 32, "7", p, "7", p)
+        for q in range(3)
+        for step, p in ((0, 0.4), (10, 0.6))  # two probe steps: a line through two points, R^2 = 1
+    )
+    assert _run(["fit", str(tmp_path / "run"), "--no-figure"]) == 0
+    out = capsys.readouterr().out
+    assert "fewer than 4 probe steps" in out and "3 of 3 question(s)" in out
