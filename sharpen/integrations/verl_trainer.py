@@ -28,6 +28,7 @@ import numpy as np
 from sharpen.integrations.verl import (
     ACTOR_REWARDS,
     SUPPORTED_VERL,
+    QuestionKeys,
     certainty_from_actor,
     inject_pseudo_labels,
     verl_version,
@@ -87,6 +88,7 @@ class SharpenRayPPOTrainer(RayPPOTrainer):
         self.sharpen_math_verify = bool(opts.get("math_verify", False))
         self._sharpen_writer = RunWriter(str(opts.get("run_dir", "runs/verl/run")))
         self._sharpen_initial: dict[str, str | None] = {}
+        self._sharpen_keys = QuestionKeys()  # stable question ids; veRL's uid is random per step
         self._sharpen_writer.write_json("env.json", environment_info())
 
     # -- helpers -----------------------------------------------------------------------------------------------
@@ -98,6 +100,17 @@ class SharpenRayPPOTrainer(RayPPOTrainer):
             for r, m in zip(responses, mask, strict=True)
         ]
         return [extract_answer(t, style=self.sharpen_answer_style) for t in texts]
+
+    def _sharpen_prompts(self, batch: Any) -> list[str] | None:
+        """Decoded prompt of each row (``batch.batch["prompts"]``, left-padded), or None if the batch has none."""
+        if "prompts" not in batch.batch.keys():
+            return None
+        prompts = batch.batch["prompts"]
+        mask = batch.batch["attention_mask"][:, : prompts.shape[1]].bool()
+        return [
+            self.tokenizer.decode(p[m].tolist(), skip_special_tokens=True)
+            for p, m in zip(prompts, mask, strict=True)
+        ]
 
     @staticmethod
     def _sharpen_truths(batch: Any) -> list[Any]:
@@ -120,7 +133,7 @@ class SharpenRayPPOTrainer(RayPPOTrainer):
         truths = self._sharpen_truths(batch)
         pl = inject_pseudo_labels(answers, uids, truths, math_verify=self.sharpen_math_verify)
         infos = _extra_infos(batch)
-        qids = [str(info.get("question_id", uid)) for info, uid in zip(infos, uids, strict=True)]
+        qids = self._sharpen_keys(infos, prompts=lambda: self._sharpen_prompts(batch), uids=uids)
         step = int(self.global_steps)
         records, self._sharpen_initial = probe_records(
             step,

@@ -111,3 +111,77 @@ def test_hook_injects_pseudo_labels_into_a_dataproto(tmp_path):
     run = load_run(tmp_path)
     assert run.metrics[0]["majority_ratio"] == pytest.approx(0.625)
     assert [p["question_id"] for p in run.probes] == ["qa", "qb"]
+
+
+def _hook_and_batch(tmp_path, extra_info, with_prompts):
+    from omegaconf import OmegaConf
+    from verl import DataProto
+
+    from empirical.tiny import build_tokenizer
+    from sharpen.integrations.verl_trainer import SharpenRayPPOTrainer
+
+    tok = build_tokenizer()
+    enc = [tok(f"answer: {a}", add_special_tokens=False)["input_ids"] for a in ["7", "7", "8", "5"]]
+    width = max(len(ids) for ids in enc) + 1
+    responses = torch.zeros(4, width, dtype=torch.long)
+    mask = torch.zeros(4, width, dtype=torch.long)
+    for i, ids in enumerate(enc):
+        responses[i, : len(ids)], mask[i, : len(ids)] = torch.tensor(ids), 1
+    tensors = {"responses": responses, "response_mask": mask}
+    if with_prompts:
+        texts = ["1+6=", "1+6=", "2+3=", "2+3="]
+        ids = [tok(t, add_special_tokens=False)["input_ids"] for t in texts]
+        p_len = max(len(i) for i in ids) + 1
+        prompts = torch.zeros(4, p_len, dtype=torch.long)
+        attn = torch.zeros(4, p_len + width, dtype=torch.long)
+        for i, row in enumerate(ids):
+            prompts[i, p_len - len(row) :] = torch.tensor(row)  # left padding
+            attn[i, p_len - len(row) : p_len] = 1
+        attn[:, p_len:] = mask
+        tensors.update(prompts=prompts, attention_mask=attn)
+    batch = DataProto.from_dict(
+        tensors=tensors,
+        non_tensors={
+            "uid": np.array(["u1", "u1", "u2", "u2"], dtype=object),
+            "reward_model": np.array(
+                [{"ground_truth": g} for g in ["7", "7", "5", "5"]], dtype=object
+            ),
+            "extra_info": np.array(extra_info, dtype=object),
+        },
+    )
+    trainer = object.__new__(SharpenRayPPOTrainer)
+    trainer.config = OmegaConf.create(
+        {
+            "trainer": {"balance_batch": True},
+            "sharpen": {"reward": "majority_voting", "run_dir": str(tmp_path)},
+        }
+    )
+    trainer.tokenizer = tok
+    trainer.global_steps = 1
+    trainer._sharpen_setup()
+    return trainer, batch
+
+
+def test_hook_keys_dapo_rows_on_extra_info_index(tmp_path):
+    # was: DAPO rows carry only extra_info.index; the hook keyed on veRL's uid (random per step), silently
+    import warnings
+
+    from sharpen.records import load_run
+
+    trainer, batch = _hook_and_batch(
+        tmp_path, [{"index": 11}] * 2 + [{"index": 12}] * 2, with_prompts=False
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a stable id: no warning
+        trainer._sharpen_after_generation(batch, {})
+    assert [p["question_id"] for p in load_run(tmp_path).probes] == ["11", "12"]
+
+
+def test_hook_falls_back_to_a_prompt_hash_loudly(tmp_path):
+    from sharpen.records import load_run
+
+    trainer, batch = _hook_and_batch(tmp_path, [{}] * 4, with_prompts=True)
+    with pytest.warns(UserWarning, match="extra_info.question_id, extra_info.index"):
+        trainer._sharpen_after_generation(batch, {})
+    ids = [p["question_id"] for p in load_run(tmp_path).probes]
+    assert len(ids) == 2 and all(i.startswith("prompt:") for i in ids) and "u1" not in ids

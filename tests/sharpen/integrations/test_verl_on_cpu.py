@@ -13,7 +13,9 @@ from hypothesis import strategies as st
 
 from sharpen.integrations.verl import (
     NO_LABEL,
+    QuestionKeys,
     VerlRecipe,
+    answer_style_for,
     certainty_from_actor,
     compute_score,
     export_verl_run,
@@ -49,6 +51,43 @@ def test_compute_score_dapo_answer_line_and_boxed():
     assert unparsed["score"] == 0.0 and unparsed["pred"] == ""
 
 
+def test_compute_score_dispatches_on_data_source():
+    # was: data_source was ignored; GSM8K's "#### 42" and "The answer is 42." scored 0
+    for source in ("openai/gsm8k", "gsm8k"):
+        assert compute_score(source, "6 * 7 = 42\n#### 42", "42")["score"] == 1.0
+        assert compute_score(source, "6 * 7 = 42. The answer is 42.", 42)["pred"] == "42"
+        assert compute_score(source, "So the final answer is: 1,234. Done.", "1234")["score"] == 1.0
+        assert (
+            compute_score(source, r"so \boxed{42}", "42")["score"] == 1.0
+        )  # a boxed answer still counts
+        assert (
+            compute_score(source, "#### 41\nThe answer is 42.", "42")["score"] == 0.0
+        )  # #### first
+    # math_dapo: the last "Answer:" line, as DAPO's prompt asks and veRL's scorer reads (not an earlier box)
+    both = "I guessed \\boxed{13} first.\nAnswer: 14"
+    assert compute_score("math_dapo", both, "14")["score"] == 1.0
+    assert compute_score("math_dapo", r"so \boxed{14}", "14")["score"] == 0.0
+    assert (
+        compute_score("unknown/source", r"so \boxed{14}", "14")["score"] == 1.0
+    )  # auto, as before
+    # MATH: the last box only; AIME and unknown sources: box, else the Answer: line
+    assert compute_score("HuggingFaceH4/MATH-500", "Answer: 3", "3")["score"] == 0.0
+    assert compute_score("lighteval/MATH", r"$\boxed{\frac{1}{2}}$", r"\frac{1}{2}")["score"] == 1.0
+    assert compute_score("aime24", "Answer: 33", "33")["score"] == 1.0
+    assert compute_score("aime24", r"\boxed{33}", "33")["score"] == 1.0
+    assert (
+        compute_score("unknown/source", "The answer is 42.", "42")["score"] == 0.0
+    )  # auto ignores prose
+    # an explicit answer_style overrides the dispatch
+    assert compute_score("math_dapo", r"\boxed{14}", "14", answer_style="auto")["score"] == 1.0
+    assert compute_score("x", "#### 9", "9", answer_style="gsm8k")["score"] == 1.0
+    with pytest.raises(ValueError, match="answer_style"):
+        compute_score("x", "#### 9", "9", answer_style="hashes")
+    assert [answer_style_for(s) for s in ("math_dapo", "gsm8k", "lighteval/MATH", "aime25", "?")] == [
+        "answer_line", "gsm8k", "boxed", "auto", "auto",
+    ]  # fmt: skip
+
+
 def test_compute_score_against_a_pseudo_label_keeps_the_truth_for_measurement():
     out = compute_score("math_dapo", DAPO, "14", extra_info={"original_gt": "15"})
     assert (out["score"], out["gt_score"], out["label_correct"]) == (1.0, 0.0, 0.0)
@@ -69,6 +108,57 @@ def test_compute_score_keys_are_always_the_same_and_bad_input_raises():
         compute_score("d", None, "1")
     with pytest.raises(ValueError, match="ground_truth"):
         compute_score("d", "Answer: 1", None)
+
+
+# --- stable question ids for the per-question records --------------------------------------------------------
+
+
+def test_question_keys_use_a_stable_id_and_warn_once_when_there_is_none():
+    # was: the hook keyed on extra_info.question_id, else veRL's uid (random per step): a DAPO parquet, whose rows
+    # carry only extra_info.index, gave 100% "insufficient" questions in sharpen fit, silently
+    keys = QuestionKeys()
+    dapo = [{"index": "a1b2"}, {"index": "a1b2"}, {"index": 7}]
+    assert keys(dapo, uids=["u1", "u2", "u3"]) == ["a1b2", "a1b2", "7"]
+    assert keys([{"question_id": "q", "index": 3}], uids=["u"]) == ["q"]  # question_id first
+    asked = []
+
+    def prompts():
+        asked.append(1)
+        return ["What is 2+2?", "What is 2+2?", "What is 3+3?"]
+
+    with pytest.warns(
+        UserWarning, match=r"extra_info\.question_id, extra_info\.index.*hash of the prompt"
+    ):
+        hashed = keys([None, {}, {"split": "train"}], prompts=prompts, uids=["u1", "u2", "u3"])
+    assert hashed[0] == hashed[1] != hashed[2] and hashed[0].startswith("prompt:")
+    assert hashed == QuestionKeys()(
+        [{}, {}, {}], prompts=prompts()
+    )  # stable: same text, same id, any step
+    with pytest.warns(
+        UserWarning, match="NO STABLE QUESTION ID.*extra_info.question_id, extra_info.index"
+    ):
+        assert keys([{}, {}], prompts=lambda: None, uids=["u1", "u2"]) == ["u1", "u2"]
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # once per kind: no second warning
+        keys([{}, {}], prompts=lambda: None, uids=["u3", "u4"])
+        keys([{}], prompts=["p"], uids=["u"])
+    n_asked = len(asked)
+    keys(dapo, prompts=prompts, uids=["u1", "u2", "u3"])
+    assert len(asked) == n_asked  # the prompts are decoded only when some row lacks an id
+    with pytest.raises(ValueError, match="no stable question id"):
+        QuestionKeys()([{}])
+    with pytest.raises(ValueError, match="uids"):
+        QuestionKeys()([{}], uids=["u1", "u2"])
+
+
+def test_question_keys_read_the_ids_to_verl_rows_writes():
+    from empirical.tasks import arithmetic_task
+
+    qs = arithmetic_task(n_train=3, n_heldout=0, seed=0).train
+    rows = to_verl_rows(qs, data_source="math_dapo")
+    assert QuestionKeys()([r["extra_info"] for r in rows]) == [q.qid for q in qs]
 
 
 # --- pseudo-label injection ----------------------------------------------------------------------------------
@@ -269,3 +359,14 @@ def test_export_verl_file_logger_to_a_sharpen_run(tmp_path):
         and m["response_length"] == 300.0
     )
     assert run.evals[0]["val-core/math_dapo/acc/mean@8"] == 0.1
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    import sharpen.integrations.records as records
+    import sharpen.integrations.verl as verl_module
+
+    for mod in (verl_module, records):
+        result = doctest.testmod(mod, optionflags=doctest.NORMALIZE_WHITESPACE)
+        assert result.failed == 0 and result.attempted > 0, mod.__name__
