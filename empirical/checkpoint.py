@@ -1,6 +1,6 @@
 """The run folder's state on disk. Checkpoints of a GRPO run: ``<run>/checkpoints/step-XXXXXX/`` with the policy's
 safetensors weights and ``trainer.pt`` (optimizer, scheduler, data order, RNG states -- tensors and plain data
-only, whatever the trainer hands over).
+only): :func:`save_trainer` and :func:`restore_trainer` say what of a trainer a checkpoint holds.
 
 A checkpoint is written to a hidden temporary folder, fsync'd and renamed, so a run killed (or a machine losing
 power) mid-write leaves the previous checkpoint intact; :func:`latest_checkpoint` only returns complete ones.
@@ -245,6 +245,61 @@ def restore_latest(run_dir: Path, restore: Callable[[Path], None]) -> Path | Non
             f"out_dir: no checkpoint of {run_dir} loads ({'; '.join(str(e) for _, e in broken)})"
         )
     return None
+
+
+# ----------------------------------------------------------------------------------------------------------
+# a trainer's checkpoint
+# ----------------------------------------------------------------------------------------------------------
+
+
+def save_trainer(trainer, run_dir: Path) -> Path:
+    """Checkpoint an :class:`empirical.train.Trainer` at its step: the weights, optimizer, scheduler, data cursor,
+    probe questions and majorities, and every RNG. Returns the checkpoint folder."""
+    import torch
+
+    state = {
+        "step": trainer.step,
+        "optimizer": trainer.optimizer.state_dict(),
+        "scheduler": trainer.scheduler.state_dict(),
+        "torch_rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+        "sampling_rng": trainer.generator.get_state(),
+        "numpy_rng": trainer.rng.bit_generator.state,
+        "order": trainer.cursor.order,
+        "position": trainer.cursor.position,
+        "initial_majority": trainer.initial_majority,
+        "probe_ids": trainer.probe_ids,
+        "initial_exact": trainer.initial_exact,
+    }
+    return save_checkpoint(
+        run_dir, trainer.step, trainer.model, state, keep=trainer.cfg.keep_checkpoints
+    )
+
+
+def restore_trainer(trainer, path: Path) -> None:
+    """Load a checkpoint written by :func:`save_trainer` into ``trainer``; the RNGs are restored last. Raises
+    :class:`BrokenCheckpoint` before changing anything if its files are unreadable."""
+    import torch
+
+    from empirical.tasks import DataCursor
+
+    state = load_checkpoint(path, trainer.model)
+    trainer.optimizer.load_state_dict(state["optimizer"])
+    trainer.scheduler.load_state_dict(state["scheduler"])
+    trainer.cursor = DataCursor(list(state["order"]), int(state["position"]))
+    trainer.initial_majority = dict(state["initial_majority"])
+    # absent from checkpoints written before exact probes: the first n_probe questions, sampled only
+    first = [q.qid for q in trainer.task.train[: trainer.cfg.n_probe]]
+    trainer.probe_ids = list(state.get("probe_ids", first))
+    trainer.initial_exact = dict(state.get("initial_exact", {}))
+    trainer.step = int(state["step"])
+    trainer.backend.sync(trainer.model)
+    torch.set_rng_state(state["torch_rng"])
+    if state["cuda_rng"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda_rng"])
+    if "sampling_rng" in state:  # absent from checkpoints written before the KV-cached sampler
+        trainer.generator.set_state(state["sampling_rng"])
+    trainer.rng.bit_generator.state = state["numpy_rng"]
 
 
 def _reason(err: Exception) -> str:

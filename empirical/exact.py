@@ -21,7 +21,7 @@ import torch
 from empirical.policy import pack, response_logits
 from sharpen.exact import AnswerSummary, answer_summary
 
-__all__ = ["candidate_logprobs", "candidate_ids", "exact_probe"]
+__all__ = ["candidate_logprobs", "candidate_ids", "exact_probe", "label_probs"]
 
 
 def candidate_ids(tokenizer, candidates: Sequence[str], eos_id: int) -> list[list[int]]:
@@ -69,6 +69,37 @@ def candidate_logprobs(
         )  # (B, T, V)
         token_lp = logp.gather(-1, batch.tokens[..., None])[..., 0].masked_fill(~batch.mask, 0.0)
         out[start : start + len(block)] = token_lp.sum(-1).reshape(len(block), c).cpu().numpy()
+    return out
+
+
+@torch.no_grad()
+def label_probs(
+    model,
+    prompt_ids: Sequence[Sequence[int]],
+    label_ids: Sequence[Sequence[int]],
+    *,
+    temperature: float = 1.0,
+    pad_id: int = 0,
+    max_rows_per_pass: int = 4096,
+) -> np.ndarray:
+    r"""``(Q,)`` float64 :math:`\pi(y_i\mid q_i)` at ``temperature``: the probability that one sample of prompt
+    ``i`` is exactly its label ``i`` (token ids ending in the end token) -- the expected accuracy of one sample,
+    with no sampling noise. One teacher-forced row per question, ``max_rows_per_pass`` rows at a time.
+    """
+    if not temperature > 0:
+        raise ValueError(f"temperature: must be > 0 for a sampling distribution, got {temperature}")
+    if len(prompt_ids) != len(label_ids):
+        raise ValueError(
+            f"label_ids: need one per prompt, got {len(label_ids)} for {len(prompt_ids)} prompts"
+        )
+    out = np.zeros(len(prompt_ids))
+    device = next(model.parameters()).device
+    for start in range(0, len(prompt_ids), max_rows_per_pass):
+        rows = slice(start, min(len(prompt_ids), start + max_rows_per_pass))
+        batch = pack(prompt_ids[rows], label_ids[rows], pad_id, device)
+        logp = torch.log_softmax(response_logits(model, batch).double() / temperature, dim=-1)
+        token_lp = logp.gather(-1, batch.tokens[..., None])[..., 0].masked_fill(~batch.mask, 0.0)
+        out[rows] = token_lp.sum(-1).exp().cpu().numpy()
     return out
 
 

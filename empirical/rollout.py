@@ -51,6 +51,24 @@ def cut_at_eos(row: Sequence[int], eos_id: int, pad_id: int) -> list[int]:
     return out
 
 
+def response_lengths(tokens: torch.Tensor, eos_id: int, pad_id: int) -> torch.Tensor:
+    """Per row of ``tokens (B, T)`` the length :func:`cut_at_eos` keeps, ``(B,)``, without a Python loop over tokens:
+    through the first EOS; with no EOS, up to the last non-pad token (all of the row when pad is EOS).
+
+    >>> response_lengths(torch.tensor([[5, 2, 0], [5, 6, 0], [0, 0, 0]]), eos_id=2, pad_id=0).tolist()
+    [2, 2, 0]
+    """
+    width = tokens.shape[1]
+    is_eos = tokens == eos_id
+    first_eos = is_eos.int().argmax(1) + 1
+    if pad_id == eos_id:
+        kept = torch.full_like(first_eos, width)
+    else:
+        real = tokens != pad_id
+        kept = torch.where(real.any(1), width - real.flip(1).int().argmax(1), 0)
+    return torch.where(is_eos.any(1), first_eos, kept)
+
+
 def render_prompts(
     tokenizer, texts: Sequence[str], chat: Sequence[bool], max_tokens: int
 ) -> list[list[int]]:
@@ -100,10 +118,11 @@ class HFBackend:
             self.model, ids.to(device), mask.to(device), n, temperature=temperature, top_p=top_p,
             max_new_tokens=max_new_tokens, eos_id=self.eos_id, pad_id=self.pad_id, generator=self.generator,
         )  # fmt: skip
-        responses = [cut_at_eos(row, self.eos_id, self.pad_id) for row in tokens.tolist()]
-        logprob_rows = [row[: len(r)] for row, r in zip(logprobs.tolist(), responses, strict=True)]
-        prompts = [list(prompt_ids[i // n]) for i in range(len(responses))]
-        return Generation(prompts, responses, logprob_rows)
+        lengths = response_lengths(tokens, self.eos_id, self.pad_id).tolist()
+        responses = [row[:m] for row, m in zip(tokens.tolist(), lengths, strict=True)]
+        logprob_rows = [row[:m] for row, m in zip(logprobs.tolist(), lengths, strict=True)]
+        prompts = [list(p) for p in prompt_ids]
+        return Generation([prompts[i // n] for i in range(len(responses))], responses, logprob_rows)
 
     def sync(self, model) -> None:
         """Nothing to do: the backend samples from the trainer's model itself."""

@@ -1,14 +1,17 @@
 r"""The GRPO loop: rollouts from a causal LM, an intrinsic (or ground-truth) reward, group-normalised advantages,
 the clipped surrogate, AdamW -- and the records that Theorem 1 and the figures are fitted to.
 
-Read it top to bottom: data -> the trainer (rollout, reward, advantage, loss, update, metrics, probes,
-checkpoint) -> set-up -> the loop. The configuration is :class:`empirical.config.TrainConfig`; reward, advantage,
-loss and metric math comes from :mod:`sharpen`; model passes and sampling from :mod:`empirical.policy`.
+Read it top to bottom: batches -> the trainer (rollout, reward, the old pass, scoring; then one step: rollout,
+old pass, rewards, advantages, loss and update, metrics; probes, evaluation) -> set-up -> the loop. Checkpoints
+are :func:`empirical.checkpoint.save_trainer` / :func:`~empirical.checkpoint.restore_trainer`. The configuration
+is :class:`empirical.config.TrainConfig`; reward, advantage, loss and metric math comes from :mod:`sharpen`;
+model passes and sampling from :mod:`empirical.policy`.
 
-Certainty rewards (self-certainty, token / trajectory entropy, probability) are computed *exactly* from the
-trainer's own forward pass over the full vocabulary, with the rollout temperature applied and logits aligned to
-the sampled tokens. With one update per batch (the default) the gradient pass is that forward pass: its detached
-log-probabilities are the "old" ones (the ratio is 1) and no separate no-grad pass runs.
+Token-level rewards (self-certainty, token / trajectory entropy, probability) are computed *exactly* from the
+trainer's own forward pass over the full vocabulary (the *old pass*, :class:`OldPass`), with the rollout
+temperature applied and logits aligned to the sampled tokens. With one update per batch (the default) the
+gradient pass is that forward pass: its detached log-probabilities are the "old" ones (the ratio is 1) and no
+separate no-grad pass runs.
 
 >>> from empirical.config import preset                       # doctest: +SKIP
 >>> run_dir = train(preset("tiny-arith-ttrl").replace(steps=20))  # doctest: +SKIP
@@ -20,6 +23,7 @@ import copy
 import math
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -28,12 +32,12 @@ import torch
 from empirical.checkpoint import (
     check_run_folder,
     latest_checkpoint,
-    load_checkpoint,
     restore_latest,
-    save_checkpoint,
+    restore_trainer,
+    save_trainer,
 )
 from empirical.config import TrainConfig
-from empirical.exact import exact_probe
+from empirical.exact import candidate_ids, exact_probe, label_probs
 from empirical.measure import grade, heldout_metrics, probe_records, step_metrics, stratified_probes
 from empirical.policy import Packed, load_model, pack, resolve_model_path, response_logits
 from empirical.rollout import Generation, HFBackend, VLLMBackend, render_prompts
@@ -48,13 +52,35 @@ __all__ = ["Trainer", "build_task", "build_trainer", "latest_checkpoint", "train
 
 
 # ==========================================================================================================
-# data
+# batches: row slices, reward levels, the old pass
 # ==========================================================================================================
 
 
 def row_slices(start: int, stop: int, size: int) -> list[slice]:
     """``[start, stop)`` cut into consecutive slices of ``size`` rows."""
     return [slice(i, min(i + size, stop)) for i in range(start, stop, size)]
+
+
+def reads_logits(reward_fn) -> bool:
+    """Whether ``reward_fn`` is token-level (reads the policy's logits) rather than answer-level."""
+    return getattr(getattr(reward_fn, "spec", None), "needs_logits", False)
+
+
+@dataclass
+class OldPass:
+    """The batch under the policy that sampled it, detached: what the ratio, the KL, the metrics and a token-level
+    reward read. Filled one micro-batch at a time by :meth:`Trainer.observe`."""
+
+    logp: torch.Tensor  # (B, T) log-probabilities of the sampled tokens
+    ref_logp: torch.Tensor | None  # (B, T) under the frozen initial policy, if there is one
+    entropy_sum: float = 0.0  # token entropy summed over response tokens
+    # a token-level reward's values, (b,) per micro-batch in row order
+    token_rewards: list[torch.Tensor] = field(default_factory=list)
+
+    @classmethod
+    def empty(cls, batch: Packed, *, reference: bool) -> OldPass:
+        logp = torch.zeros(batch.tokens.shape, device=batch.tokens.device)
+        return cls(logp, torch.zeros_like(logp) if reference else None)
 
 
 # ==========================================================================================================
@@ -84,9 +110,8 @@ class Trainer:
     model_path: str = ""
     step: int = 0
     initial_majority: dict[str, str | None] = field(default_factory=dict)
-    probe_ids: list[str] = field(
-        default_factory=list
-    )  # the probe questions, chosen at the first probe
+    # the probe questions, chosen at the first probe
+    probe_ids: list[str] = field(default_factory=list)
     initial_exact: dict[str, str | None] = field(default_factory=dict)  # exact initial modes
     # the last step's rollouts and rewards, for inspection and tests
     last_batch: tuple[Packed, np.ndarray] | None = None
@@ -96,14 +121,14 @@ class Trainer:
         self, questions: list[Question], n: int, temperature: float, top_p: float, max_new: int
     ) -> tuple[Generation, list[str]]:
         """``n`` responses per question (rows grouped by question) and their decoded texts."""
-        prompts = [q.prompt for q in questions]
-        ids = render_prompts(
-            self.tokenizer, prompts, [q.chat for q in questions], self.cfg.max_prompt_tokens
-        )
-        gen = self.backend.generate(
-            ids, n, temperature=temperature, top_p=top_p, max_new_tokens=max_new
-        )
+        ids = self.prompt_ids(questions)
+        gen = self.backend.generate(ids, n, temperature=temperature, top_p=top_p, max_new_tokens=max_new)  # fmt: skip
         return gen, self.tokenizer.batch_decode(gen.response_ids, skip_special_tokens=True)
+
+    def prompt_ids(self, questions: list[Question]) -> list[list[int]]:
+        """The questions' prompts as token ids (chat template where a question asks for one)."""
+        prompts, chats = [q.prompt for q in questions], [q.chat for q in questions]
+        return render_prompts(self.tokenizer, prompts, chats, self.cfg.max_prompt_tokens)
 
     def verify(self, questions: list[Question], texts: list[str]) -> np.ndarray:
         """Self-verification: the policy itself judges each response (1 sample, ``verifier_temperature``)."""
@@ -134,10 +159,53 @@ class Trainer:
             cfg.reward, **({"aggregate": cfg.reward_aggregate} if cfg.reward_aggregate else {})
         )
 
+    # ------------------------------------------------------------------------------- the old pass, scoring
+    def forward(self, part: Packed) -> tuple[torch.Tensor, torch.Tensor]:
+        """The policy's response logits ``(b, T, V)`` and the sampled tokens' log-probabilities ``(b, T)`` at the
+        rollout temperature (with grad unless called under ``no_grad``)."""
+        logits = response_logits(self.model, part, autocast=self.autocast)
+        return logits, token_logprobs(logits, part.tokens, self.cfg.temperature)
+
+    def observe(self, old: OldPass, rows: slice, part: Packed, logits, logp, reward_fn) -> None:
+        """Record rows ``rows`` (``part``) of the old pass from detached ``logits (b, T, V)`` and ``logp (b, T)``:
+        log-probs, entropy, the reference policy's log-probs and, for a token-level reward, its rewards."""
+        tau = self.cfg.temperature
+        old.logp[rows] = logp
+        old.entropy_sum += float(token_entropies(logits, tau)[part.mask].sum())
+        if reads_logits(reward_fn):
+            rollouts = Rollouts(logits=logits, tokens=part.tokens, mask=part.mask, temperature=tau)
+            old.token_rewards.append(reward_fn(rollouts))
+        if old.ref_logp is not None:
+            with torch.no_grad():
+                ref_z = response_logits(self.ref_model, part, autocast=self.autocast)
+                old.ref_logp[rows] = token_logprobs(ref_z, part.tokens, tau)
+
+    def old_pass(self, batch: Packed, micro: int, reward_fn) -> OldPass:
+        """The separate no-grad pass over the whole batch, ``micro`` rows at a time."""
+        old = OldPass.empty(batch, reference=self.ref_model is not None)
+        with torch.no_grad():
+            for rows in row_slices(0, batch.tokens.shape[0], micro):
+                part = batch.rows(rows)
+                self.observe(old, rows, part, *self.forward(part), reward_fn)
+        return old
+
+    def score_batch(
+        self, reward_fn, questions: list[Question], answers: list, texts: list[str], old: OldPass
+    ):
+        """The batch's ``(B,)`` float64 rewards, for either level: a token-level reward was computed from the old
+        pass's logits (:meth:`observe`); an answer-level one reads the answers, grouped by question."""
+        if reads_logits(reward_fn):
+            return torch.cat(old.token_rewards).double().cpu().numpy()
+        n = self.cfg.n_rollouts
+        rollouts = Rollouts(answers=answers, groups=[i // n for i in range(len(questions))],
+                            labels=[q.label for q in questions], responses=texts,
+                            prompts=[q.prompt for q in questions])  # fmt: skip
+        return np.asarray(reward_fn(rollouts), dtype=np.float64)
+
     # ------------------------------------------------------------------------------------------- one step
     def train_step(self) -> dict[str, float]:
         """Sample, score, update once per mini-batch; return the step's metrics."""
-        cfg, n, tau = self.cfg, self.cfg.n_rollouts, self.cfg.temperature
+        cfg, n = self.cfg, self.cfg.n_rollouts
         t0 = time.perf_counter()
 
         # ---------------------------------------------------------------- data and rollout
@@ -145,7 +213,7 @@ class Trainer:
             self.task.train[i]
             for i in self.cursor.take(cfg.prompts_per_step, self.rng, cfg.shuffle)
         ]
-        gen, texts = self.sample(picked, n, tau, cfg.top_p, cfg.max_new_tokens)
+        gen, texts = self.sample(picked, n, cfg.temperature, cfg.top_p, cfg.max_new_tokens)
         # prompt_ids (G, P) once per question; tokens, mask: (B, T) with B = G * n
         batch = pack(gen.prompt_ids, gen.response_ids, self.pad_id, self.device)
         questions = [q for q in picked for _ in range(n)]  # row i answers question i // n
@@ -153,90 +221,50 @@ class Trainer:
         correct = grade(self.task, questions, answers)  # (B,) 0/1, measured whatever the reward
         t_rollout = time.perf_counter()
 
-        # ---------------------------------------------------------------- reward (answer-level rewards now)
+        # ---------------------------------------------------------------- the old pass, rewards, advantages
+        # The old pass: log-probs, entropy, reference log-probs and token-level rewards of the batch under the
+        # policy that sampled it. The one-pass shortcut: with one on-policy update (mini-batch = batch) the
+        # gradient pass provides them (its detached log-probs are the old ones: ratio 1). A token-level reward
+        # needs every row's logits before any advantage, so it takes the shortcut only as one micro-batch,
+        # whose gradient pass then runs here, ahead of the loss.
         reward_fn = self.reward_function(questions, texts)
-        from_logits = getattr(getattr(reward_fn, "spec", None), "needs_logits", False)
-        rewards = None
-        if not from_logits:
-            rollouts = Rollouts(
-                answers=answers,
-                groups=[i // n for i in range(len(questions))],
-                labels=[q.label for q in questions],
-                responses=texts,
-                prompts=[q.prompt for q in questions],
-            )
-            rewards = np.asarray(reward_fn(rollouts), dtype=np.float64)
-
-        # ---------------------------------------------------------------- the "old" pass: log-probs, entropy,
-        # certainty rewards and reference log-probs, all from detached logits. With one on-policy update
-        # (mini-batch = batch) the gradient pass below provides them; a separate no-grad pass runs only for
-        # several mini-batches, or for micro-batches whose advantages need every row's logit reward first.
         b = batch.tokens.shape[0]
         mini = cfg.mini_batch_size or b
         micro = cfg.micro_batch_size or mini
-        one_pass = cfg.reuse_forward and mini == b and (micro == b or not from_logits)
-        old_logp = torch.zeros(batch.tokens.shape, device=self.device)  # (B, T)
-        ref_logp = torch.zeros_like(old_logp) if self.ref_model is not None else None
-        entropy_sum, logit_rewards = 0.0, []
-
-        def observe(rows: slice, part: Packed, logits: torch.Tensor, logp: torch.Tensor) -> None:
-            nonlocal entropy_sum
-            old_logp[rows] = logp
-            entropy_sum += float(token_entropies(logits, tau)[part.mask].sum())
-            if from_logits:
-                logit_rewards.append(
-                    reward_fn(
-                        Rollouts(logits=logits, tokens=part.tokens, mask=part.mask, temperature=tau)
-                    )
-                )
-            if ref_logp is not None:
-                with torch.no_grad():
-                    ref_z = response_logits(self.ref_model, part, autocast=self.autocast)
-                    ref_logp[rows] = token_logprobs(ref_z, part.tokens, tau)
-
+        token_level = reads_logits(reward_fn)
+        one_pass = cfg.reuse_forward and mini == b and (micro == b or not token_level)
         self.model.train()
+        ahead = None  # (logits, logp) with grad: the shortcut's gradient pass, when it runs here
         if not one_pass:
-            with torch.no_grad():
-                for rows in row_slices(0, b, micro):
-                    part = batch.rows(rows)
-                    z = response_logits(self.model, part, autocast=self.autocast)  # (b, T, V)
-                    observe(rows, part, z, token_logprobs(z, part.tokens, tau))
+            old = self.old_pass(batch, micro, reward_fn)
+        else:
+            old = OldPass.empty(batch, reference=self.ref_model is not None)
+            if token_level:  # micro = B
+                whole = batch.rows(slice(0, b))
+                ahead = self.forward(whole)
+                self.observe(old, slice(0, b), whole, *(t.detach() for t in ahead), reward_fn)
+        rewards = self.score_batch(reward_fn, questions, answers, texts, old)
+        # advantage: (r - mean) / (std + eps) within each question's group
+        grouped = rewards.reshape(-1, n)  # (G, N)
+        adv = group_advantages(grouped, normalize_std=cfg.normalize_std, eps=cfg.adv_eps)
+        adv = torch.as_tensor(adv.reshape(-1), dtype=torch.float32, device=self.device)  # (B,)
 
         # ---------------------------------------------------------------- loss and update, per mini-batch
-        adv = None
         losses, clip_fracs, grad_norm = [], [], 0.0
         for start in range(0, b, mini):
             self.optimizer.zero_grad(set_to_none=True)
             n_tok = batch.mask[start : start + mini].sum()
             for rows in row_slices(start, start + mini, micro):
                 part = batch.rows(rows)
-                # (b, T, V) with grad
-                logits = response_logits(self.model, part, autocast=self.autocast)
-                logp = token_logprobs(logits, part.tokens, tau)  # (b, T)
-                if one_pass:
-                    observe(rows, part, logits.detach(), logp.detach())
-                # every reward is known by now (in one pass, logit rewards come with micro = B)
-                if adv is None:
-                    if from_logits:
-                        rewards = torch.cat(logit_rewards).double().cpu().numpy()
-                    # ------------------------------------------------ advantage: (r - mean) / (std + eps)
-                    grouped = rewards.reshape(-1, n)  # (G, N)
-                    adv = group_advantages(
-                        grouped, normalize_std=cfg.normalize_std, eps=cfg.adv_eps
-                    )
-                    adv = torch.as_tensor(adv.reshape(-1), dtype=torch.float32, device=self.device)
-                loss, stats = policy_loss(
-                    logp,
-                    old_logp[rows],
-                    adv[rows],
-                    part.mask,
-                    clip_eps=cfg.clip_eps,
-                    agg=cfg.loss_agg,
-                )
+                logits, logp = ahead or self.forward(part)  # (b, T, V) with grad, (b, T)
+                # the shortcut: these rows' old values are this pass's
+                if one_pass and not token_level:
+                    self.observe(old, rows, part, logits.detach(), logp.detach(), reward_fn)
+                loss, stats = policy_loss(logp, old.logp[rows], adv[rows], part.mask,
+                                          clip_eps=cfg.clip_eps, agg=cfg.loss_agg)  # fmt: skip
                 if cfg.kl_coef > 0:
-                    loss = loss + cfg.kl_coef * agg_loss(
-                        kl_k3(logp, ref_logp[rows]), part.mask, cfg.loss_agg
-                    )
+                    kl = kl_k3(logp, old.ref_logp[rows])
+                    loss = loss + cfg.kl_coef * agg_loss(kl, part.mask, cfg.loss_agg)
                 # weight micro-batches so the mini-batch loss keeps its aggregation (tokens or sequences)
                 token_mean = cfg.loss_agg == "token-mean"
                 weight = part.mask.sum() / n_tok if token_mean else part.mask.shape[0] / mini
@@ -244,9 +272,8 @@ class Trainer:
                 losses.append(float(loss.detach()) * float(weight))
                 clip_fracs.append(stats["clip_frac"])
             if cfg.max_grad_norm > 0:
-                grad_norm = float(
-                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
-                )
+                params = self.model.parameters()
+                grad_norm = float(torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm))
             self.optimizer.step()
         lr = self.scheduler.get_last_lr()[0]
         self.scheduler.step()
@@ -256,31 +283,16 @@ class Trainer:
         t_update = time.perf_counter()
 
         # ---------------------------------------------------------------- metrics (TTRL names)
-        mask = batch.mask.cpu().numpy()
-        seq_logp = (
-            (old_logp * batch.mask).sum(-1).double().cpu().numpy()
-            if cfg.reward == "probability"
-            else None
-        )
-        out = step_metrics(
-            self.task,
-            questions,
-            answers,
-            rewards,
-            correct,
-            n=n,
-            mask=mask,
-            token_entropy_sum=entropy_sum,
-            sequence_logprob=seq_logp,
-        )
-        out.update(
-            loss=float(sum(losses) * mini / b),
-            clip_frac=float(np.mean(clip_fracs)),
-            grad_norm=grad_norm,
-            lr=lr,
-        )
-        if ref_logp is not None:
-            out["kl_to_initial"] = float(masked_mean(kl_k3(old_logp, ref_logp), batch.mask))
+        seq_logp = None
+        if cfg.reward == "probability":
+            seq_logp = (old.logp * batch.mask).sum(-1).double().cpu().numpy()
+        out = step_metrics(self.task, questions, answers, rewards, correct, n=n,
+                           mask=batch.mask.cpu().numpy(), token_entropy_sum=old.entropy_sum,
+                           sequence_logprob=seq_logp)  # fmt: skip
+        out.update(loss=float(sum(losses) * mini / b), clip_frac=float(np.mean(clip_fracs)),
+                   grad_norm=grad_norm, lr=lr)  # fmt: skip
+        if old.ref_logp is not None:
+            out["kl_to_initial"] = float(masked_mean(kl_k3(old.logp, old.ref_logp), batch.mask))
         out["time/rollout"] = t_rollout - t0
         out["time/update"] = t_update - t_rollout
         out["time/step"] = t_update - t0
@@ -296,12 +308,7 @@ class Trainer:
         cfg = self.cfg
         if not (cfg.exact_probes and self.task.candidates and cfg.top_p == 1.0):
             return None
-        ids = render_prompts(
-            self.tokenizer,
-            [q.prompt for q in questions],
-            [q.chat for q in questions],
-            cfg.max_prompt_tokens,
-        )
+        ids = self.prompt_ids(questions)
         return exact_probe(self.model, self.tokenizer, ids, self.task.candidates, temperature=cfg.temperature,
                            eos_id=self.eos_id, pad_id=self.pad_id, labels=[q.label for q in questions],
                            initial_majority=initial, n_votes=cfg.n_rollouts)  # fmt: skip
@@ -313,11 +320,8 @@ class Trainer:
             stratified = cfg.probe_selection == "stratified"
             pool = list(self.task.train[: cfg.n_probe * (8 if stratified else 1)])
             exact = self.exact_answers(pool) if stratified else None
-            picked = (
-                range(cfg.n_probe)
-                if exact is None
-                else stratified_probes(exact.p_majority, cfg.n_probe)
-            )
+            n = cfg.n_probe
+            picked = range(n) if exact is None else stratified_probes(exact.p_majority, n)
             self.probe_ids = [pool[i].qid for i in picked if i < len(pool)]
         by_id = {q.qid: q for q in self.task.train}
         return [by_id[qid] for qid in self.probe_ids]
@@ -334,15 +338,8 @@ class Trainer:
             self.initial_majority, self.initial_exact = {}, {}
         known = [self.initial_exact.get(q.qid) for q in questions] if self.initial_exact else None
         exact = self.exact_answers(questions, known)
-        records = probe_records(
-            self.task,
-            questions,
-            texts,
-            m=cfg.probe_samples,
-            step=self.step,
-            initial_majority=self.initial_majority,
-            exact=exact,
-        )
+        records = probe_records(self.task, questions, texts, m=cfg.probe_samples, step=self.step,
+                                initial_majority=self.initial_majority, exact=exact)  # fmt: skip
         for r in records:
             self.initial_majority.setdefault(r.question_id, r.initial_majority_answer)
             if exact is not None:
@@ -350,7 +347,9 @@ class Trainer:
         return records
 
     def evaluate(self) -> dict[str, float]:
-        """Held-out avg@k (``eval_samples`` at ``eval_temperature``), maj@k and greedy accuracy."""
+        """Held-out avg@k (``eval_samples`` at ``eval_temperature``), maj@k, greedy accuracy and, where the task
+        lists its answers, ``exact_accuracy``: the mean probability of the label at the rollout temperature
+        (expected accuracy of one training sample, no sampling noise) with its standard error over questions."""
         cfg, k = self.cfg, self.cfg.eval_samples
         questions = list(self.task.heldout[: cfg.n_eval or None])
         _, texts = self.sample(
@@ -359,49 +358,21 @@ class Trainer:
         greedy = (
             self.sample(questions, 1, 0.0, 1.0, cfg.max_new_tokens)[1] if cfg.eval_greedy else None
         )
-        return heldout_metrics(self.task, questions, texts, k=k, greedy_texts=greedy)
-
-    # ---------------------------------------------------------------------------------------- checkpoint
-    def save(self, run_dir: Path) -> Path:
-        """Checkpoint the weights, optimizer, scheduler, data cursor, probe majorities and every RNG."""
-        state = {
-            "step": self.step,
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "torch_rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-            "sampling_rng": self.generator.get_state(),
-            "numpy_rng": self.rng.bit_generator.state,
-            "order": self.cursor.order,
-            "position": self.cursor.position,
-            "initial_majority": self.initial_majority,
-            "probe_ids": self.probe_ids,
-            "initial_exact": self.initial_exact,
-        }
-        return save_checkpoint(
-            run_dir, self.step, self.model, state, keep=self.cfg.keep_checkpoints
-        )
-
-    def restore(self, path: Path) -> None:
-        """Load a checkpoint written by :meth:`save`; the RNGs are restored last. Raises
-        :class:`~empirical.checkpoint.BrokenCheckpoint` before changing anything if its files are unreadable."""
-        state = load_checkpoint(path, self.model)
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.cursor = DataCursor(list(state["order"]), int(state["position"]))
-        self.initial_majority = dict(state["initial_majority"])
-        # absent from checkpoints written before exact probes: the first n_probe questions, sampled only
-        first = [q.qid for q in self.task.train[: self.cfg.n_probe]]
-        self.probe_ids = list(state.get("probe_ids", first))
-        self.initial_exact = dict(state.get("initial_exact", {}))
-        self.step = int(state["step"])
-        self.backend.sync(self.model)
-        torch.set_rng_state(state["torch_rng"])
-        if state["cuda_rng"] is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["cuda_rng"])
-        if "sampling_rng" in state:  # absent from checkpoints written before the KV-cached sampler
-            self.generator.set_state(state["sampling_rng"])
-        self.rng.bit_generator.state = state["numpy_rng"]
+        out = heldout_metrics(self.task, questions, texts, k=k, greedy_texts=greedy)
+        if (
+            cfg.exact_probes and self.task.candidates
+        ):  # labels are listed answers: score them exactly
+            ids = render_prompts(self.tokenizer, [q.prompt for q in questions],
+                                 [q.chat for q in questions], cfg.max_prompt_tokens)  # fmt: skip
+            labels = candidate_ids(self.tokenizer, [q.label for q in questions], self.eos_id)
+            p = label_probs(
+                self.model, ids, labels, temperature=cfg.temperature, pad_id=self.pad_id
+            )
+            out["exact_accuracy"] = float(p.mean())
+            out["exact_accuracy_se"] = (
+                float(p.std(ddof=1) / math.sqrt(p.size)) if p.size > 1 else math.nan
+            )
+        return out
 
 
 # ==========================================================================================================
@@ -428,19 +399,10 @@ def build_trainer(cfg: TrainConfig) -> Trainer:
     if cfg.torch_threads:
         torch.set_num_threads(cfg.torch_threads)
     task = build_task(cfg)
-    path = resolve_model_path(
-        cfg.model,
-        pretrain_corpus=cfg.pretrain_corpus,
-        pretrain_steps=cfg.pretrain_steps,
-        pretrain_accuracy=cfg.pretrain_accuracy,
-        progress=cfg.progress,
-    )
-    model, tokenizer = load_model(
-        path,
-        device,
-        trust_remote_code=cfg.trust_remote_code,
-        gradient_checkpointing=cfg.gradient_checkpointing,
-    )
+    path = resolve_model_path(cfg.model, pretrain_corpus=cfg.pretrain_corpus, pretrain_steps=cfg.pretrain_steps,
+                              pretrain_accuracy=cfg.pretrain_accuracy, progress=cfg.progress)  # fmt: skip
+    model, tokenizer = load_model(path, device, trust_remote_code=cfg.trust_remote_code,
+                                  gradient_checkpointing=cfg.gradient_checkpointing)  # fmt: skip
     eos_id = tokenizer.eos_token_id
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos_id
     ref = (
@@ -448,18 +410,13 @@ def build_trainer(cfg: TrainConfig) -> Trainer:
     )
     generator = torch.Generator(device=device)
     if cfg.backend == "vllm":
-        backend = VLLMBackend(
-            path,
-            pad_id=pad_id,
-            eos_id=eos_id,
-            seed=cfg.seed,
-            max_model_len=min(
-                cfg.max_prompt_tokens + cfg.max_new_tokens, model.config.max_position_embeddings
-            ),
-            gpu_memory_utilization=cfg.vllm_gpu_memory_utilization,
-            dtype="bfloat16" if cfg.precision == "bfloat16" else "float32",
-            trust_remote_code=cfg.trust_remote_code,
+        max_len = min(
+            cfg.max_prompt_tokens + cfg.max_new_tokens, model.config.max_position_embeddings
         )
+        backend = VLLMBackend(path, pad_id=pad_id, eos_id=eos_id, seed=cfg.seed, max_model_len=max_len,
+                              gpu_memory_utilization=cfg.vllm_gpu_memory_utilization,
+                              dtype="bfloat16" if cfg.precision == "bfloat16" else "float32",
+                              trust_remote_code=cfg.trust_remote_code)  # fmt: skip
     else:
         backend = HFBackend(model, pad_id=pad_id, eos_id=eos_id, generator=generator)
     torch.manual_seed(cfg.seed)  # after the engine, which reseeds torch's global generator
@@ -472,24 +429,10 @@ def build_trainer(cfg: TrainConfig) -> Trainer:
     order = (
         rng.permutation(len(task.train)).tolist() if cfg.shuffle else list(range(len(task.train)))
     )
-    return Trainer(
-        cfg=cfg,
-        task=task,
-        model=model,
-        ref_model=ref,
-        tokenizer=tokenizer,
-        backend=backend,
-        optimizer=optimizer,
-        scheduler=scheduler,
-        rng=rng,
-        generator=generator,
-        cursor=DataCursor(order),
-        pad_id=pad_id,
-        eos_id=eos_id,
-        device=device,
-        autocast=device.type == "cuda" and cfg.precision == "bfloat16",
-        model_path=path,
-    )
+    return Trainer(cfg=cfg, task=task, model=model, ref_model=ref, tokenizer=tokenizer, backend=backend,
+                   optimizer=optimizer, scheduler=scheduler, rng=rng, generator=generator,
+                   cursor=DataCursor(order), pad_id=pad_id, eos_id=eos_id, device=device,
+                   autocast=device.type == "cuda" and cfg.precision == "bfloat16", model_path=path)  # fmt: skip
 
 
 def train(cfg: TrainConfig, *, resume: bool = False) -> Path:
@@ -506,21 +449,18 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> Path:
     check_run_folder(run_dir, cfg, resume=resume)
     writer = RunWriter(run_dir)
     trainer = build_trainer(cfg)
-    checkpoint = restore_latest(run_dir, trainer.restore) if resume else None
+    checkpoint = restore_latest(run_dir, partial(restore_trainer, trainer)) if resume else None
     writer.truncate_after(trainer.step if checkpoint is not None else -1)
     writer.write_json(
         "config.json",
         {"kind": "empirical", "train": cfg.to_dict(), "model_path": trainer.model_path},
     )
-    writer.write_json(
-        "env.json",
-        {
-            **environment_info(),
-            "device": str(trainer.device),
-            "backend": cfg.backend,
-            "torch_threads": torch.get_num_threads(),
-        },
-    )
+    env = {
+        "device": str(trainer.device),
+        "backend": cfg.backend,
+        "torch_threads": torch.get_num_threads(),
+    }
+    writer.write_json("env.json", {**environment_info(), **env})
 
     def probe_and_evaluate() -> None:
         if cfg.probe_every and trainer.step % cfg.probe_every == 0:
@@ -542,14 +482,11 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> Path:
         if (
             cfg.checkpoint_every and trainer.step % cfg.checkpoint_every == 0
         ) or trainer.step == cfg.steps:
-            trainer.save(run_dir)
+            save_trainer(trainer, run_dir)
         if bar is not None:
             bar.update(1)
-            bar.set_postfix(
-                reward=f"{metrics['reward_mean']:.3f}",
-                maj=f"{metrics['majority_ratio']:.3f}",
-                acc=f"{metrics['ground_truth_ratio']:.3f}",
-            )
+            bar.set_postfix(reward=f"{metrics['reward_mean']:.3f}", maj=f"{metrics['majority_ratio']:.3f}",
+                            acc=f"{metrics['ground_truth_ratio']:.3f}")  # fmt: skip
     if bar is not None:
         bar.close()
     return run_dir

@@ -247,7 +247,8 @@ def demo(out_dir: Path) -> None:
     ``out_dir/<run name>/``. The full set drawn from the simulator's full
     experiments is ``sharpen figures`` (minutes); both share one cache (:func:`default_cache`).
     """
-    from sharpen.analysis import analyze_run, find_runs, short_table, write_report
+    from paper_figures.fit_report import find_runs, short_table, write_report
+    from sharpen.run_analysis import analyze_run
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

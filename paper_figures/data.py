@@ -20,7 +20,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import math
 import os
 import shutil
 from collections.abc import Callable, Sequence
@@ -30,8 +29,9 @@ from typing import Any
 
 import numpy as np
 
-from sharpen.analysis import METRIC_ALIASES, eval_metric_names, metric_series, run_settings
-from sharpen.records import Run, load_run
+from sharpen.collapse import METRIC_ALIASES, eval_metric_names, metric_series
+from sharpen.fitting import run_settings
+from sharpen.records import Run, jsonable, load_run
 
 __all__ = [
     "FigureData",
@@ -76,7 +76,7 @@ class FigureData:
     def save(self, path: str | Path) -> Path:
         p = Path(path)
         p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_text(json.dumps(_plain(asdict(self))), encoding="utf-8")
+        p.write_text(json.dumps(jsonable(asdict(self))), encoding="utf-8")
         return p
 
     @classmethod
@@ -84,27 +84,10 @@ class FigureData:
         return cls(**json.loads(Path(path).read_text(encoding="utf-8")))
 
 
-def _plain(x: Any) -> Any:
-    """JSON-ready: dicts, lists, numbers (NaN/inf -> None), strings; dataclasses and arrays converted."""
-    if dataclasses.is_dataclass(x) and not isinstance(x, type):
-        return _plain(asdict(x))
-    if isinstance(x, dict):
-        return {str(k): _plain(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [_plain(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return _plain(x.tolist())
-    if isinstance(x, np.generic):
-        x = x.item()
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    return x
-
-
 def cached(path: str | Path, key: Any, compute: Callable[[], FigureData]) -> FigureData:
     """``compute()`` once per ``key``: reuse ``path`` if it holds data computed for the same key."""
     p = Path(path)
-    k = json.dumps(_plain(key), sort_keys=True)
+    k = json.dumps(jsonable(key), sort_keys=True)
     if p.exists():
         try:
             stored = json.loads(p.read_text(encoding="utf-8"))
@@ -115,7 +98,7 @@ def cached(path: str | Path, key: Any, compute: Callable[[], FigureData]) -> Fig
             pass
     data = compute()
     p.parent.mkdir(parents=True, exist_ok=True)
-    p.write_text(json.dumps({**_plain(asdict(data)), "_key": k}), encoding="utf-8")
+    p.write_text(json.dumps({**jsonable(asdict(data)), "_key": k}), encoding="utf-8")
     return data
 
 
@@ -190,7 +173,7 @@ def _short(v: Any) -> str:
 
 
 def _canonical(x: Any) -> Any:
-    return json.loads(json.dumps(_plain(x), sort_keys=True))
+    return json.loads(json.dumps(jsonable(x), sort_keys=True))
 
 
 def default_cache() -> Path:
@@ -313,7 +296,7 @@ def run_description(run: Run) -> str:
 class Panel:
     """One panel of metric-vs-step curves: where the series comes from and how the axis is labelled.
 
-    ``metric`` is a key of :data:`sharpen.analysis.METRIC_ALIASES` (batch metrics) or ``"heldout"``
+    ``metric`` is a key of :data:`sharpen.collapse.METRIC_ALIASES` (batch metrics) or ``"heldout"``
     (held-out accuracy from ``eval.jsonl``).
     """
 
@@ -396,7 +379,7 @@ def curve_data(
             if name is not None:
                 series.append({"label": lab, "name": name, "x": x, "y": smooth(x, y, smoothing)})
         out.append({"title": p.title, "ylabel": p.ylabel, "metric": p.metric, "series": series})
-    return {"panels": _plain(out)}
+    return {"panels": jsonable(out)}
 
 
 def seed_series(
@@ -432,7 +415,7 @@ def seed_series(
         out["lo"], out["hi"] = sm.min(axis=0), sm.max(axis=0)
     if style:
         out["style"] = dict(style)
-    return _plain(out)
+    return jsonable(out)
 
 
 def seed_lines(
@@ -480,7 +463,7 @@ def curves_figure(
         title=title,
         caption=caption,
         source=str(source),
-        data={"panels": _plain(panels), "legend": {"title": legend_title}},
+        data={"panels": jsonable(panels), "legend": {"title": legend_title}},
     )
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from paper_figures.data import FigureData, SimSpec, load_sim, run_description
-from sharpen.analysis import trajectories_from_probes
+from sharpen.fitting import trajectories_from_probes
 from sharpen.records import load_run
 
 KIND = "heatmap"

@@ -30,7 +30,8 @@ from paper_figures.data import (
     load_runs,
     load_sim,
 )
-from sharpen.analysis import metric_series, run_settings
+from sharpen.collapse import metric_series
+from sharpen.fitting import run_settings
 from sharpen.metrics import gt_gain, model_collapse_step
 from sharpen.records import Run
 

@@ -1,7 +1,7 @@
 """Figure kind 1 -- theory vs measurement: per-question p_k with fitted Theorem 1 curves, logit view, residuals.
 
-Compute: :func:`sharpen.analysis.analyze_run` on one run folder (default: the simulated majority-vote run).
-Draw: :func:`sharpen.analysis.draw_overlay_arrays` on the cached arrays.
+Compute: :func:`sharpen.run_analysis.analyze_run` on one run folder (default: the simulated majority-vote run).
+Draw: :func:`paper_figures.fit_report.draw_overlay_arrays` on the cached arrays.
 """
 
 from __future__ import annotations
@@ -11,8 +11,9 @@ from pathlib import Path
 import numpy as np
 
 from paper_figures.data import FigureData, SimSpec, run_description, sim_run_dir
-from sharpen.analysis import analyze_run, draw_overlay_arrays
+from paper_figures.fit_report import draw_overlay_arrays
 from sharpen.records import load_run
+from sharpen.run_analysis import analyze_run
 
 KIND = "theory_fit"
 # theorem1 saves the probes of its sampled-GRPO run with Adam and std-normalised advantages

@@ -8,7 +8,10 @@ Public modules (imported on first use, so ``import sharpen`` stays light):
 - :mod:`sharpen.metrics` -- TTRL-named metrics, Model Collapse Step, GT gain
 - :mod:`sharpen.grpo` -- group-normalised advantages, clipped surrogate, k3 KL
 - :mod:`sharpen.records` -- the run-folder format (append-only JSONL) written by runs and read by analyses
-- :mod:`sharpen.analysis` -- Theorem 1 fitted to a run folder: per-question classes, pooled beta, collapse, reports
+- :mod:`sharpen.fitting` -- Theorem 1 fitted to a run's probe questions: trajectories, classes, pooled beta
+- :mod:`sharpen.collapse` -- the Model Collapse Step of a run, and its early prediction by Theorem 1
+- :mod:`sharpen.run_analysis` -- both on one run folder (``analyze_run``); the ``sharpen fit`` report is
+  :mod:`paper_figures.fit_report`
 - :mod:`sharpen.integrations` -- TRL and veRL adapters (optional extras)
 - :mod:`sharpen.testing` -- hypothesis strategies and ``check_reward`` for property-testing your own rewards
 - :mod:`sharpen.reference` -- slow reference implementations of each reward's original formula
@@ -22,14 +25,16 @@ from typing import Any
 __version__ = "0.1.0"
 
 _MODULES = (
-    "analysis",
     "answers",
+    "collapse",
+    "fitting",
     "grpo",
     "integrations",
     "metrics",
     "records",
     "reference",
     "rewards",
+    "run_analysis",
     "testing",
     "theory",
 )

@@ -6,6 +6,8 @@
   config dataclass: help from the field's ``metadata["help"]`` or its numpydoc ``Attributes`` entry, choices from
   ``Literal`` types (via :func:`typing.get_args`), ``--x/--no-x`` for booleans, ``none`` for optional fields,
   comma-separated values for tuples. Options nobody gave are absent, so "keep the default" needs no sentinel.
+  ``--config FILE`` reads field values from a JSON or TOML file; an option given on the command line overrides
+  the file (:func:`add_config_file_option`).
 * :func:`output_dir` -- the one default output root, ``./sharpen-out/<command>``.
 * :func:`closest` -- the nearest valid name for "did you mean" hints.
 """
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import difflib
+import json
 import re
 import sys
 import typing
@@ -163,6 +166,36 @@ class OptionSpec:
     def flag(self) -> str:
         return "--" + self.name.replace("_", "-")
 
+    def from_file(self, value: Any) -> Any:
+        """A value read from a config file (JSON / TOML types), checked and converted as its command-line text
+        would be: a list is the comma-separated tuple, ``null`` is ``none``; a boolean field takes only true or
+        false. Raises ``ValueError`` naming the problem."""
+        kind, how = self.kind
+        if kind == "bool":
+            if not isinstance(value, bool):
+                raise ValueError(f"expected true or false, got {value!r}")
+            return value
+        if isinstance(value, bool | dict):
+            raise ValueError(f"expected a {self.name.replace('_', ' ')} value, got {value!r}")
+        if value is None:
+            text = "none"
+        elif isinstance(value, list | tuple):
+            text = ",".join(map(str, value))
+        else:
+            text = str(value)
+        if kind == "choice":
+            if text not in [str(c) for c in how]:
+                raise ValueError(
+                    f"invalid choice {value!r} (choose from {', '.join(map(str, how))})"
+                )
+            return text
+        try:
+            return how(text)
+        except ValueError:
+            raise ValueError(
+                f"invalid {getattr(how, '__name__', 'value')} value {value!r}"
+            ) from None
+
     def add_to(
         self, parser: argparse.ArgumentParser | argparse._ArgumentGroup, help: str | None = None
     ) -> None:
@@ -220,12 +253,89 @@ def add_dataclass_options(
     specs = option_specs(cls, defaults=defaults, skip=skip)
     for spec in specs:
         spec.add_to(parser)
+    add_config_file_option(parser, specs)
     return [spec.name for spec in specs]
 
 
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """The top-level table of a ``.json`` or ``.toml`` file. Raises ``ValueError`` naming the problem."""
+    p = Path(path)
+    if p.suffix not in (".json", ".toml"):
+        raise ValueError(f"{p}: expected a .json or .toml file")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ValueError(f"{p}: cannot read ({exc.strerror or exc})") from None
+    if p.suffix == ".toml":
+        try:
+            import tomllib as toml
+        except ModuleNotFoundError:  # Python 3.10
+            try:
+                import tomli as toml
+            except ModuleNotFoundError:
+                raise ValueError(f"{p}: TOML needs Python 3.11+ or the tomli package") from None
+    try:
+        data = json.loads(text) if p.suffix == ".json" else toml.loads(text)
+    except ValueError as exc:  # json.JSONDecodeError and TOMLDecodeError are ValueErrors
+        problem = str(exc).splitlines()[0]
+        raise ValueError(f"{p}: not valid {p.suffix[1:].upper()} ({problem})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{p}: expected a table of field values, got {type(data).__name__}")
+    return data
+
+
+_FILE_VALUES = "_config_file_values"  # where ``--config`` leaves the file's values in the namespace
+
+
+class _ConfigFile(argparse.Action):
+    """``--config FILE``: read, check and convert the file's values, and keep them apart in the namespace, so
+    :func:`given_options` lets the command line win wherever ``--config`` stands."""
+
+    def __init__(self, option_strings, dest, *, specs: Sequence[OptionSpec], **kwargs):
+        super().__init__(option_strings, dest, **kwargs)
+        self.specs = {spec.name: spec for spec in specs}
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        file_values = {}
+        try:
+            for key, value in read_config_file(values).items():
+                name = str(key).replace("-", "_")
+                if name not in self.specs:
+                    hint = closest(name, self.specs)
+                    raise ValueError(f"{values}: unknown key {key!r}" + (f"; did you mean {hint!r}?" if hint else ""))  # fmt: skip
+                try:
+                    file_values[name] = self.specs[name].from_file(value)
+                except ValueError as exc:
+                    raise ValueError(f"{values}: {key}: {exc}") from None
+        except ValueError as exc:
+            parser.error(f"{option_string}: {exc}")
+        setattr(namespace, _FILE_VALUES, file_values)
+        setattr(namespace, self.dest, values)
+
+
+def add_config_file_option(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup, specs: Sequence[OptionSpec]
+) -> None:
+    """Add ``--config FILE``: values of the options in ``specs`` from a JSON or TOML file, keyed by field name
+    (``lr = 1e-4``, ``steps = 600``; ``-`` or ``_`` alike). An option given on the command line overrides the
+    file; a key that names no option, or a value its option would refuse, is a one-line error (exit 2).
+    :func:`given_options` returns the file's values merged with the command line's."""
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        dest="config_file",
+        action=_ConfigFile,
+        specs=specs,
+        default=argparse.SUPPRESS,
+        help="field values from a JSON or TOML file (keys: field names); options given on the command line "
+        "override them",
+    )
+
+
 def given_options(args: argparse.Namespace, names: Iterable[str]) -> dict[str, Any]:
-    """The options among ``names`` that were given on the command line (``none`` already read as None)."""
-    values = vars(args)
+    """The options among ``names`` that were given, on the command line or in the ``--config`` file (the command
+    line wins); ``none`` already read as None."""
+    values = {**getattr(args, _FILE_VALUES, {}), **vars(args)}
     return {n: (None if values[n] == "none" else values[n]) for n in names if n in values}
 
 

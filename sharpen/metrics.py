@@ -11,7 +11,7 @@ Two layers:
   metrics and averages them over prompts, returning the keys TTRL logs.
 
 Run-level indicators: ``model_collapse_step`` (the Model Collapse Step, MCS, of He et al. 2026,
-section 5 of REFERENCE.md), ``step_noise`` (the step-to-step noise a noise-aware peak rule scales
+see docs/metrics.md), ``step_noise`` (the step-to-step noise a noise-aware peak rule scales
 its decline by) and ``gt_gain``.
 
 Conventions
@@ -57,10 +57,10 @@ from typing import Any, Literal
 import numpy as np
 
 from sharpen.answers import canonicalize, majority_vote
-from sharpen.rewards import token_entropies
 
 __all__ = [
     "CollapseStep",
+    "trailing_mean",
     "exact_match",
     "label_accuracy",
     "majority_ratio",
@@ -474,6 +474,8 @@ def mean_token_entropy(logits: Any, mask: Any, temperature: float = 1.0) -> floa
             raise ValueError("logits contain NaN")
     elif hasattr(logits, "isnan") and bool(logits.isnan().any()):
         raise ValueError("logits contain NaN")
+    from sharpen.rewards import token_entropies  # torch: imported only when called
+
     ent = _to_numpy(token_entropies(logits, temperature=temperature)).astype(np.float64)  # (B, T)
     # Masked positions may hold garbage (padding logits); select, do not multiply.
     return float(ent[m == 1].sum() / m.sum())
@@ -643,7 +645,7 @@ class CollapseStep:
     evidence: Mapping[str, float] = field(default_factory=dict)
 
 
-def _trailing_mean(x: np.ndarray, window: int) -> np.ndarray:
+def trailing_mean(x: np.ndarray, window: int) -> np.ndarray:
     """Causal moving average: mean of the last ``window`` values (fewer at the start)."""
     if window == 1:
         return x.copy()
@@ -809,7 +811,7 @@ def model_collapse_step(
     x, t = x[keep], t[keep]
     if x.size == 0:
         return None
-    s = _trailing_mean(x, smoothing)
+    s = trailing_mean(x, smoothing)
 
     if rule == "threshold":
         start = _first_run(s < threshold, consecutive)

@@ -114,23 +114,36 @@ class ProbeRecord:
                 raise ValueError(f"{name} must lie in [0, 1], got {v}")
 
 
-def _jsonable(value: Any) -> Any:
-    """Convert numpy/torch scalars and non-finite floats to plain JSON (NaN/inf -> None)."""
+def jsonable(value: Any, *, inf_as_text: bool = False) -> Any:
+    """``value`` as plain JSON data: the one sanitiser every writer and report uses.
+
+    Mappings become dicts with string keys; lists, tuples and arrays (numpy or torch, ``ndim >= 1``) become
+    lists; numpy / torch scalars become Python numbers; dataclasses become dicts; paths become strings. JSON has
+    no NaN or infinity: NaN becomes ``None``, and so does +-inf unless ``inf_as_text``, which writes ``"inf"`` /
+    ``"-inf"`` (for a summary where infinity means something, e.g. "never", and must not read as "unknown").
+
+    >>> jsonable({"a": (1.5, float("nan")), 2: float("inf")})
+    {'a': [1.5, None], '2': None}
+    >>> jsonable([float("-inf")], inf_as_text=True)
+    ['-inf']
+    """
     if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v, inf_as_text=inf_as_text) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v, inf_as_text=inf_as_text) for v in value]
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return _jsonable(dataclasses.asdict(value))
+        return jsonable(dataclasses.asdict(value), inf_as_text=inf_as_text)
     if isinstance(value, Path):
         return str(value)
+    if getattr(value, "ndim", 0) and callable(
+        getattr(value, "tolist", None)
+    ):  # numpy / torch array
+        return jsonable(value.tolist(), inf_as_text=inf_as_text)
     if hasattr(value, "item") and callable(value.item):  # numpy / torch scalar
-        try:
-            value = value.item()
-        except (ValueError, RuntimeError):
-            value = value.tolist()
-            return _jsonable(value)
+        value = value.item()
     if isinstance(value, float) and not math.isfinite(value):
+        if inf_as_text and not math.isnan(value):
+            return "inf" if value > 0 else "-inf"
         return None
     return value
 
@@ -320,11 +333,11 @@ class RunWriter:
     def write_json(self, name: str, obj: Any) -> None:
         """Write ``obj`` as pretty JSON to ``run_dir/name`` atomically and durably (:func:`write_text_atomic`)."""
         write_text_atomic(
-            self.run_dir / name, json.dumps(_jsonable(obj), indent=2, sort_keys=True) + "\n"
+            self.run_dir / name, json.dumps(jsonable(obj), indent=2, sort_keys=True) + "\n"
         )
 
     def _append(self, name: str, records: Iterable[Mapping[str, Any]]) -> None:
-        lines = "".join(json.dumps(_jsonable(r), sort_keys=True) + "\n" for r in records)
+        lines = "".join(json.dumps(jsonable(r), sort_keys=True) + "\n" for r in records)
         if not lines:
             return
         with (self.run_dir / name).open("a", encoding="utf-8") as fh:

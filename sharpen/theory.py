@@ -23,7 +23,7 @@ Sections
 4. **Fitting** observed majority-probability trajectories: :func:`fit_sharpening` ->
    :class:`SharpeningFit`.
 
-Reference: REFERENCE.md section 2 (the closed form, the bound, the finite-N extension and the
+Derivations: docs/theory.md (the closed form, the bound, the finite-N extension and the
 iterated tilts are reconstructions, checked numerically by ``tests/sharpen/test_theory.py``).
 
 Bad input

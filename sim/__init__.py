@@ -21,20 +21,31 @@ Layout:
   (``sharpen sim``).
 """
 
-from sim.api import EXPERIMENTS, available_experiments, quick_config, run
-from sim.core import (
-    GRPOConfig,
-    PriorConfig,
-    SharedPolicy,
-    TabularPolicy,
-    exact_tilt,
-    expected_gradient,
-    sample_counts,
-    sample_prior,
-)
-from sim.results import SimResult, Verdict, load_result
-from sim.token_toy import TokenToyConfig, init_token_policy, sample_sequences, train_token_level
-from sim.train import SimulatedVerifier, train_answer_level
+# Lazy: ``import sim`` (and ``import sim.fast``) loads neither torch nor scipy; a name is imported from its module
+# the first time it is used (PEP 562). Every name of ``__all__`` maps to the module that defines it.
+_LAZY = {
+    "EXPERIMENTS": "sim.api",
+    "available_experiments": "sim.api",
+    "quick_config": "sim.api",
+    "run": "sim.api",
+    "GRPOConfig": "sim.core",
+    "PriorConfig": "sim.core",
+    "SharedPolicy": "sim.core",
+    "TabularPolicy": "sim.core",
+    "exact_tilt": "sim.core",
+    "expected_gradient": "sim.core",
+    "sample_counts": "sim.core",
+    "sample_prior": "sim.core",
+    "SimResult": "sim.results",
+    "Verdict": "sim.results",
+    "load_result": "sim.results",
+    "TokenToyConfig": "sim.token_toy",
+    "init_token_policy": "sim.token_toy",
+    "sample_sequences": "sim.token_toy",
+    "train_token_level": "sim.token_toy",
+    "SimulatedVerifier": "sim.train",
+    "train_answer_level": "sim.train",
+}
 
 __all__ = [
     "EXPERIMENTS",
@@ -59,3 +70,17 @@ __all__ = [
     "sample_sequences",
     "train_token_level",
 ]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value  # later look-ups skip this function
+        return value
+    raise AttributeError(f"module 'sim' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -19,7 +19,52 @@ from pathlib import Path
 
 from sharpen._cli import closest, given_options, option_specs, output_dir
 
-__all__ = ["register", "main", "demo"]
+__all__ = ["register", "main", "demo", "add_experiment_arguments", "check_experiments"]
+
+
+def check_experiments(args: argparse.Namespace, experiments, command: str) -> dict:
+    """Check ``args.experiment`` against ``experiments`` (a registry) and return the given config overrides.
+
+    Raises ``ValueError`` naming an unknown experiment (with the closest name) or an option one of the named
+    experiments does not have. Shared by ``sharpen sim`` and ``sharpen lab``.
+    """
+    for name in args.experiment:
+        if name not in experiments:
+            hint = closest(name, experiments)
+            raise ValueError(f"experiment: unknown {name!r}" + (f"; did you mean {hint!r}?" if hint else "")
+                             + f" (sharpen {command} --list shows {len(experiments)})")  # fmt: skip
+    overrides = given_options(args, args.option_names)
+    for name in args.experiment:
+        fields = {s.name for s in option_specs(experiments[name].config_cls)}
+        missing = sorted(set(overrides) - fields)
+        if missing:
+            flags = ", ".join("--" + m.replace("_", "-") for m in missing)
+            own = ", ".join(sorted(s.flag for s in option_specs(experiments[name].config_cls)))
+            raise ValueError(f"{flags}: not an option of {name} (its options: {own})")
+    return overrides
+
+
+def add_experiment_arguments(p: argparse.ArgumentParser, experiments, command: str) -> None:
+    """The positional experiment names, ``--list``, ``--quick``, ``--out`` and one ``--field-name`` option per
+    config field of any experiment in ``experiments`` (its help names every experiment that has it)."""
+    p.add_argument("experiment", nargs="*", help=f"experiment name(s): {', '.join(experiments)}")
+    p.add_argument("--list", action="store_true", help="list the experiments and exit")
+    p.add_argument("--quick", action="store_true", help="start from the small preset")
+    p.add_argument("--out", default=str(output_dir(command)),
+                   help=f"output folder, one sub-folder per experiment (default: ./{output_dir(command)})")  # fmt: skip
+    specs: dict[str, list] = {}
+    for e in experiments.values():
+        for spec in option_specs(e.config_cls):
+            specs.setdefault(spec.name, []).append((e.name, spec))
+    group = p.add_argument_group(
+        "experiment options (each applies to the experiments named in its help)"
+    )
+    for _name, owners in sorted(specs.items()):
+        texts = {}
+        for exp_name, spec in owners:
+            texts.setdefault(spec.help, []).append(exp_name)
+        owners[0][1].add_to(group, help="; ".join(f"{', '.join(n)}: {t}" for t, n in texts.items()))
+    p.set_defaults(option_names=list(specs))
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -31,19 +76,7 @@ def _run(args: argparse.Namespace) -> int:
             e = EXPERIMENTS[name]
             print(f"{name:<16} {e.kind:<12} {e.doc}")
         return 0
-    for name in args.experiment:
-        if name not in EXPERIMENTS:
-            hint = closest(name, EXPERIMENTS)
-            raise ValueError(f"experiment: unknown {name!r}" + (f"; did you mean {hint!r}?" if hint else "")
-                             + f" (sharpen sim --list shows {len(EXPERIMENTS)})")  # fmt: skip
-    overrides = given_options(args, args.option_names)
-    for name in args.experiment:
-        fields = {s.name for s in option_specs(EXPERIMENTS[name].config_cls)}
-        missing = sorted(set(overrides) - fields)
-        if missing:
-            flags = ", ".join("--" + m.replace("_", "-") for m in missing)
-            own = ", ".join(sorted(s.flag for s in option_specs(EXPERIMENTS[name].config_cls)))
-            raise ValueError(f"{flags}: not an option of {name} (its options: {own})")
+    overrides = check_experiments(args, EXPERIMENTS, "sim")
     it = args.experiment
     if len(it) > 1:
         from tqdm import tqdm
@@ -73,27 +106,8 @@ def register(subparsers) -> None:
         help="simulator experiments (Theorem 1, stability, explorations)",
         description=__doc__,
     )
-    p.add_argument(
-        "experiment", nargs="*", help=f"experiment name(s): {', '.join(available_experiments())}"
-    )
-    p.add_argument("--list", action="store_true", help="list the experiments and exit")
-    p.add_argument("--quick", action="store_true", help="start from the small preset")
-    p.add_argument("--out", default=str(output_dir("sim")),
-                   help=f"output folder, one sub-folder per experiment (default: ./{output_dir('sim')})")  # fmt: skip
-    # One option per field name; its help names every experiment that has it, with that experiment's text.
-    specs: dict[str, list] = {}
-    for e in EXPERIMENTS.values():
-        for spec in option_specs(e.config_cls):
-            specs.setdefault(spec.name, []).append((e.name, spec))
-    group = p.add_argument_group(
-        "experiment options (each applies to the experiments named in its help)"
-    )
-    for _name, owners in sorted(specs.items()):
-        texts = {}
-        for exp_name, spec in owners:
-            texts.setdefault(spec.help, []).append(exp_name)
-        owners[0][1].add_to(group, help="; ".join(f"{', '.join(n)}: {t}" for t, n in texts.items()))
-    p.set_defaults(func=_run, option_names=list(specs))
+    add_experiment_arguments(p, {n: EXPERIMENTS[n] for n in available_experiments()}, "sim")
+    p.set_defaults(func=_run)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -64,9 +64,13 @@ def draw_generic(res: SimResult, fig) -> None:
         ax.set(title=key, xlabel="step")
 
 
-def plot_result(res: SimResult, fig=None):
-    """Draw ``res`` into ``fig`` (a new figure by default) with its experiment's drawer; returns the figure."""
-    exp = EXPERIMENTS.get(res.experiment)
+def plot_result(res: SimResult, fig=None, experiment=None):
+    """Draw ``res`` into ``fig`` (a new figure by default) with its experiment's drawer; returns the figure.
+
+    ``experiment``: the registry entry whose drawer to use (default: the simulator's entry of that name)."""
+    import sim.experiments  # noqa: F401  (fills EXPERIMENTS: ``import sim`` alone is lazy)
+
+    exp = experiment or EXPERIMENTS.get(res.experiment)
     figsize = exp.figsize if exp is not None else (11.0, 4.0)
     drawer = exp.plot if exp is not None and exp.plot is not None else draw_generic
     fig = fig or _pyplot().figure(figsize=figsize)
@@ -83,8 +87,8 @@ def plot_result(res: SimResult, fig=None):
     return fig
 
 
-def save_figure(res: SimResult, path) -> None:
-    """Draw ``res`` and save it as a PNG at ``path``."""
-    fig = plot_result(res)
+def save_figure(res: SimResult, path, experiment=None) -> None:
+    """Draw ``res`` (with ``experiment``'s drawer, see :func:`plot_result`) and save it as a PNG at ``path``."""
+    fig = plot_result(res, experiment=experiment)
     fig.savefig(path, dpi=110)
     _pyplot().close(fig)

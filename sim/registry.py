@@ -1,10 +1,10 @@
 """The experiment registry: one :class:`Experiment` per name, carrying everything its callers need.
 
 Each module of :mod:`sim.experiments` ends with one ``register(Experiment(...))`` call; this module imports no
-experiment. Importing :mod:`sim.experiments` (which :mod:`sim.api`, and so ``import sim``, does) fills the registry,
-in the order of that package's imports.
+experiment. Importing :mod:`sim.experiments` (which :mod:`sim.api` does; ``import sim`` alone is lazy and imports
+neither) fills the registry, in the order of that package's imports.
 
->>> import sim
+>>> import sim.experiments
 >>> from sim.registry import get
 >>> get("theorem1").kind
 'theorem'

@@ -65,3 +65,38 @@ def test_readme_first_look_snippet_runs(capsys):
     out = capsys.readouterr().out
     assert "majority_voting [1. 1. 0. 0.]" in out
     assert out.strip().splitlines()[-1].startswith("10.0")
+
+
+def test_the_analysis_core_imports_without_torch_or_matplotlib():
+    """Fitting a run folder needs numpy and scipy only: no torch (seconds to import), no matplotlib."""
+    modules = "sharpen.theory, sharpen.records, sharpen.metrics, sharpen.fitting, sharpen.collapse"
+    code = (
+        f"import sys, {modules}, sharpen.run_analysis; "
+        "print(sorted(m for m in ('torch', 'matplotlib') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_no_argparse_or_matplotlib_in_the_library_outside_its_cli_modules():
+    import ast
+
+    allowed = {"_cli.py", "_theory_cli.py", "cli.py"}
+    # the veRL adapter still builds its own argparse command; drop it from here once it uses sharpen._cli
+    allowed.add("integrations/verl.py")
+    offenders = []
+    for path in (ROOT / "sharpen").rglob("*.py"):
+        if path.relative_to(ROOT / "sharpen").as_posix() in allowed:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [node.module]
+            offenders += [
+                f"{path.relative_to(ROOT)}: {n}"
+                for n in names
+                if n.split(".")[0] in ("argparse", "matplotlib")
+            ]
+    assert not offenders, offenders

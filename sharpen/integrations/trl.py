@@ -445,7 +445,7 @@ class CertaintyReward:
 
     The value is ``sharpen.rewards.score(spec, Rollouts(logits, tokens, mask, temperature))`` with the policy's
     logits aligned with the sampled completion tokens and TRL's rollout temperature. The probability reward
-    underflows to 0 for long responses (REFERENCE section 1): ``log_space=True`` gives
+    underflows to 0 for long responses (docs/theory.md, "Probability underflow"): ``log_space=True`` gives
     :math:`\log\pi_\theta(y\mid x)` instead; the underflow fraction is logged as ``<name>/underflow_fraction``.
 
     Parameters

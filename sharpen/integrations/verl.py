@@ -617,7 +617,7 @@ _VERL_REWARDS = (
 
 @dataclass(frozen=True)
 class VerlRecipe:
-    """A veRL GRPO run; the defaults are the paper's setting (REFERENCE section 3)."""
+    """A veRL GRPO run; the defaults are the paper's setting (docs/integrations.md, "veRL")."""
 
     name: str = _f(
         "qwen3-1.7b-dapo-ttrl", "experiment name (trainer.experiment_name, run folder name)"

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from empirical.exact import candidate_ids, candidate_logprobs, exact_probe
+from empirical.exact import candidate_ids, candidate_logprobs, exact_probe, label_probs
 from empirical.policy import sample
 from empirical.tiny import EOS_ID, PAD_ID, build_tokenizer
 from sharpen.exact import VOTE_TOP_K, answer_summary
@@ -64,6 +64,21 @@ def test_candidate_probabilities_equal_brute_force_enumeration(model_and_tok):
         )
         # the enumeration is a distribution: what stops within 2 characters plus what goes on sums to <= 1
         assert sum(tree.values()) <= 1 + 1e-12
+
+
+def test_label_probabilities_equal_the_labels_column_of_the_candidate_scores(model_and_tok):
+    model, tok = model_and_tok
+    texts, labels = ["3+4=", "12+9=", "47+38=", "5+5="], ["7", "21", "85", "11"]
+    candidates = [str(k) for k in range(100)]
+    full = np.exp(candidate_logprobs(model, _prompts(tok, texts), candidate_ids(tok, candidates, EOS_ID),
+                                     temperature=TAU))  # fmt: skip
+    got = label_probs(
+        model, _prompts(tok, texts), candidate_ids(tok, labels, EOS_ID), temperature=TAU
+    )
+    want = [full[i, candidates.index(a)] for i, a in enumerate(labels)]
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-12)
+    with pytest.raises(ValueError, match="label_ids"):
+        label_probs(model, _prompts(tok, texts), candidate_ids(tok, labels[:2], EOS_ID))
 
 
 def test_candidate_probabilities_match_sampled_frequencies(model_and_tok):
@@ -170,8 +185,9 @@ def test_answer_summary_rejects_bad_input(kwargs, match):
 
 def test_a_run_probes_exactly_on_stratified_questions_and_fit_uses_them(tiny_config):
     from empirical.train import train
-    from sharpen.analysis import analyze_run, short_table
+    from paper_figures.fit_report import short_table
     from sharpen.records import load_run
+    from sharpen.run_analysis import analyze_run
 
     run_dir = train(tiny_config.replace(steps=6, probe_every=3, lr=1e-3))
     probes = load_run(run_dir).probes

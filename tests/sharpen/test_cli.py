@@ -138,6 +138,77 @@ def test_dataclass_options_one_rule_for_every_type():
         parser.parse_args(["--mode", "c"])
 
 
+@dataclass(frozen=True)
+class _FileCfg:
+    steps: int = 3
+    mode: Literal["a", "b"] = "a"
+    flag: bool = False
+    path: str | None = None
+    ns: tuple[int, ...] = (1, 2)
+    lr: float = 0.1
+
+
+def test_config_file_gives_field_values_and_the_command_line_overrides_them(tmp_path):
+    parser = CommandParser(prog="t")
+    names = add_dataclass_options(parser, _FileCfg)
+    toml = tmp_path / "run.toml"
+    toml.write_text('steps = 7\nmode = "b"\nflag = true\npath = "x"\nns = [3, 4]\nlr = 1e-4\n')
+    got = given_options(parser.parse_args(["--config", str(toml)]), names)
+    assert got == {"steps": 7, "mode": "b", "flag": True, "path": "x", "ns": (3, 4), "lr": 1e-4}
+    # the command line wins, before or after --config
+    for argv in (["--steps", "9", "--config", str(toml)], ["--config", str(toml), "--steps", "9"]):
+        assert given_options(parser.parse_args(argv), names) == {**got, "steps": 9}
+    js = tmp_path / "run.json"
+    js.write_text('{"path": null, "ns": [5]}')
+    assert given_options(parser.parse_args(["--config", str(js)]), names) == {
+        "path": None,
+        "ns": (5,),
+    }
+    assert given_options(parser.parse_args([]), names) == {}
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('{"stpes": 7}', "unknown key 'stpes'; did you mean 'steps'?"),
+        ('{"flag": 1}', "flag: expected true or false, got 1"),
+        ('{"steps": 2.5}', "steps: invalid int value 2.5"),
+        ('{"mode": "c"}', "mode: invalid choice 'c' (choose from a, b)"),
+        ('{"steps": true}', "steps: expected a steps value, got True"),
+        ("[1, 2]", "expected a table of field values, got list"),
+        ("{not json", "not valid JSON"),
+    ],
+)
+def test_config_file_problems_are_one_line_errors_naming_the_key(tmp_path, capsys, text, message):
+    parser = CommandParser(prog="t")
+    add_dataclass_options(parser, _FileCfg)
+    path = tmp_path / "bad.json"
+    path.write_text(text)
+    with pytest.raises(SystemExit) as exc:
+        parser.parse_args(["--config", str(path)])
+    assert exc.value.code == 2
+    line = _error_line(capsys)
+    assert line.startswith(f"t: error: --config: {path}: ") and message in line, line
+
+
+def test_train_reads_a_config_file(tmp_path, capsys):
+    from empirical import cli as train_cli
+
+    path = tmp_path / "run.toml"
+    path.write_text('lr = 1e-4\nsteps = 600\nout-dir = "runs/fast"\n')
+    parser = CommandParser(prog="sharpen")
+    train_cli.register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["train", "--config", str(path), "--steps", "20"])
+    cfg = train_cli.config_from_args(args)
+    assert (cfg.lr, cfg.steps, cfg.out_dir) == (1e-4, 20, "runs/fast")
+    path.write_text("lrr = 1e-4\n")
+    assert _run(["train", "--config", str(path), "--dry-run"]) == 2
+    assert "unknown key 'lrr'; did you mean 'lr'?" in _error_line(capsys)
+    path.with_suffix(".yaml").write_text("lr: 1")
+    assert _run(["train", "--config", str(path.with_suffix(".yaml"))]) == 2
+    assert "expected a .json or .toml file" in _error_line(capsys)
+
+
 def test_fit_warns_when_questions_have_fewer_than_four_probe_steps(tmp_path, capsys):
     from sharpen.records import ProbeRecord, RunWriter
 

@@ -12,7 +12,7 @@ import json
 import numpy as np
 import pytest
 
-from sharpen.analysis import trajectories_from_probes
+from sharpen.fitting import trajectories_from_probes
 from sharpen.grpo import group_advantages
 from sharpen.records import read_jsonl
 from sim.api import available_experiments, run
@@ -93,7 +93,7 @@ def test_rise_then_fall_writes_probes_readable_by_sharpen_analysis(tmp_path):
 
 
 def test_single_question_writes_exact_probes_that_sharpen_fit_reads(tmp_path):
-    from sharpen.analysis import analyze_run
+    from sharpen.run_analysis import analyze_run
     from sim.api import EXPERIMENTS
     from sim.core import sample_prior
     from sim.experiments.single_question import SingleQuestionConfig

@@ -219,7 +219,7 @@ def test_certainty_rewards_equal_sharpen_on_the_policy_logits(tmp_path):
 
 
 def test_grpo_trainer_runs_with_each_reward_and_writes_a_run_sharpen_fit_reads(tmp_path):
-    from sharpen.analysis import analyze_run
+    from sharpen.run_analysis import analyze_run
 
     task, _ = _dataset()
     run_dir = tmp_path / "run"

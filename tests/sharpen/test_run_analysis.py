@@ -1,4 +1,4 @@
-"""Tests of sharpen.analysis: Theorem 1 fitted to run folders (`sharpen fit`).
+"""`sharpen fit` end to end: sharpen.run_analysis on run folders, and its report (paper_figures.fit_report).
 
 Synthetic runs are built from the closed form (sharpen.theory.majority_prob): noiseless, with binomial probe
 noise, with a planted majority flip and a no-learning question, plus truncated lines and missing fields.
@@ -13,26 +13,13 @@ import re
 
 import numpy as np
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
-from sharpen import analysis
-from sharpen.analysis import (
-    AnalysisConfig,
-    analyze_run,
-    classify_questions,
-    fit_trajectories,
-    pool_slopes,
-    predict_collapse,
-    reading,
-    register,
-    run_settings,
-    short_table,
-    step_noise,
-    trajectories_from_probes,
-    write_report,
-)
+from paper_figures.fit_report import reading, register, short_table, write_report
+from sharpen import collapse, fitting, run_analysis
+from sharpen.collapse import AnalysisConfig
+from sharpen.fitting import trajectories_from_probes
 from sharpen.records import ProbeRecord, RunWriter
+from sharpen.run_analysis import analyze_run
 from sharpen.theory import majority_prob
 
 STEPS = np.arange(0, 201, 10)
@@ -122,21 +109,6 @@ def test_noisy_beta_inside_its_ci_and_classes_right(tmp_path):
     assert lo <= 40.0 <= hi
 
 
-@given(beta=st.floats(5.0, 200.0), p0=st.floats(0.2, 0.8))
-def test_classification_of_closed_form_is_sharpened(beta, p0):
-    recs = [
-        {"step": int(k), "question_id": "q", "p_initial_majority": float(p), "n_samples": 1000}
-        for k, p in zip(STEPS, majority_prob(p0, beta, STEPS), strict=True)
-    ]
-    traj, warns = trajectories_from_probes(recs)
-    fit = fit_trajectories(traj)
-    q = classify_questions(traj, fit)[0]
-    assert not warns
-    assert q.label in ("sharpened", "saturated")
-    if q.label == "sharpened":
-        assert q.beta_ci[0] <= beta * (1 + 1e-6) and beta * (1 - 1e-6) <= q.beta_ci[1]
-
-
 def test_collapse_rules_and_early_prediction(tmp_path):
     res = analyze_run(make_run(tmp_path, noise=False, flip=False, flat=False))
     c = res.collapse
@@ -148,23 +120,6 @@ def test_collapse_rules_and_early_prediction(tmp_path):
     assert p10.predicted_step is not None
     assert abs(p10.predicted_step - c.threshold_step) <= 10
     assert res.needed_fraction is not None and res.needed_fraction <= 0.1
-
-
-def test_prediction_says_no_collapse_when_majorities_are_correct(tmp_path):
-    recs = [
-        _probe(k, "q", p, correct=True, acc=p)
-        for k, p in zip(STEPS, majority_prob(0.4, 30.0, STEPS), strict=True)
-    ]
-    traj, _ = trajectories_from_probes([r.__dict__ for r in recs])
-    pred = predict_collapse(traj, 100)
-    assert pred.predicted_step is None and pred.floor == 1.0
-    assert "no collapse" in pred.note
-
-
-def test_step_noise_is_reexported_from_metrics():
-    from sharpen import metrics
-
-    assert step_noise is metrics.step_noise and "step_noise" in analysis.__all__
 
 
 def _noisy_metrics_run(tmp_path, sigma):
@@ -183,7 +138,7 @@ def test_default_noise_aware_peak_rule_ignores_noise(tmp_path):
     run = _noisy_metrics_run(tmp_path / "noisy", sigma=0.06)
     res = analyze_run(run)
     c = res.collapse
-    assert AnalysisConfig().noise_sigmas == analysis.NOISE_SIGMAS == 6.0
+    assert AnalysisConfig().noise_sigmas == collapse.NOISE_SIGMAS == 6.0
     assert c.peak_step is None and not c.peak_within_noise  # no collapse exists in the series
     assert c.noise == pytest.approx(0.06, rel=0.3)
     assert "within noise" not in short_table(res)
@@ -238,25 +193,12 @@ def test_sim_folder_heldout_from_val_accuracy_metric(tmp_path):
 
 
 def test_docstring_examples_run():
-    result = doctest.testmod(analysis, optionflags=doctest.NORMALIZE_WHITESPACE)
-    assert result.attempted >= 5 and result.failed == 0
-
-
-def test_pool_slopes_weights_and_heterogeneity():
-    p = pool_slopes([0.1, 0.3], [0.01, 0.01])
-    assert p.slope == pytest.approx(0.2)
-    assert p.i2 > 0.9  # two slopes 14 SE apart: not one common beta
-    q = pool_slopes([0.1, 0.3, math.nan], [0.001, 1.0, 0.1])
-    assert q.n_questions == 2 and q.slope == pytest.approx(0.1, abs=1e-3)
-    with pytest.raises(ValueError, match="ses"):
-        pool_slopes([0.1], [0.1, 0.2])
-
-
-def test_run_settings_finds_nested_keys():
-    s = run_settings({"kind": "empirical", "optim": {"learning_rate": 3e-5}, "num_generations": 8})
-    assert s == {"lr": 3e-5, "n_rollouts": 8}
-    with pytest.raises(ValueError, match="config"):
-        run_settings([1, 2])
+    attempted = 0
+    for module in (fitting, collapse, run_analysis):
+        result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
+        assert result.failed == 0, module.__name__
+        attempted += result.attempted
+    assert attempted >= 5
 
 
 def test_report_files_and_summary_numbers(tmp_path):
@@ -322,7 +264,7 @@ def test_cli_prints_table_and_writes_report(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "sharpened" in out and "collapse" in out
     assert (tmp_path / "run" / "fit_summary.json").exists()
-    assert args.noise_sigmas == analysis.NOISE_SIGMAS
+    assert args.noise_sigmas == collapse.NOISE_SIGMAS
     noisy = _noisy_metrics_run(tmp_path / "noisy", sigma=0.06)
     for flag, fired in (("6", False), ("0", True)):
         args = parser.parse_args(["fit", str(noisy), "--no-figure", "--noise-sigmas", flag])

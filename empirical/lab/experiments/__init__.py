@@ -1,0 +1,9 @@
+"""The lab's experiments, one module each; importing this package registers them in
+:data:`empirical.lab.registry.LAB`, in this order."""
+
+from empirical.lab.experiments import (  # noqa: F401
+    early_collapse_real,
+    rise_then_fall_real,
+    single_question_real,
+    theorem1_real,
+)

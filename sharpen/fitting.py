@@ -1,0 +1,561 @@
+r"""Theorem 1 fitted to a run's probe questions: trajectories, per-question fits, classes, pooling, beta in the run's units.
+
+A run folder (:mod:`sharpen.records`) holds, per probe question and probe step, the share :math:`p_k` of the
+*initial* majority answer. Theorem 1 predicts :math:`\mathrm{logit}\,p_k = \mathrm{logit}\,p_0 + k/\beta`
+(docs/theory.md). This module
+
+1. gathers the probes into (Q, L) trajectories (:func:`trajectories_from_probes`);
+2. fits every question with :func:`sharpen.theory.fit_sharpening` (:func:`fit_trajectories`);
+3. classifies each question (:func:`classify_questions`): *sharpened* toward its initial majority (A1 and A2
+   held), *flipped* (A1 broke), *no learning* (A2 broke), *saturated* (already deterministic at the first probe)
+   or *insufficient* (fewer than two probes);
+4. pools the slopes (:func:`pool_slopes`) and maps the pooled :math:`\hat\beta` to the run's settings
+   (:func:`run_settings`, :func:`beta_mapping`).
+
+Numbers in, frozen dataclasses out. :mod:`sharpen.collapse` finds and predicts the collapse step;
+:mod:`sharpen.run_analysis` runs both on a run folder.
+
+Example
+-------
+>>> from sharpen.theory import majority_prob
+>>> k = np.arange(0, 50, 10)
+>>> t, _ = trajectories_from_probes({"step": int(s), "question_id": "q0", "p_initial_majority": float(p)}
+...                                 for s, p in zip(k, majority_prob(0.4, 20.0, k)))
+>>> q = classify_questions(t, fit_trajectories(t))[0]
+>>> q.label, round(q.beta, 3)
+('sharpened', 20.0)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+from scipy import stats
+
+from sharpen.theory import SharpeningFit, fit_sharpening
+
+__all__ = [
+    "CLASSES",
+    "CLASS_MEANING",
+    "MIN_FIT_POINTS",
+    "ProbeTrajectories",
+    "QuestionFit",
+    "PooledFit",
+    "trajectories_from_probes",
+    "fit_trajectories",
+    "classify_questions",
+    "pool_slopes",
+    "run_settings",
+    "beta_mapping",
+]
+
+MIN_FIT_POINTS = 4
+"""Fewer probe steps than this make a per-question fit uninformative (two points always give R^2 = 1)."""
+
+QuestionClass = Literal["sharpened", "flipped", "no_learning", "saturated", "insufficient"]
+CLASSES: tuple[str, ...] = ("sharpened", "flipped", "no_learning", "saturated", "insufficient")
+CLASS_MEANING = {
+    "sharpened": "sharpened toward the initial majority (A1 and A2 held)",
+    "flipped": "majority flipped away from the initial answer (A1 broke)",
+    "no_learning": "initial majority did not gain (A2 broke)",
+    "saturated": "already deterministic at the first probe (nothing to sharpen)",
+    "insufficient": "fewer than two probe steps",
+}
+
+
+# ----------------------------------------------------------------------------------------------
+# probe records -> (Q, L) trajectories
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ProbeTrajectories:
+    """Per-question probe trajectories on a common step grid (NaN / None where not probed).
+
+    Attributes
+    ----------
+    question_ids : (Q,) question identifiers, in first-seen order.
+    steps : (L,) sorted union of the probe steps.
+    p_initial : (Q, L) share of the initial majority answer -- Theorem 1's :math:`p_k`.
+    p_majority : (Q, L) share of the current majority answer (>= ``p_initial``).
+    n_samples : (Q, L) samples behind each probe (NaN where missing).
+    majority_answer : (Q, L) object array of the current majority answer.
+    initial_answer : (Q,) the initial majority answer.
+    initial_correct : (Q,) 1.0 / 0.0 whether the initial majority is correct, NaN if unknown.
+    majority_correct : (Q, L) 1.0 / 0.0 / NaN.
+    sample_accuracy : (Q, L) share of correct samples, NaN if unknown.
+    source : "exact" (the probes' exact answer distributions: ``exact_*`` fields, no sampling noise) or
+        "sampled" (shares of the M samples).
+    """
+
+    question_ids: tuple[str, ...]
+    steps: np.ndarray
+    p_initial: np.ndarray
+    p_majority: np.ndarray
+    n_samples: np.ndarray
+    majority_answer: np.ndarray
+    initial_answer: tuple[str | None, ...]
+    initial_correct: np.ndarray
+    majority_correct: np.ndarray
+    sample_accuracy: np.ndarray
+    source: Literal["exact", "sampled"] = "sampled"
+
+    @property
+    def n_questions(self) -> int:
+        return len(self.question_ids)
+
+    def upto(self, step: float) -> ProbeTrajectories:
+        """The same trajectories restricted to probe steps ``<= step``."""
+        keep = self.steps <= step
+        return ProbeTrajectories(
+            question_ids=self.question_ids,
+            steps=self.steps[keep],
+            p_initial=self.p_initial[:, keep],
+            p_majority=self.p_majority[:, keep],
+            n_samples=self.n_samples[:, keep],
+            majority_answer=self.majority_answer[:, keep],
+            initial_answer=self.initial_answer,
+            initial_correct=self.initial_correct,
+            majority_correct=self.majority_correct[:, keep],
+            sample_accuracy=self.sample_accuracy[:, keep],
+            source=self.source,
+        )
+
+
+# The exact answer distribution's fields, read instead of the sampled ones when every probe record has them.
+_EXACT_FIELDS = {
+    "p_initial_majority": "exact_p_initial_majority",
+    "p_majority": "exact_p_majority",
+    "majority_answer": "exact_majority_answer",
+    "initial_majority_answer": "exact_initial_majority_answer",
+    "sample_accuracy": "exact_accuracy",
+}
+
+
+def _exact_view(rec: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A probe record with its exact values in the sampled fields' places (no sample count: noise-free)."""
+    out = dict(rec)
+    for sampled, exact in _EXACT_FIELDS.items():
+        out[sampled] = rec.get(exact)
+    out["n_samples"] = None
+    label, answer = rec.get("label"), rec.get("exact_majority_answer")
+    out["majority_correct"] = None if label is None or answer is None else str(answer) == str(label)
+    return out
+
+
+def _as_probability(v: Any) -> float | None:
+    try:
+        x = float(v)
+    except (TypeError, ValueError):
+        return None
+    return x if 0.0 <= x <= 1.0 else None
+
+
+def _as_bool_float(v: Any) -> float:
+    if v is None:
+        return math.nan
+    if isinstance(v, bool | int | float | np.bool_):
+        return float(bool(v)) if not (isinstance(v, float) and math.isnan(v)) else math.nan
+    return math.nan
+
+
+def trajectories_from_probes(
+    records: Iterable[Mapping[str, Any]],
+) -> tuple[ProbeTrajectories, tuple[str, ...]]:
+    """Gather :class:`~sharpen.records.ProbeRecord` dicts into per-question trajectories.
+
+    Records missing ``step``, ``question_id`` or a valid ``p_initial_majority`` are skipped and
+    counted in the returned warnings (the readable part is still used). ``p_majority`` defaults
+    to ``p_initial_majority`` and ``n_samples`` to NaN when absent. A repeated (question, step)
+    keeps the last record (a resumed run re-logging a step). Questions are ordered by first
+    appearance, steps ascending.
+
+    Parameters
+    ----------
+    records : iterable of mappings (``Run.probes``)
+
+    Returns
+    -------
+    (ProbeTrajectories, warnings)
+
+    Raises
+    ------
+    ValueError
+        If no record is usable.
+
+    Example
+    -------
+    >>> t, w = trajectories_from_probes([{"step": 0, "question_id": "a", "p_initial_majority": 0.5},
+    ...                                  {"step": 5, "question_id": "a", "p_initial_majority": 0.7}])
+    >>> t.p_initial.tolist(), w
+    ([[0.5, 0.7]], ())
+    """
+    warnings: list[str] = []
+    records = list(records)
+    exact = bool(records) and all(
+        isinstance(r, Mapping) and r.get("exact_p_initial_majority") is not None for r in records
+    )
+    if exact:
+        records = [_exact_view(r) for r in records]
+    missing: dict[str, int] = {}
+    rows: dict[tuple[str, int], Mapping[str, Any]] = {}
+    order: dict[str, None] = {}
+    n_dup = 0
+    for rec in records:
+        if not isinstance(rec, Mapping):
+            missing["not a record"] = missing.get("not a record", 0) + 1
+            continue
+        bad = [k for k in ("step", "question_id", "p_initial_majority") if rec.get(k) is None]
+        if not bad and _as_probability(rec["p_initial_majority"]) is None:
+            bad = ["p_initial_majority (not a probability)"]
+        if not bad:
+            try:
+                step = int(rec["step"])
+            except (TypeError, ValueError):
+                bad = ["step (not an integer)"]
+        if bad:
+            for b in bad:
+                missing[b] = missing.get(b, 0) + 1
+            continue
+        key = (str(rec["question_id"]), step)
+        n_dup += key in rows
+        rows[key] = rec
+        order.setdefault(key[0], None)
+    for name, count in missing.items():
+        warnings.append(f"probes: skipped {count} record(s) missing field {name}")
+    if n_dup:
+        warnings.append(f"probes: {n_dup} repeated (question, step) record(s); kept the last")
+    if not rows:
+        raise ValueError(
+            "records: no usable probe record (each needs step, question_id and p_initial_majority)"
+        )
+    qids = tuple(order)
+    steps = np.array(sorted({s for _, s in rows}), dtype=np.float64)
+    q_index = {q: i for i, q in enumerate(qids)}
+    s_index = {int(s): j for j, s in enumerate(steps)}
+    shape = (len(qids), len(steps))
+    p_init = np.full(shape, np.nan)
+    p_maj = np.full(shape, np.nan)
+    n_samp = np.full(shape, np.nan)
+    maj_ans = np.full(shape, None, dtype=object)
+    maj_cor = np.full(shape, np.nan)
+    s_acc = np.full(shape, np.nan)
+    init_ans: list[str | None] = [None] * len(qids)
+    for (q, s), rec in sorted(rows.items(), key=lambda kv: kv[0][1]):
+        i, j = q_index[q], s_index[s]
+        p_init[i, j] = float(rec["p_initial_majority"])
+        pm = _as_probability(rec.get("p_majority"))
+        p_maj[i, j] = max(pm, p_init[i, j]) if pm is not None else p_init[i, j]
+        try:
+            n = float(rec.get("n_samples"))
+            n_samp[i, j] = n if n >= 1 else np.nan
+        except (TypeError, ValueError):
+            pass
+        maj_ans[i, j] = rec.get("majority_answer")
+        maj_cor[i, j] = _as_bool_float(rec.get("majority_correct"))
+        sa = _as_probability(rec.get("sample_accuracy"))
+        s_acc[i, j] = np.nan if sa is None else sa
+        if init_ans[i] is None and rec.get("initial_majority_answer") is not None:
+            init_ans[i] = str(rec["initial_majority_answer"])
+    # Initial correctness: majority_correct at the first probe where the majority is the initial one.
+    init_cor = np.full(len(qids), np.nan)
+    for i in range(len(qids)):
+        obs = np.flatnonzero(~np.isnan(p_init[i]))
+        for j in obs:
+            if p_init[i, j] >= p_maj[i, j] and not np.isnan(maj_cor[i, j]):
+                init_cor[i] = maj_cor[i, j]
+                break
+    traj = ProbeTrajectories(
+        question_ids=qids,
+        steps=steps,
+        p_initial=p_init,
+        p_majority=p_maj,
+        n_samples=n_samp,
+        majority_answer=maj_ans,
+        initial_answer=tuple(init_ans),
+        initial_correct=init_cor,
+        majority_correct=maj_cor,
+        sample_accuracy=s_acc,
+        source="exact" if exact else "sampled",
+    )
+    return traj, tuple(warnings)
+
+
+# ----------------------------------------------------------------------------------------------
+# per-question fits, classification, pooling
+# ----------------------------------------------------------------------------------------------
+
+
+def fit_trajectories(traj: ProbeTrajectories, *, level: float = 0.95) -> SharpeningFit:
+    r"""Fit Theorem 1 to every question: :func:`sharpen.theory.fit_sharpening` on ``p_initial``.
+
+    Exact probes (``traj.source == "exact"``) carry no sampling noise: least squares on
+    :math:`\mathrm{logit}\,p_k` (``method="logit_wls"`` without sample counts; the weights
+    :math:`p(1-p)` are the logit's sensitivity, not binomial counts). Sampled probes: the binomial
+    fit, weighted by ``n_samples`` where every probe logged it; otherwise the dispersion is
+    estimated from the residuals. Returns a fit of batch shape (Q,).
+    """
+    if not isinstance(traj, ProbeTrajectories):
+        raise ValueError(f"traj: expected ProbeTrajectories, got {type(traj).__name__}")
+    if traj.source == "exact":
+        return fit_sharpening(traj.steps, traj.p_initial, method="logit_wls", level=level)
+    observed = ~np.isnan(traj.p_initial)
+    n_known = bool(np.all(~np.isnan(traj.n_samples[observed])))
+    n = np.where(np.isnan(traj.n_samples), 1.0, traj.n_samples) if n_known else None
+    return fit_sharpening(traj.steps, traj.p_initial, n_samples=n, level=level)
+
+
+@dataclass(frozen=True)
+class QuestionFit:
+    """One question: its Theorem 1 fit and its class.
+
+    ``beta``/``beta_ci``/``p0``/``r2_*`` are NaN where the fit is not valid; ``beta`` is ``inf``
+    for a non-positive slope. ``first_flip_step`` is the first probe step where another answer
+    held strictly more samples than the initial majority (NaN if never); ``n_flips`` counts
+    changes of the leading answer between consecutive probes; ``flip_share`` is the share of
+    probes after the first at which the initial majority was not leading.
+    """
+
+    question_id: str
+    label: QuestionClass
+    slope: float
+    slope_ci: tuple[float, float]
+    beta: float
+    beta_ci: tuple[float, float]
+    p0: float
+    r2_logit: float
+    r2_p: float
+    n_points: int
+    first_flip_step: float
+    n_flips: int
+    flip_share: float
+    initial_correct: float
+    final_p_initial: float
+
+
+def _flip_stats(
+    p_init: np.ndarray, p_maj: np.ndarray, steps: np.ndarray
+) -> tuple[float, int, float]:
+    obs = ~np.isnan(p_init)
+    pi, pm, st = p_init[obs], p_maj[obs], steps[obs]
+    if pi.size == 0:
+        return math.nan, 0, math.nan
+    lost = pm > pi + 1e-12  # another answer strictly ahead of the initial majority
+    first = float(st[np.argmax(lost)]) if lost.any() else math.nan
+    n_changes = int(np.count_nonzero(lost[1:] != lost[:-1])) if lost.size > 1 else 0
+    share = float(lost[1:].mean()) if lost.size > 1 else math.nan
+    return first, n_changes, share
+
+
+def classify_questions(traj: ProbeTrajectories, fit: SharpeningFit) -> tuple[QuestionFit, ...]:
+    r"""Classify each question by which of Theorem 1's assumptions held.
+
+    Rules, applied in order (``p`` = share of the initial majority, ``M`` = samples per probe):
+
+    1. **insufficient** -- fewer than two probe steps (the fit is not valid).
+    2. **flipped** (A1 broke) -- at the last probe another answer holds strictly more samples than
+       the initial majority.
+    3. **saturated** -- every sample agreed at the first probe (:math:`p \ge 1 - 1/(2M)`, or
+       :math:`p = 1` without M) and the initial majority still leads: nothing left to sharpen.
+    4. **sharpened** (A1, A2 held) -- the slope's confidence interval lies above 0 (with an
+       unbounded CI, e.g. two probes without M: the slope itself is > 0).
+    5. **no_learning** (A2 broke) -- otherwise: the log-odds of the initial majority did not
+       grow significantly.
+
+    Example
+    -------
+    >>> from sharpen.theory import majority_prob
+    >>> k = np.arange(0, 50, 10.0)
+    >>> t, _ = trajectories_from_probes(
+    ...     {"step": s, "question_id": "q", "p_initial_majority": p} for s, p in
+    ...     zip(k, majority_prob(0.3, 10.0, k)))
+    >>> classify_questions(t, fit_trajectories(t))[0].label
+    'sharpened'
+    """
+    if not isinstance(fit, SharpeningFit) or np.shape(fit.slope) != (traj.n_questions,):
+        raise ValueError(f"fit: expected a SharpeningFit of shape ({traj.n_questions},)")
+    out = []
+    for i, q in enumerate(traj.question_ids):
+        pi, pm, n = traj.p_initial[i], traj.p_majority[i], traj.n_samples[i]
+        obs = np.flatnonzero(~np.isnan(pi))
+        first_flip, n_flips, share = _flip_stats(pi, pm, traj.steps)
+        lo, hi = (float(x) for x in fit.slope_ci[i])
+        slope = float(fit.slope[i])
+        if not bool(fit.valid[i]):
+            label: QuestionClass = "insufficient"
+        elif pm[obs[-1]] > pi[obs[-1]] + 1e-12:
+            label = "flipped"
+        elif pi[obs[0]] >= (1.0 - 0.5 / n[obs[0]] if not np.isnan(n[obs[0]]) else 1.0):
+            label = "saturated"
+        elif lo > 0 or (not math.isfinite(lo) and slope > 0):
+            label = "sharpened"
+        else:
+            label = "no_learning"
+        out.append(
+            QuestionFit(
+                question_id=q,
+                label=label,
+                slope=slope,
+                slope_ci=(lo, hi),
+                beta=float(fit.beta[i]),
+                beta_ci=(float(fit.beta_ci[i, 0]), float(fit.beta_ci[i, 1])),
+                p0=float(fit.p0[i]),
+                r2_logit=float(fit.r2_logit[i]),
+                r2_p=float(fit.r2_p[i]),
+                n_points=int(fit.n_points[i]),
+                first_flip_step=first_flip,
+                n_flips=n_flips,
+                flip_share=share,
+                initial_correct=float(traj.initial_correct[i]),
+                final_p_initial=float(pi[obs[-1]]) if obs.size else math.nan,
+            )
+        )
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class PooledFit:
+    r"""Inverse-variance pooled slope :math:`1/\beta` over a set of questions.
+
+    Each question has its own intercept (:math:`\mathrm{logit}\,p_0`); the common slope is the
+    fixed-effect estimate :math:`\hat s = \sum_i w_i s_i / \sum_i w_i` with
+    :math:`w_i = 1/\mathrm{SE}_i^2` and :math:`\mathrm{SE}(\hat s) = (\sum_i w_i)^{-1/2}`.
+    ``i2`` is Higgins' :math:`I^2 = \max(0, (Q_C - (m-1))/Q_C)` with Cochran's
+    :math:`Q_C = \sum_i w_i (s_i - \hat s)^2`: the share of slope variation beyond sampling noise
+    (0 = one common :math:`\beta` explains every question).
+    """
+
+    n_questions: int
+    slope: float
+    slope_se: float
+    slope_ci: tuple[float, float]
+    beta: float
+    beta_ci: tuple[float, float]
+    rho: float
+    i2: float
+    median_beta: float
+
+
+def _slope_to_beta(s: float) -> float:
+    return 1.0 / s if s > 0 else math.inf
+
+
+def pool_slopes(slopes: Sequence[float], ses: Sequence[float], *, level: float = 0.95) -> PooledFit:
+    """Pool per-question slopes (see :class:`PooledFit`); non-finite entries are dropped.
+
+    A standard error of 0 (noiseless data) is floored at 1e-9 so such questions share equal,
+    large weights.
+
+    Example
+    -------
+    >>> round(pool_slopes([0.1, 0.1, 0.1], [0.01, 0.02, 0.01]).beta, 6)
+    10.0
+    """
+    s = np.asarray(slopes, dtype=np.float64).ravel()
+    se = np.asarray(ses, dtype=np.float64).ravel()
+    if s.shape != se.shape:
+        raise ValueError(f"ses: shape {se.shape} does not match slopes {s.shape}")
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level: must lie in (0, 1), got {level}")
+    ok = np.isfinite(s) & np.isfinite(se)
+    s, se = s[ok], se[ok]
+    nan2 = (math.nan, math.nan)
+    if s.size == 0:
+        return PooledFit(0, math.nan, math.nan, nan2, math.nan, nan2, math.nan, math.nan, math.nan)
+    w = 1.0 / np.maximum(se, 1e-9) ** 2
+    mean = float((w * s).sum() / w.sum())
+    pse = float(1.0 / math.sqrt(w.sum()))
+    z = float(stats.norm.ppf(0.5 + level / 2))
+    lo, hi = mean - z * pse, mean + z * pse
+    q = float((w * (s - mean) ** 2).sum())
+    i2 = max(0.0, (q - (s.size - 1)) / q) if q > 0 else 0.0
+    betas = np.where(s > 0, 1.0 / np.where(s > 0, s, 1.0), np.inf)
+    return PooledFit(
+        n_questions=int(s.size),
+        slope=mean,
+        slope_se=pse,
+        slope_ci=(lo, hi),
+        beta=_slope_to_beta(mean),
+        beta_ci=(_slope_to_beta(hi), _slope_to_beta(lo)),
+        rho=math.exp(-mean),
+        i2=i2,
+        median_beta=float(np.median(betas)),
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# the run's settings and the effective beta
+# ----------------------------------------------------------------------------------------------
+
+_SETTING_KEYS: dict[str, tuple[str, ...]] = {
+    "lr": ("lr", "learning_rate"),
+    "n_rollouts": ("n_rollouts", "num_generations", "group_size", "rollouts", "n"),
+    "clip_eps": ("clip_eps", "epsilon", "clip_range", "clip"),
+    "batch_size": ("batch_size", "prompts_per_step", "train_batch_size"),
+    "epochs": ("epochs", "ppo_epochs", "num_iterations"),
+    "optimizer": ("optimizer",),
+    "reward": ("reward",),
+    "kl_coef": ("kl_coef", "beta_kl", "kl_loss_coef"),
+}
+
+
+def _find_key(d: Any, names: tuple[str, ...], depth: int = 0) -> Any:
+    if not isinstance(d, Mapping) or depth > 4:
+        return None
+    for name in names:
+        if name in d and not isinstance(d[name], Mapping | list):
+            return d[name]
+    for v in d.values():
+        found = _find_key(v, names, depth + 1)
+        if found is not None:
+            return found
+    return None
+
+
+def run_settings(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The settings that set the effective step size, searched by name in a (nested) config.
+
+    Returns ``{name: value}`` for those of ``lr``, ``n_rollouts``, ``clip_eps``, ``batch_size``,
+    ``epochs``, ``optimizer``, ``reward``, ``kl_coef`` that the config holds (top level first).
+
+    >>> run_settings({"grpo": {"lr": 0.1, "n_rollouts": 8}, "reward": "majority_voting"})
+    {'lr': 0.1, 'n_rollouts': 8, 'reward': 'majority_voting'}
+    """
+    if not isinstance(config, Mapping):
+        raise ValueError(f"config: expected a mapping, got {type(config).__name__}")
+    out = {}
+    for key, names in _SETTING_KEYS.items():
+        v = _find_key(config, names)
+        if v is not None:
+            out[key] = v
+    return out
+
+
+def beta_mapping(pooled: PooledFit, settings: Mapping[str, Any]) -> dict[str, float | None]:
+    r"""Express the pooled :math:`\hat\beta` in the run's units.
+
+    The experiments use no KL, so :math:`\beta` is an implicit step size: the log-odds gain per
+    step :math:`1/\hat\beta` should scale with the learning rate. Reported: ``beta_steps``
+    (:math:`\hat\beta`, in training steps), ``log_odds_per_step`` (:math:`1/\hat\beta`),
+    ``log_odds_per_step_per_lr`` (:math:`1/(\hat\beta\,\eta)`, comparable across learning rates),
+    ``beta_times_lr`` and ``steps_per_e_fold`` (steps for the odds to grow e-fold, = :math:`\hat\beta`),
+    ``steps_to_halve_minority`` (:math:`\hat\beta \ln 2`: the non-majority odds halve).
+    """
+    s = pooled.slope
+    lr = settings.get("lr")
+    try:
+        lr = float(lr) if lr is not None else None
+    except (TypeError, ValueError):
+        lr = None
+    finite = math.isfinite(s) and s > 0
+    return {
+        "beta_steps": pooled.beta if finite else None,
+        "log_odds_per_step": s if math.isfinite(s) else None,
+        "log_odds_per_step_per_lr": (s / lr) if (finite and lr) else None,
+        "beta_times_lr": (pooled.beta * lr) if (finite and lr) else None,
+        "steps_to_halve_minority": (pooled.beta * math.log(2)) if finite else None,
+    }
