@@ -6,6 +6,7 @@ A :class:`Task` is a list of :class:`Question` split into ``train`` / ``heldout`
 asked for); ``correct(question, response)`` combines the two.
 
 * ``arith`` -- synthetic ``a+b=`` sums, embedded; the response is the digits of the sum.
+* ``reason`` -- multi-digit ``q: a+b=`` with a carry scratchpad, free length (:mod:`empirical.reasoning`).
 * ``countdown`` -- generated locally: reach a target with each given number once; checked by :func:`safe_eval`,
   a character and AST whitelist over decimal integers, computed in exact fractions with bounded numbers (never
   ``eval``).
@@ -85,6 +86,10 @@ class Task:
     candidates: tuple[str, ...] | None = field(default=None, repr=False)
     """Every answer the task can have, in canonical spelling, when they can be listed (exact probes score
     each; ``empirical.exact``); None when the answers are open-ended."""
+    implied: Callable[[str], str | None] | None = field(default=None, repr=False)
+    """For tasks whose responses show their steps: the answer a response's own steps imply (None where they
+    imply none), so a metric can ask whether the final answer follows the reasoning
+    (``empirical.behaviour``); None for tasks without checkable steps."""
 
     def __post_init__(self) -> None:
         if not self.train:
@@ -338,13 +343,24 @@ def countdown_task(
 
 
 def pretraining_corpus(
-    corpus: str, batch_size: int, rng: np.random.Generator, *, max_operand: int = 99
+    corpus: str,
+    batch_size: int,
+    rng: np.random.Generator,
+    *,
+    max_operand: int = 99,
+    digits: int = 3,
 ) -> tuple[list[str], list[str]]:
     """``batch_size`` (prompt, completion) pairs of the tiny model's pretraining corpus.
 
     ``arith``: ``a+b=`` -> sum. ``countdown``: a third sums, a third Countdown problems with a correct solution,
     a third verification examples (half right, half a random wrong expression) answered ``true``/``false``.
+    ``reason``: ``q: a+b=`` -> the worked solution, ``digits``-digit operands
+    (:func:`empirical.reasoning.reasoning_corpus`; ``max_operand`` unused).
     """
+    if corpus == "reason":
+        from empirical.reasoning import reasoning_corpus
+
+        return reasoning_corpus(batch_size, rng, digits=digits)
     prompts, completions = [], []
     for _ in range(batch_size):
         kind = 0 if corpus == "arith" else int(rng.integers(3))
@@ -514,6 +530,10 @@ def build_task(cfg: TrainConfig) -> Task:
         return countdown_task(
             n_train=cfg.n_train, n_heldout=cfg.n_heldout, style=style, seed=cfg.data_seed
         )
+    if cfg.task == "reason":
+        from empirical.reasoning import reasoning_task
+
+        return reasoning_task(n_train=cfg.n_train, n_heldout=cfg.n_heldout, seed=cfg.data_seed)
     limit = cfg.n_train or None
     load = load_dapo if cfg.task == "dapo" else load_math_jsonl
     train = load(cfg.data_path, limit=limit)

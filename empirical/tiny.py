@@ -6,7 +6,8 @@ No machine this project runs on can download weights, so the default language mo
   digits, ``+-*/=() ?:`` and ``a``-``z``), one token per character, ``<bos>`` prepended, left padding.
 * :func:`build_tiny_model` -- a 2-layer ``Qwen3ForCausalLM`` (hidden 128, 4 heads, tied embeddings; ~0.5M
   parameters, 2 MB).
-* :func:`pretrain` -- next-token training on a synthetic corpus (:mod:`empirical.tasks`) that *stops early*, so
+* :func:`pretrain` -- next-token training on a synthetic corpus (:mod:`empirical.tasks`; ``reason``: worked
+  multi-digit additions, :mod:`empirical.reasoning`) that *stops early*, so
   the prior is imperfect by construction: after a fixed number of steps, or -- the portable dial -- at the first
   check where greedy accuracy on fixed held-out sums reaches ``stop_at_accuracy``. Training's bits differ across
   CPUs (torch picks other kernels), so a step count gives a different prior on each machine (the 400-step prior
@@ -126,10 +127,11 @@ def build_tiny_model(config: TinyModelConfig = TinyModelConfig(), *, seed: int =
 
 @dataclass(frozen=True)
 class PretrainConfig:
-    """How the tiny model's prior is made. Every field enters the cache key."""
+    """How the tiny model's prior is made. Every field enters the cache key (``digits`` only for ``reason``)."""
 
-    corpus: Literal["arith", "countdown"] = "arith"
-    """``arith``: ``a+b=`` sums; ``countdown``: arithmetic + Countdown solutions + verification examples."""
+    corpus: Literal["arith", "countdown", "reason"] = "arith"
+    """``arith``: ``a+b=`` sums; ``countdown``: arithmetic + Countdown solutions + verification examples;
+    ``reason``: ``digits``-digit sums with a carry scratchpad (:mod:`empirical.reasoning`)."""
     steps: int = 500
     """Optimizer steps. The prior is imperfect *because* training stops here (500 -> ~70% on ``arith``)."""
     lr: float = 3e-3
@@ -144,15 +146,22 @@ class PretrainConfig:
     """Architecture."""
     stop_at_accuracy: float | None = None
     """Stop at the first check where greedy accuracy on the check sums reaches this (``steps`` is then the
-    budget); ``None``: run exactly ``steps`` steps."""
+    budget); ``None``: run exactly ``steps`` steps. For ``reason``, accuracy means writing the whole gold worked
+    solution (:func:`check_sums`)."""
     check_every: int = 5
     """Steps between accuracy checks (when ``stop_at_accuracy`` is set)."""
     n_check: int = 256
-    """Held-out ``a+b=`` sums of the accuracy check (drawn with seed ``seed + 1``; fixed per config)."""
+    """Held-out questions of the accuracy check (:func:`check_sums`, drawn with seed ``seed + 1``; fixed per
+    config)."""
+    digits: int = 3
+    """``reason`` corpus: operand digits (operands ``0 .. 10^digits - 1``). Other corpora ignore it, and it
+    enters their cache key only when ``reason`` is chosen (so their keys did not change when it was added)."""
 
     def __post_init__(self) -> None:
-        if self.corpus not in ("arith", "countdown"):
-            raise ValueError(f"corpus: must be 'arith' or 'countdown', got {self.corpus!r}")
+        if self.corpus not in ("arith", "countdown", "reason"):
+            raise ValueError(
+                f"corpus: must be 'arith', 'countdown' or 'reason', got {self.corpus!r}"
+            )
         if self.steps < 0:
             raise ValueError(f"steps: must be >= 0, got {self.steps}")
         if not self.lr > 0:
@@ -167,14 +176,26 @@ class PretrainConfig:
             raise ValueError(f"check_every: must be >= 1, got {self.check_every}")
         if self.n_check < 1:
             raise ValueError(f"n_check: must be >= 1, got {self.n_check}")
+        from empirical.reasoning import max_sequence_tokens
+
+        longest = max_sequence_tokens(self.digits)  # validates digits (1..9), whatever the corpus
+        if self.corpus == "reason" and longest > self.model.max_positions:
+            raise ValueError(
+                f"digits: {self.digits}-digit worked solutions take {longest} positions, more than "
+                f"model.max_positions={self.model.max_positions}"
+            )
 
     def cache_key(self) -> str:
         """Short hash of the configuration: the cache folder name."""
-        blob = json.dumps(asdict(self), sort_keys=True).encode()
+        fields = asdict(self)
+        if (
+            self.corpus != "reason"
+        ):  # unused: keep the keys of priors cached before the field existed
+            del fields["digits"]
+        blob = json.dumps(fields, sort_keys=True).encode()
         stop = "" if self.stop_at_accuracy is None else f"acc{self.stop_at_accuracy:g}-"
-        return (
-            f"tiny-qwen3-{self.corpus}-{stop}{self.steps}-{hashlib.sha256(blob).hexdigest()[:10]}"
-        )
+        corpus = f"reason{self.digits}" if self.corpus == "reason" else self.corpus
+        return f"tiny-qwen3-{corpus}-{stop}{self.steps}-{hashlib.sha256(blob).hexdigest()[:10]}"
 
 
 def encode_pairs(
@@ -208,7 +229,17 @@ def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
 
 
 def check_sums(config: PretrainConfig) -> tuple[list[str], list[str]]:
-    """The fixed held-out ``a+b=`` prompts and answers of the accuracy check (seed ``config.seed + 1``)."""
+    """The fixed held-out prompts and answers of the accuracy check (seed ``config.seed + 1``).
+
+    ``a+b=`` sums and their answers, or for the ``reason`` corpus ``q: a+b=`` and the whole worked solution
+    (:func:`empirical.reasoning.reasoning_check`): :func:`greedy_accuracy` then counts the prompts whose greedy
+    response *is* the gold solution -- a lower bound on greedy answer accuracy (a wrong step may still end in
+    the right sum), decided in one teacher-forced pass.
+    """
+    if config.corpus == "reason":
+        from empirical.reasoning import reasoning_check
+
+        return reasoning_check(config.n_check, digits=config.digits, seed=config.seed + 1)
     rng = np.random.default_rng(config.seed + 1)
     pairs = rng.integers(0, config.max_operand + 1, size=(config.n_check, 2))
     return [f"{a}+{b}=" for a, b in pairs], [str(a + b) for a, b in pairs]
@@ -252,7 +283,11 @@ def pretrain(model, tokenizer, config: PretrainConfig, *, progress: bool = False
     model.train()
     for step in range(1, config.steps + 1):
         prompts, completions = pretraining_corpus(
-            config.corpus, config.batch_size, rng, max_operand=config.max_operand
+            config.corpus,
+            config.batch_size,
+            rng,
+            max_operand=config.max_operand,
+            digits=config.digits,
         )
         ids, attn, lmask = encode_pairs(tokenizer, prompts, completions)
         logits = model(input_ids=ids, attention_mask=attn, position_ids=position_ids(attn)).logits

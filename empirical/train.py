@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from empirical.behaviour import behaviour_metrics
 from empirical.checkpoint import (
     check_run_folder,
     latest_checkpoint,
@@ -293,6 +294,10 @@ class Trainer:
                    grad_norm=grad_norm, lr=lr)  # fmt: skip
         if old.ref_logp is not None:
             out["kl_to_initial"] = float(masked_mean(kl_k3(old.logp, old.ref_logp), batch.mask))
+        out.update(behaviour_metrics(  # length, repetition, parse rate, distinct answers, sequence KL
+            batch.tokens, answers, n=n, mask=batch.mask, eos_id=self.eos_id,
+            logprobs=old.logp if old.ref_logp is not None else None, ref_logprobs=old.ref_logp,
+            implied_answers=[self.task.implied(t) for t in texts] if self.task.implied else None))  # fmt: skip
         out["time/rollout"] = t_rollout - t0
         out["time/update"] = t_update - t_rollout
         out["time/step"] = t_update - t0
@@ -347,18 +352,20 @@ class Trainer:
         return records
 
     def evaluate(self) -> dict[str, float]:
-        """Held-out avg@k (``eval_samples`` at ``eval_temperature``), maj@k, greedy accuracy and, where the task
-        lists its answers, ``exact_accuracy``: the mean probability of the label at the rollout temperature
-        (expected accuracy of one training sample, no sampling noise) with its standard error over questions."""
+        """Held-out avg@k, maj@k, greedy accuracy, behaviour and -- for listed answers -- ``exact_accuracy``: the
+        label's mean probability at the rollout temperature (no sampling noise) with its SE over questions."""
         cfg, k = self.cfg, self.cfg.eval_samples
         questions = list(self.task.heldout[: cfg.n_eval or None])
-        _, texts = self.sample(
+        gen, texts = self.sample(
             questions, k, cfg.eval_temperature, cfg.eval_top_p, cfg.max_new_tokens
         )
         greedy = (
             self.sample(questions, 1, 0.0, 1.0, cfg.max_new_tokens)[1] if cfg.eval_greedy else None
         )
         out = heldout_metrics(self.task, questions, texts, k=k, greedy_texts=greedy)
+        implied = [self.task.implied(t) for t in texts] if self.task.implied else None
+        out.update(behaviour_metrics(gen.response_ids, [self.task.parse(t) for t in texts], n=k,
+                                     eos_id=self.eos_id, implied_answers=implied))  # fmt: skip
         if (
             cfg.exact_probes and self.task.candidates
         ):  # labels are listed answers: score them exactly
