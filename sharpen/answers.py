@@ -22,11 +22,20 @@ Bad input
 Model output is adversarial input: it can be megabytes long, nest braces thousands deep or repeat ``\boxed{``
 without closing it. Every function here does bounded work on any string, and says what it returns:
 
+Errors are ``ValueError`` with a one-line message ``name: problem`` naming the argument, except the one
+``TypeError`` below.
+
 * **Not a string.** ``extract_boxed``, ``extract_answer_line``, ``extract_answer`` and ``parse_verdict`` raise
   ``ValueError("text: expected a str, got int")``; ``canonicalize`` the same with ``answer:`` (None it returns
   unchanged). ``equivalent`` compares non-strings by ``==`` (so ``"3"`` and ``3`` differ) and is False when
-  either side is None; ``majority_vote`` counts non-string hashables as they are (an unhashable answer raises
-  ``TypeError``).
+  either side is None; where ``==`` does not give one bool (a numpy array, or a numpy scalar against a list)
+  it raises ``gold, pred:``. ``majority_vote`` counts non-string hashables as they are; an unhashable answer
+  (a list, an array) raises ``TypeError`` (Python's ``unhashable type``), and ``answers`` that is a str,
+  bytes or not iterable raises ``answers:``.
+* **Options.** ``style`` other than the three names (any type: an array too); ``math_verify`` and
+  ``canonical`` not bools; ``timeout`` not a finite number > 0 (bools, NaN, inf and strings included). ``plurality_winners``:
+  ``counts`` not a (G, K) array of non-negative integer counts (bool, int or integral float; str, complex,
+  NaN and fractions raise), ``rng`` not a ``numpy.random.Generator``.
 * **Empty or blank.** Extraction returns None (``\boxed{ }``, ``Answer: $ $``); ``canonicalize`` returns None
   for a string that is empty once canonicalised (``""``, ``"$ $"``, ``"."``), so ``equivalent`` is False and the
   vote counts it as unparseable; ``parse_verdict`` returns 0.
@@ -59,6 +68,7 @@ from __future__ import annotations
 import atexit
 import importlib.util
 import json
+import math
 import os
 import re
 import select
@@ -103,6 +113,24 @@ MATH_VERIFY_TIMEOUT = 5.0
 _BOXED = re.compile(r"\\(?:boxed|fbox)\s*")
 _BRACE = re.compile(r"[{}]")
 _TOKEN = re.compile(r"[^\s$]+")
+
+
+def _brief(value: object, width: int = 60) -> str:
+    """``repr(value)`` on one line and at most ``width`` characters, for error messages."""
+    text = " ".join(repr(value).split())
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def _finite_float(x: object) -> float | None:
+    """``x`` as a finite float if it is a real number (not a bool), else None (an int beyond the float
+    range too), for checks of numeric options."""
+    if isinstance(x, bool | np.bool_) or not isinstance(x, int | float | np.integer | np.floating):
+        return None
+    try:
+        v = float(x)
+    except OverflowError:
+        return None
+    return v if math.isfinite(v) else None
 
 
 def _check_text(text: object, name: str = "text") -> str:
@@ -188,6 +216,9 @@ def extract_answer_line(text: str) -> str | None:
     return None
 
 
+_STYLES = ("auto", "boxed", "answer_line")
+
+
 def extract_answer(text: str, style: str = "auto") -> str | None:
     r"""Extract the final answer of a response.
 
@@ -204,14 +235,16 @@ def extract_answer(text: str, style: str = "auto") -> str | None:
         The raw answer string (not canonicalised), or None if unparseable.
     """
     _check_text(text)
+    if not isinstance(style, str) or style not in _STYLES:  # an array would compare elementwise
+        raise ValueError(
+            f"style: must be one of 'auto', 'boxed', 'answer_line', got {_brief(style)}"
+        )
     if style == "boxed":
         return extract_boxed(text)
     if style == "answer_line":
         return extract_answer_line(text)
-    if style == "auto":
-        boxed = extract_boxed(text)
-        return boxed if boxed is not None else extract_answer_line(text)
-    raise ValueError(f"style: must be one of 'auto', 'boxed', 'answer_line', got {style!r}")
+    boxed = extract_boxed(text)
+    return boxed if boxed is not None else extract_answer_line(text)
 
 
 def _strip_ends(s: str) -> str:
@@ -268,7 +301,9 @@ def canonicalize(answer: str | None) -> str | None:
     r"""Presentation-only normal form of an answer string (None stays None).
 
     Returns None for an answer that is empty once canonicalised, or longer than :data:`MAX_ANSWER_CHARS`
-    (treated as unparseable). Linear time in the length of the answer.
+    (treated as unparseable). Linear time in the length of the answer. Canonical strings are fixed points
+    (``canonicalize(canonicalize(a)) == canonicalize(a)``), except where removing a command joins its
+    neighbours into a new one (``\le\leftft``, ``\\,,``): only one pass is made.
 
     >>> canonicalize(r" $\dfrac{1}{2}$. ")
     '\\frac{1}{2}'
@@ -286,7 +321,7 @@ def canonicalize(answer: str | None) -> str | None:
     s = s.replace("\\!", "").replace("\\,", "").replace("\\;", "").replace("\\ ", "")
     s = s.replace("^\\circ", "").replace("^{\\circ}", "")
     s = _unwrap_text(s)
-    s = re.sub(r"\s+", "", s)
+    s = _strip_ends(re.sub(r"\s+", "", s))  # again: removing a command can expose an end "$" or "."
     if re.fullmatch(r"[+-]?\d{1,3}(,\d{3})+(\.\d+)?", s):
         s = s.replace(",", "")
     if re.fullmatch(r"[+-]?\d+\.\d+", s):
@@ -469,8 +504,11 @@ def equivalent(
     process; the check is False if it does not finish within ``timeout`` seconds, on any thread (the first
     check of a process also waits about a second for the worker to start; see the module docstring).
     """
-    if not timeout > 0:
-        raise ValueError(f"timeout: must be > 0 seconds, got {timeout!r}")
+    if not isinstance(math_verify, bool | np.bool_):
+        raise ValueError(f"math_verify: must be a bool, got {_brief(math_verify)}")
+    seconds = _finite_float(timeout)
+    if seconds is None or not seconds > 0:
+        raise ValueError(f"timeout: must be a finite number > 0 (seconds), got {_brief(timeout)}")
     if gold is None or pred is None:
         return False
     if isinstance(gold, str) and isinstance(pred, str):
@@ -479,8 +517,14 @@ def equivalent(
             return False
         if g == p:
             return True
-        return _math_verify_equal(g, p, timeout) if math_verify else False
-    return gold == pred
+        return _math_verify_equal(g, p, seconds) if math_verify else False
+    try:
+        return bool(gold == pred)  # numpy scalars give np.bool_; arrays have no single truth value
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"gold, pred: a {type(gold).__name__} and a {type(pred).__name__} do not compare to "
+            "one bool by ==; use hashable answers (str, int, tuple) or None"
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -524,10 +568,17 @@ def majority_vote(answers: Sequence[Hashable | None], *, canonical: bool = True)
     >>> v.answer, v.count, v.ratio
     ('2', 2, 0.4)
     """
-    if isinstance(answers, str) or not isinstance(answers, Sequence):
-        answers = list(answers) if not isinstance(answers, str) else None
-        if answers is None:
-            raise ValueError("answers: expected a sequence of answers, got a str")
+    if not isinstance(canonical, bool | np.bool_):
+        raise ValueError(f"canonical: must be a bool, got {_brief(canonical)}")
+    if isinstance(answers, str | bytes):
+        raise ValueError(f"answers: expected a sequence of answers, got a {type(answers).__name__}")
+    if not isinstance(answers, Sequence):
+        try:
+            answers = list(answers)
+        except TypeError:
+            raise ValueError(
+                f"answers: expected a sequence of answers, got {type(answers).__name__}"
+            ) from None
     n = len(answers)
     if n == 0:
         raise ValueError("answers: empty group")
@@ -561,9 +612,18 @@ def plurality_winners(counts: np.ndarray, rng: np.random.Generator) -> np.ndarra
 
     Uniform tie-breaking on counts equals TTRL's first-seen rule in law, since i.i.d. samples are exchangeable.
     """
-    c = np.asarray(counts)
+    if not isinstance(rng, np.random.Generator):
+        raise ValueError(f"rng: expected a numpy.random.Generator, got {type(rng).__name__}")
+    try:
+        c = np.asarray(counts)
+    except (TypeError, ValueError, OverflowError):  # ragged or too deeply nested lists
+        raise ValueError("counts: expected a rectangular (G, K) array of counts") from None
     if c.ndim != 2:
         raise ValueError(f"counts: expected shape (G, K), got {c.shape}")
+    if c.dtype.kind not in "biuf":
+        raise ValueError(f"counts: expected integer counts, got dtype {c.dtype}")
+    if c.dtype.kind == "f" and not (np.isfinite(c).all() and (c == np.round(c)).all()):
+        raise ValueError("counts: expected integer counts, got non-integer or non-finite floats")
     if c.size and (c.min() < 0):
         raise ValueError("counts: must be non-negative")
     if c.shape[1] == 0:

@@ -17,30 +17,44 @@ Bad input
 Every check raises ``ValueError`` with a one-line message ``name: problem`` naming the argument:
 
 * ``group_advantages``: ``rewards`` None, not real numbers (str/object/complex dtype, ragged lists), NaN or
-  inf, empty or 0-d; ``eps`` not a finite number >= 0 (negative, NaN, inf, bool, str).
+  inf, empty or 0-d; ``eps`` not a finite number >= 0 (negative, NaN, inf, bool, str); ``normalize_std`` or
+  ``unbiased`` not a bool.
 * ``policy_loss``: ``logp``, ``old_logp``, ``advantages`` not floating torch tensors or holding NaN/inf
   anywhere (padding included: a NaN under the mask would still poison the sums); ``mask`` not a tensor or not
-  0/1; shapes that do not match (``logp, old_logp, mask`` (B, T); ``advantages`` (B,) or (B, T));
-  ``clip_eps`` / ``clip_eps_high`` not finite numbers >= 0; ``agg`` not a known mode.
-* ``agg_loss``: ``mode`` unknown; ``masked_mean`` (and so ``agg_loss``): ``mask`` selecting nothing (the mean
-  would be NaN).
-* ``kl_k3``: ``ref_logp`` of another shape than ``logp``. Values are not checked here (it is called on the
-  inputs ``policy_loss`` has already checked): NaN in gives NaN out.
+  0/1; ``logp`` not (B, T) and shapes that do not match (``logp, old_logp, mask`` (B, T); ``advantages`` (B,)
+  or (B, T)); ``clip_eps`` / ``clip_eps_high`` not finite numbers >= 0; ``agg`` not a known mode (``mode:``).
+* ``agg_loss``: ``mode`` unknown, ``loss_mat`` not a floating (B, T) tensor, ``mask`` not a 0/1 tensor of its
+  shape; ``masked_mean``: ``x`` not a floating tensor, ``mask`` likewise, ``dim`` not None or an axis of
+  ``x``; and (so ``agg_loss`` too) a ``mask`` selecting nothing (the mean would be NaN).
+* ``kl_k3``: ``logp`` / ``ref_logp`` not floating tensors, or of different shapes. Values are not checked here
+  (it is called on the inputs ``policy_loss`` has already checked): NaN in gives NaN out.
+
+Values: finite input never gives NaN. Normalised advantages are finite (within :math:`\pm\sqrt N`; a
+singleton group's :math:`r/(1+\epsilon)`): each group is normalised divided by a power of two near its
+largest reward, so the variance neither overflows nor underflows. A Dr. GRPO advantage is :math:`\pm\infty`
+only where :math:`r - \bar r` itself exceeds the output dtype's range (float16 rewards near 65504). In
+``policy_loss`` the ratio saturates just below the float's max (log-ratios above ~88.6 in float32) instead of
+overflowing, so a zero advantage never meets ``0 * inf``; the loss may be ``+inf`` where :math:`\rho|A|`
+overflows, and is NaN-free while :math:`B\,T\,|A|(1 + \epsilon_{\rm hi})` stays within the float range (mind
+float16's 65504). Masked-out positions never enter a sum (an ``inf`` there is ignored), and ``kl_k3`` is
+``+inf``, not NaN, where ``ref_logp - logp`` overflows.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
 import torch
 
 from sharpen import _array
+from sharpen.answers import _brief, _finite_float
 
 __all__ = ["agg_loss", "group_advantages", "kl_k3", "masked_mean", "policy_loss"]
 
 LossAgg = Literal["token-mean", "seq-mean-token-mean", "seq-mean-token-sum"]
+_LOSS_AGGS = get_args(LossAgg)
 
 
 def group_advantages(
@@ -85,6 +99,8 @@ def group_advantages(
     if t.ndim < 1 or t.numel() == 0:
         raise ValueError(f"rewards: expected a non-empty (G, N) array, got shape {tuple(t.shape)}")
     eps = _nonnegative("eps", eps)
+    _check_bool("normalize_std", normalize_std)
+    _check_bool("unbiased", unbiased)
     out_dtype = t.dtype if t.is_floating_point() else torch.float64
     r = t.to(torch.float64)
     n = r.shape[-1]
@@ -92,10 +108,17 @@ def group_advantages(
         adv = r / (1.0 + eps) if normalize_std else r.clone()
         return _array.like_input(adv.to(out_dtype), rewards)
     constant = r.amax(dim=-1, keepdim=True) == r.amin(dim=-1, keepdim=True)  # (G, 1)
+    # Normalise r / 2^e, 2^e near each group's largest |r| (a power of two: exact), so that the
+    # variance of huge rewards cannot overflow nor that of tiny ones underflow; eps is scaled alike.
+    top = r.abs().amax(dim=-1, keepdim=True)
+    scale = torch.ldexp(torch.ones_like(top), torch.frexp(top)[1] - 1)  # top = m 2^e: 2^(e-1)
+    r = r / scale
     adv = r - r.mean(dim=-1, keepdim=True)
     if normalize_std:
         std = r.std(dim=-1, keepdim=True, correction=1 if unbiased else 0)
-        adv = adv / torch.where(constant, 1.0, std + eps)
+        adv = adv / torch.where(constant, 1.0, std + eps / scale)
+    else:
+        adv = adv * scale  # +-inf only where r - mean(r) itself exceeds the float range
     adv = torch.where(constant, 0.0, adv)
     return _array.like_input(adv.to(out_dtype), rewards)
 
@@ -109,10 +132,12 @@ def _reward_tensor(rewards: Any) -> torch.Tensor:
     else:
         try:
             a = np.asarray(rewards)
-        except (TypeError, ValueError) as exc:  # ragged lists
-            raise ValueError(f"rewards: expected a rectangular array of numbers ({exc})") from exc
+        except (TypeError, ValueError, OverflowError) as exc:  # ragged lists
+            raise ValueError("rewards: expected a rectangular array of numbers") from exc
         if a.dtype.kind not in "biuf":
             raise ValueError(f"rewards: expected real numbers, got dtype {a.dtype}")
+        if not a.dtype.isnative or any(stride < 0 for stride in a.strides):
+            a = a.astype(a.dtype.newbyteorder("="))  # a native, positively strided copy for torch
         t = torch.from_numpy(a)
     if t.is_complex():
         raise ValueError(f"rewards: expected real numbers, got dtype {t.dtype}")
@@ -121,13 +146,16 @@ def _reward_tensor(rewards: Any) -> torch.Tensor:
     return t
 
 
+def _check_bool(name: str, x: Any) -> None:
+    if not isinstance(x, bool | np.bool_):
+        raise ValueError(f"{name}: must be a bool, got {_brief(x)}")
+
+
 def _nonnegative(name: str, x: Any) -> float:
     """``x`` as a finite float >= 0, else ``ValueError`` naming it."""
-    if isinstance(x, bool) or not isinstance(x, (int, float, np.integer, np.floating)):
-        raise ValueError(f"{name}: must be a finite number >= 0, got {x!r}")
-    v = float(x)
-    if not (math.isfinite(v) and v >= 0):
-        raise ValueError(f"{name}: must be a finite number >= 0, got {v}")
+    v = _finite_float(x)
+    if v is None or not v >= 0:
+        raise ValueError(f"{name}: must be a finite number >= 0, got {_brief(x)}")
     return v
 
 
@@ -145,14 +173,39 @@ def _finite_tensor(name: str, x: Any) -> torch.Tensor:
 def masked_mean(x: torch.Tensor, mask: torch.Tensor, dim: int | None = None) -> torch.Tensor:
     """Mean of ``x`` over positions where ``mask`` is true (all of them, or along ``dim``).
 
-    Raises ``ValueError`` when the mask selects nothing (the mean would be NaN).
+    ``x`` is a floating tensor, ``mask`` a 0/1 or bool tensor of its shape, ``dim`` None or an axis of
+    ``x``. Masked-out values never enter the sums (an inf there does not make a NaN); the values of
+    ``x`` are not checked (NaN in, NaN out). Raises ``ValueError`` when the mask selects nothing (the
+    mean would be NaN), and for arguments outside this contract.
     """
-    m = mask.to(x.dtype)
+    m = _mask_like("mask", mask, x, "x")
+    if dim is not None:
+        if isinstance(dim, bool) or not isinstance(dim, int | np.integer):
+            raise ValueError(f"dim: must be None or an int, got {_brief(dim)}")
+        if not -x.ndim <= dim < max(x.ndim, 1):
+            raise ValueError(f"dim: {int(dim)} is not an axis of x, of shape {tuple(x.shape)}")
+        dim = int(dim)
     denom = m.sum() if dim is None else m.sum(dim=dim)
     if bool((denom == 0).any()):
         raise ValueError("mask: selects no element; the mean is undefined")
-    num = (x * m).sum() if dim is None else (x * m).sum(dim=dim)
-    return num / denom
+    selected = torch.where(m, x, torch.zeros_like(x))
+    num = selected.sum() if dim is None else selected.sum(dim=dim)
+    return num / denom.to(num.dtype)
+
+
+def _mask_like(name: str, mask: Any, x: Any, x_name: str) -> torch.Tensor:
+    """``mask`` as a bool tensor of ``x``'s shape (``x`` a floating tensor), else ``ValueError``."""
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+        raise ValueError(f"{x_name}: expected a floating torch.Tensor, got {_brief(x, 40)}")
+    if not isinstance(mask, torch.Tensor):
+        raise ValueError(f"{name}: expected a torch.Tensor, got {type(mask).__name__}")
+    if mask.shape != x.shape:
+        raise ValueError(
+            f"{name}: shape {tuple(mask.shape)} differs from {x_name}'s {tuple(x.shape)}"
+        )
+    if mask.is_complex():
+        raise ValueError(f"{name}: must hold only 0/1 or booleans, got dtype {mask.dtype}")
+    return _array.as_mask_tensor(mask, name)
 
 
 def agg_loss(
@@ -164,15 +217,16 @@ def agg_loss(
     ``seq-mean-token-mean``: mean over tokens, then over sequences (original GRPO);
     ``seq-mean-token-sum``: sum over tokens, then mean over sequences.
     """
+    if not isinstance(mode, str) or mode not in _LOSS_AGGS:
+        raise ValueError(f"mode: must be one of {', '.join(_LOSS_AGGS)}; got {_brief(mode)}")
+    m = _mask_like("mask", mask, loss_mat, "loss_mat")
+    if loss_mat.ndim != 2:
+        raise ValueError(f"loss_mat: expected shape (B, T), got {tuple(loss_mat.shape)}")
     if mode == "token-mean":
-        return masked_mean(loss_mat, mask)
+        return masked_mean(loss_mat, m)
     if mode == "seq-mean-token-mean":
-        return masked_mean(loss_mat, mask, dim=1).mean()
-    if mode == "seq-mean-token-sum":
-        return (loss_mat * mask.to(loss_mat.dtype)).sum(dim=1).mean()
-    raise ValueError(
-        f"mode: must be one of token-mean, seq-mean-token-mean, seq-mean-token-sum; got {mode!r}"
-    )
+        return masked_mean(loss_mat, m, dim=1).mean()
+    return torch.where(m, loss_mat, torch.zeros_like(loss_mat)).sum(dim=1).mean()
 
 
 def kl_k3(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
@@ -184,12 +238,17 @@ def kl_k3(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
     ----------
     logp, ref_logp : (B, T) tensors of sampled-token log-probabilities.
     """
+    for name, x in (("logp", logp), ("ref_logp", ref_logp)):
+        if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+            raise ValueError(f"{name}: expected a floating torch.Tensor, got {_brief(x, 40)}")
     if logp.shape != ref_logp.shape:
         raise ValueError(
             f"ref_logp: shape {tuple(ref_logp.shape)} differs from logp {tuple(logp.shape)}"
         )
     delta = ref_logp - logp
-    return torch.expm1(delta) - delta
+    k3 = torch.expm1(delta) - delta
+    # delta = +inf (a difference beyond the float range): k3 is +inf, not inf - inf = NaN
+    return torch.where(torch.isposinf(delta), delta, k3)
 
 
 def policy_loss(
@@ -234,6 +293,8 @@ def policy_loss(
     _finite_tensor("advantages", advantages)
     if not isinstance(mask, torch.Tensor):
         raise ValueError(f"mask: expected a torch.Tensor, got {type(mask).__name__}")
+    if logp.ndim != 2:
+        raise ValueError(f"logp: expected shape (B, T), got {tuple(logp.shape)}")
     if logp.shape != old_logp.shape or logp.shape != mask.shape:
         raise ValueError(
             f"logp, old_logp, mask: shapes must match, got {tuple(logp.shape)}, "
@@ -249,11 +310,15 @@ def policy_loss(
         raise ValueError(f"advantages: expected (B,) or (B, T), got {tuple(advantages.shape)}")
     clip_eps = _nonnegative("clip_eps", clip_eps)
     hi = clip_eps if clip_eps_high is None else _nonnegative("clip_eps_high", clip_eps_high)
-    mask = _array.as_mask_tensor(mask, "mask")
-    log_ratio = logp - old_logp.detach()
+    mask = _mask_like("mask", mask, logp, "logp")
+    # Saturate the ratio below the float's max instead of overflowing to inf, where 0 * inf (a zero
+    # advantage) would make the loss NaN. Only log-ratios above ~88.6 (float32) are affected.
+    log_max = math.log(torch.finfo(logp.dtype).max) - 0.1  # margin: the clamp value is rounded
+    log_ratio = (logp - old_logp.detach()).clamp(max=log_max)
     ratio = log_ratio.exp()
     unclipped = ratio * advantages
-    clipped = ratio.clamp(1.0 - clip_eps, 1.0 + hi) * advantages
+    big = torch.finfo(ratio.dtype).max  # clip ranges beyond the float range clip nothing
+    clipped = ratio.clamp(max(1.0 - clip_eps, -big), min(1.0 + hi, big)) * advantages
     loss_mat = -torch.minimum(unclipped, clipped)
     loss = agg_loss(loss_mat, mask, agg)
     with torch.no_grad():

@@ -23,28 +23,38 @@ Conventions
 
 Bad input
 ---------
-Messages start with the argument's name, written ``name must ...`` / ``name is ...`` here (not yet
-the project's ``name: problem``):
+Every error is a one-line ``ValueError`` whose message starts with the argument's name, written
+``name must ...`` / ``name is ...`` here (not the project's ``name: problem``: the messages are part of
+``tests/sharpen/test_metrics.py``):
 
 * numeric vectors (``correct``, ``proxy_rewards``, ``gt_rewards``, ``before``/``after``,
-  ``log_probs_sum``): not 1-D, empty, not numeric (str/object dtype), NaN, inf (``log_probs_sum``:
-  only +inf; ``-inf`` is an underflow by definition); binary ones holding values other than 0/1;
-  paired vectors of different lengths;
-* answers: a single string instead of a sequence, empty, a float NaN (use ``None`` for
-  unparseable); ``groups`` of another length than the answers or holding ``None``; groups of unequal
-  sizes or labels not constant within a group (``ttrl_metrics``); ``label`` None where a label is
-  required;
-* ``pass_at_k``: non-integers, shapes that do not broadcast, ``n < 1``, ``c`` outside [0, n], ``k``
-  outside [1, n]; ``mean_token_entropy`` / ``response_length``: logits not (B, T, V), a mask of
-  another shape, not 0/1 or with no valid token, NaN logits, ``temperature`` not finite > 0;
-* options: an unknown ``ties`` / ``rule`` / ``nan`` mode, non-finite thresholds, ``min_decline`` <= 0,
-  ``noise_sigmas`` negative, window sizes not integers >= 1, ``steps`` not strictly increasing
-  integers, a non-floating ``dtype``.
+  ``log_probs_sum``, ``trailing_mean``'s ``x``): not 1-D, empty, not real numbers (str, object,
+  complex or datetime dtype; ragged or too deeply nested lists), NaN (``x`` keeps it, see
+  :func:`trailing_mean`), inf (``log_probs_sum``: only +inf; ``-inf`` is an underflow by
+  definition); binary ones holding values other than 0/1; paired vectors of different lengths;
+* answers: a single string instead of a sequence, empty, a float NaN (use ``None`` for unparseable),
+  an unhashable entry (``answers[2] is an unhashable list``); ``groups`` a string or not a sequence, of
+  another length than the answers, holding ``None`` or an unhashable id; groups of unequal sizes or
+  labels not constant within a group (``ttrl_metrics``); ``label`` None or NaN where a label is
+  required (``labels[i]`` in ``ttrl_metrics``, which also needs hashable labels); ``equivalent`` not
+  callable;
+* ``pass_at_k``: non-integers, values of 2**63 or more, more than 32 dimensions, shapes that do not
+  broadcast, ``n < 1``, ``c`` outside [0, n], ``k`` outside [1, n]; ``mean_token_entropy`` /
+  ``response_length``: logits not (B, T, V) real numbers, a mask of another shape, not 0/1 or with no
+  valid token, NaN logits, ``temperature`` not a finite number > 0 (bools rejected);
+* options: an unknown ``ties`` / ``rule`` / ``nan`` mode (of any type), thresholds that are not finite
+  numbers (``threshold``, ``reward_threshold``, ``min_decline``; bools rejected), ``min_decline`` <= 0,
+  ``noise_sigmas`` negative, window sizes not integers >= 1, ``steps`` not strictly increasing integers
+  below 2**63, a non-floating ``dtype``.
+
+Values: finite input gives finite results. Means, correlations and the step noise are computed on the
+values divided by a power of two near their largest magnitude (exact), so values near 1e308 do not
+overflow and values near 1e-308 do not underflow; only a result that itself exceeds the float range
+is +-inf (``gt_gain``'s difference of two means, ``step_noise`` of steps near 1e308). ``pass_at_k``
+takes time and memory linear in the number of problems for any ``n`` (no O(n) work per problem).
 
 Not errors: statistics that are undefined on valid data (``point_biserial`` of a constant vector,
-``step_noise`` of one value, no collapse) return ``None`` or NaN as each function documents.
-Known gaps: unhashable answers (lists) raise Python's ``TypeError`` from the vote, and str/object
-``logits`` in ``mean_token_entropy`` raise numpy's ``TypeError``.
+``step_noise`` of fewer than 3 values, no collapse) return ``None`` or NaN as each function documents.
 """
 
 from __future__ import annotations
@@ -55,8 +65,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
+from scipy import special
 
-from sharpen.answers import canonicalize, majority_vote
+from sharpen.answers import _brief, _finite_float, canonicalize, majority_vote
 
 __all__ = [
     "CollapseStep",
@@ -89,28 +100,60 @@ Equivalence = Callable[[Any, Any], bool]
 # --------------------------------------------------------------------------------------------
 
 
-def _to_numpy(x: Any) -> np.ndarray:
+def _to_numpy(x: Any, name: str) -> np.ndarray:
     """Array view of a list, numpy array or torch tensor (detached, on CPU)."""
     if hasattr(x, "detach") and hasattr(x, "cpu"):
         x = x.detach().cpu()
         if str(getattr(x, "dtype", "")) == "torch.bfloat16":
             x = x.float()
         return x.numpy()
-    return np.asarray(x)
+    try:
+        return np.asarray(x)
+    except (TypeError, ValueError, OverflowError) as exc:  # ragged or too deeply nested lists
+        raise ValueError(f"{name} must be a rectangular array of numbers") from exc
+
+
+def _real(arr: np.ndarray, name: str, what: str = "numeric") -> np.ndarray:
+    """``arr`` if it holds real numbers (bool, int, float); complex, str, object, dates raise."""
+    if arr.dtype.kind not in "biuf":
+        raise ValueError(f"{name} must be {what}, got dtype {arr.dtype}")
+    return arr
+
+
+def _pow2_scale(x: np.ndarray) -> float:
+    """A power of two near ``max |x|`` (1 for an all-zero ``x``): dividing by it is exact and brings
+    finite values into (-2, 2), so sums and squares of huge (or tiny) values neither overflow nor
+    underflow."""
+    top = float(np.max(np.abs(x), initial=0.0))
+    return math.ldexp(1.0, math.frexp(top)[1] - 1) if top > 0 else 1.0
+
+
+def _mean(x: np.ndarray) -> float:
+    """Mean of finite float64 values, exact in scale: the mean of huge values does not overflow."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        m = float(x.mean())
+    if math.isfinite(m):
+        return m
+    s = _pow2_scale(x)
+    return float((x / s).mean()) * s
+
+
+def _number(v: Any, name: str) -> float:
+    """``v`` as a finite float (bools and non-numbers raise)."""
+    f = _finite_float(v)
+    if f is None:
+        raise ValueError(f"{name} must be a finite number, got {_brief(v)}")
+    return f
 
 
 def _float_vector(x: Any, name: str, *, allow_nan: bool = False) -> np.ndarray:
     """1-D float64 array, non-empty, finite (NaN only if ``allow_nan``)."""
-    arr = _to_numpy(x)
+    arr = _to_numpy(x, name)
     if arr.ndim != 1:
         raise ValueError(f"{name} must be 1-D, got shape {arr.shape}")
     if arr.size == 0:
         raise ValueError(f"{name} is empty")
-    if arr.dtype == object or not (
-        np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.bool_)
-    ):
-        raise ValueError(f"{name} must be numeric, got dtype {arr.dtype}")
-    arr = arr.astype(np.float64)
+    arr = _real(arr, name).astype(np.float64)
     if not allow_nan and np.isnan(arr).any():
         raise ValueError(f"{name} contains NaN")
     if np.isinf(arr).any():
@@ -150,20 +193,44 @@ def _answer_list(answers: Any, name: str = "answers") -> list[Answer]:
     for i, a in enumerate(out):
         if isinstance(a, float) and math.isnan(a):
             raise ValueError(f"{name}[{i}] is NaN; use None for an unparseable answer")
+        _check_hashable(a, f"{name}[{i}]")
     return out
+
+
+def _check_hashable(a: Any, name: str) -> None:
+    try:
+        hash(a)
+    except TypeError:
+        raise ValueError(
+            f"{name} is an unhashable {type(a).__name__} ({_brief(a, 40)}); "
+            "use hashable values (str, int, tuple) or None"
+        ) from None
+
+
+def _item_list(x: Any, name: str) -> list:
+    """``x`` as a list (arrays element-wise); a single string or a non-iterable raises."""
+    if isinstance(x, str | bytes):
+        raise ValueError(f"{name} must be a sequence, got a single {type(x).__name__}")
+    if hasattr(x, "tolist"):
+        x = x.tolist()
+    try:
+        return list(x)
+    except TypeError:
+        raise ValueError(f"{name} must be a sequence, got {type(x).__name__}") from None
 
 
 def _group_index(groups: Any, n: int, name: str = "groups") -> list[np.ndarray]:
     """Indices of each group in first-seen order; ``None`` means one group."""
     if groups is None:
         return [np.arange(n)]
-    ids = groups.tolist() if hasattr(groups, "tolist") else list(groups)
+    ids = _item_list(groups, name)
     if len(ids) != n:
         raise ValueError(f"{name} must have length {n} (one id per rollout), got {len(ids)}")
     order: dict[Any, list[int]] = {}
     for i, g in enumerate(ids):
         if g is None:
             raise ValueError(f"{name}[{i}] is None; pass groups=None for a single group")
+        _check_hashable(g, f"{name}[{i}]")
         order.setdefault(g, []).append(i)
     return [np.asarray(v, dtype=np.int64) for v in order.values()]
 
@@ -209,12 +276,23 @@ def label_accuracy(
     0.0
     """
     answers = _answer_list(answers)
-    if label is None:
-        raise ValueError("label is None; a ground-truth label is required")
+    _check_label(label, "label")
+    if not callable(equivalent):
+        raise ValueError(
+            f"equivalent must be callable fn(gold, pred) -> bool, got {_brief(equivalent)}"
+        )
     winner = majority_vote(answers).answer
     if winner is None:
         return 0.0
     return 1.0 if equivalent(label, winner) else 0.0
+
+
+def _check_label(label: Any, name: str) -> None:
+    if label is None:
+        raise ValueError(f"{name} is None; a ground-truth label is required")
+    if isinstance(label, float) and math.isnan(label):
+        raise ValueError(f"{name} is NaN; a ground-truth label is required")
+    _check_hashable(label, name)
 
 
 def majority_ratio(answers: Sequence[Answer]) -> float:
@@ -253,7 +331,7 @@ def majority_voting_reward(proxy_rewards: Sequence[float]) -> float:
     >>> majority_voting_reward([1, 1, 0, 1])
     0.75
     """
-    return float(_float_vector(proxy_rewards, "proxy_rewards").mean())
+    return _mean(_float_vector(proxy_rewards, "proxy_rewards"))
 
 
 def reward_accuracy(
@@ -279,8 +357,7 @@ def reward_accuracy(
     if threshold is None:
         proxy = _binary_vector(proxy_rewards, "proxy_rewards")
     else:
-        if not math.isfinite(threshold):
-            raise ValueError(f"threshold must be finite, got {threshold}")
+        threshold = _number(threshold, "threshold")
         proxy = (_float_vector(proxy_rewards, "proxy_rewards") >= threshold).astype(np.float64)
     _same_length(proxy, gt, "proxy_rewards", "gt_rewards")
     return float((proxy == gt).mean())
@@ -302,7 +379,11 @@ def pass_at_k(n: Any, c: Any, k: Any) -> float | np.ndarray:
               = 1 - \\prod_{i=n-c+1}^{n}\\Big(1 - \\frac{k}{i}\\Big)
 
     evaluated as ``-expm1(sum(log1p(-k / i)))`` (no large binomials, accurate when pass@k is
-    tiny); exactly 1 when ``n - c < k``.
+    tiny) over the ``min(c, k)`` factors of the shorter of the two equal products
+    (:math:`\\prod_{i=n-c+1}^{n}(1-k/i) = \\prod_{i=n-k+1}^{n}(1-c/i)`); exactly 1 when ``n - c < k``.
+    Where both ``c`` and ``k`` exceed 1024 the log-binomials are differenced with ``gammaln``
+    instead (absolute error ~1e-16 n log n in the log), so time and memory stay linear in the
+    number of problems for any ``n`` below 2**63.
 
     Parameters
     ----------
@@ -321,13 +402,21 @@ def pass_at_k(n: Any, c: Any, k: Any) -> float | np.ndarray:
     """
     arrs = {}
     for name, v in (("n", n), ("c", c), ("k", k)):
-        a = _to_numpy(v)
+        a = _to_numpy(v, name)
         if a.size == 0:
             raise ValueError(f"{name} is empty")
-        if a.dtype == object or not np.issubdtype(a.dtype, np.number):
+        if a.ndim > 32:  # numpy broadcasts at most 32 dimensions
+            raise ValueError(f"{name} has more than 32 dimensions ({a.ndim})")
+        if a.dtype.kind not in "iuf":
             raise ValueError(f"{name} must be integer, got dtype {a.dtype}")
-        if not np.all(np.isfinite(a)) or not np.all(a == np.round(a)):
+        if a.dtype.kind == "f" and (not np.all(np.isfinite(a)) or not np.all(a == np.round(a))):
             raise ValueError(f"{name} must hold integers")
+        if a.dtype.kind == "u":
+            too_big = a > np.iinfo(np.int64).max
+        else:
+            too_big = np.abs(a.astype(np.float64)) >= 2.0**63
+        if a.dtype.kind in "uf" and np.any(too_big):
+            raise ValueError(f"{name} must hold integers below 2**63")
         arrs[name] = a.astype(np.int64)
     try:
         nn, cc, kk = np.broadcast_arrays(arrs["n"], arrs["c"], arrs["k"])
@@ -343,19 +432,38 @@ def pass_at_k(n: Any, c: Any, k: Any) -> float | np.ndarray:
     flat_n, flat_c, flat_k = nn.ravel(), cc.ravel(), kk.ravel()
     out = np.ones(flat_n.shape, dtype=np.float64)
     live = (flat_n - flat_c) >= flat_k  # otherwise every k-subset holds a correct sample
-    if live.any():
-        n_l, c_l, k_l = flat_n[live], flat_c[live], flat_k[live].astype(np.float64)
-        width = int(c_l.max()) if c_l.size else 0
-        if width > 0:
-            offs = np.arange(width)  # (W,)
-            i = (n_l - c_l + 1)[:, None] + offs[None, :]  # (M, W): n-c+1 .. n
-            used = offs[None, :] < c_l[:, None]
-            terms = np.where(used, np.log1p(-k_l[:, None] / np.maximum(i, 1)), 0.0)
-            out[live] = -np.expm1(terms.sum(axis=1))
-        else:
-            out[live] = 0.0
+    n_l, c_l, k_l = flat_n[live], flat_c[live], flat_k[live]
+    width = np.minimum(c_l, k_l)  # factors of the shorter product; its terms use the other one
+    other = np.maximum(c_l, k_l).astype(np.float64)
+    log_ratio = np.zeros(n_l.shape)  # log C(n-c, k) / C(n, k)
+    short = np.flatnonzero(width <= _PASS_AT_K_TERMS)
+    w_max = int(width[short].max(initial=0))
+    if w_max > 0:
+        offs = np.arange(w_max)  # (W,)
+        rows_per_chunk = max(1, (1 << 22) // w_max)  # at most ~4M terms at a time
+        for start in range(0, short.size, rows_per_chunk):
+            rows = short[start : start + rows_per_chunk]
+            i = (n_l[rows] - width[rows] + 1)[:, None] + offs[None, :]  # (M, W): n-w+1 .. n
+            used = offs[None, :] < width[rows, None]
+            terms = np.where(used, np.log1p(-other[rows, None] / np.maximum(i, 1)), 0.0)
+            log_ratio[rows] = terms.sum(axis=1)
+    long = np.flatnonzero(width > _PASS_AT_K_TERMS)
+    if long.size:
+        n_g, c_g, k_g = (x[long].astype(np.float64) for x in (n_l, c_l, k_l))
+        log_ratio[long] = np.minimum(
+            0.0,
+            special.gammaln(n_g - c_g + 1)
+            - special.gammaln(n_g - c_g - k_g + 1)
+            - special.gammaln(n_g + 1)
+            + special.gammaln(n_g - k_g + 1),
+        )
+    out[live] = 0.0 - np.expm1(log_ratio)  # (0.0 - x, not -x: c = 0 gives 0.0, not -0.0)
     out = out.reshape(nn.shape)
     return float(out) if out.ndim == 0 else out
+
+
+# pass_at_k: products of more factors than this are differenced with gammaln (bounded work)
+_PASS_AT_K_TERMS = 1024
 
 
 # --------------------------------------------------------------------------------------------
@@ -388,8 +496,8 @@ def pseudo_label_acc(
     >>> pseudo_label_acc([1, 1, 0], [1, 0, 0])  # two rollouts tie for the top
     0.5
     """
-    if ties not in ("mean", "first"):
-        raise ValueError(f"ties must be 'mean' or 'first', got {ties!r}")
+    if not isinstance(ties, str) or ties not in ("mean", "first"):
+        raise ValueError(f"ties must be 'mean' or 'first', got {_brief(ties)}")
     proxy = _float_vector(proxy_rewards, "proxy_rewards")
     corr = _binary_vector(correct, "correct")
     _same_length(proxy, corr, "proxy_rewards", "correct")
@@ -423,6 +531,7 @@ def point_biserial(proxy_rewards: Sequence[float], gt_rewards: Sequence[float]) 
     _same_length(x, g, "proxy_rewards", "gt_rewards")
     if len(x) < 2:
         return None
+    x = x / _pow2_scale(x)  # exact; the correlation is scale-free, and huge or tiny x stay in range
     dx, dg = x - x.mean(), g - g.mean()
     sxx, sgg = float(dx @ dx), float(dg @ dg)
     # Relative tolerance: a proxy that is constant up to rounding has no defined correlation.
@@ -453,30 +562,29 @@ def mean_token_entropy(logits: Any, mask: Any, temperature: float = 1.0) -> floa
     >>> round(mean_token_entropy(z, m), 6) == round(float(np.log(4)), 6)
     True
     """
-    if not (isinstance(temperature, int | float) and math.isfinite(temperature)) or (
-        temperature <= 0
-    ):
-        raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
-    shape = tuple(logits.shape) if hasattr(logits, "shape") else np.shape(logits)
+    t = _finite_float(temperature)
+    if t is None or not t > 0:
+        raise ValueError(f"temperature must be a finite number > 0, got {_brief(temperature)}")
+    if not hasattr(logits, "shape"):
+        logits = _to_numpy(logits, "logits")
+    shape = tuple(logits.shape)
     if len(shape) != 3:
         raise ValueError(f"logits must be (B, T, V), got shape {shape}")
-    m = _to_numpy(mask)
+    m = _binary_array(mask, "mask")
     if m.shape != shape[:2]:
         raise ValueError(f"mask must be (B, T) = {shape[:2]}, got {m.shape}")
-    m = m.astype(np.float64)
-    if ((m != 0) & (m != 1)).any():
-        raise ValueError("mask must be binary (0/1)")
     if m.sum() == 0:
         raise ValueError("mask has no valid token")
-    if isinstance(logits, np.ndarray | list):
-        logits = np.asarray(logits)
+    if isinstance(logits, np.ndarray):
+        _real(logits, "logits", "real numbers")
         if np.isnan(logits).any():
             raise ValueError("logits contain NaN")
     elif hasattr(logits, "isnan") and bool(logits.isnan().any()):
         raise ValueError("logits contain NaN")
     from sharpen.rewards import token_entropies  # torch: imported only when called
 
-    ent = _to_numpy(token_entropies(logits, temperature=temperature)).astype(np.float64)  # (B, T)
+    ent = _to_numpy(token_entropies(logits, temperature=temperature), "logits")  # (B, T)
+    ent = ent.astype(np.float64)
     # Masked positions may hold garbage (padding logits); select, do not multiply.
     return float(ent[m == 1].sum() / m.sum())
 
@@ -489,15 +597,21 @@ def response_length(mask: Any) -> float:
     >>> response_length([[1, 1, 1, 0], [1, 0, 0, 0]])
     2.0
     """
-    m = _to_numpy(mask)
+    m = _to_numpy(mask, "mask")
     if m.ndim != 2:
         raise ValueError(f"mask must be (B, T), got shape {m.shape}")
     if m.size == 0:
         raise ValueError("mask is empty")
-    m = m.astype(np.float64)
-    if ((m != 0) & (m != 1)).any():
-        raise ValueError("mask must be binary (0/1)")
+    m = _binary_array(m, "mask")
     return float(m.sum(axis=1).mean())
+
+
+def _binary_array(x: Any, name: str) -> np.ndarray:
+    """float64 array of 0/1 values (bool, int or float), any shape."""
+    m = _real(_to_numpy(x, name), name, "binary (0/1)").astype(np.float64)
+    if ((m != 0) & (m != 1)).any():
+        raise ValueError(f"{name} must be binary (0/1)")
+    return m
 
 
 def underflow_fraction(log_probs_sum: Any, dtype: Any = np.float32) -> float:
@@ -513,14 +627,12 @@ def underflow_fraction(log_probs_sum: Any, dtype: Any = np.float32) -> float:
     >>> underflow_fraction([-10.0, -120.0, -50.0, -200.0])
     0.5
     """
-    arr = _to_numpy(log_probs_sum)
+    arr = _to_numpy(log_probs_sum, "log_probs_sum")
     if arr.ndim != 1:
         raise ValueError(f"log_probs_sum must be 1-D, got shape {arr.shape}")
     if arr.size == 0:
         raise ValueError("log_probs_sum is empty")
-    if not np.issubdtype(arr.dtype, np.number):
-        raise ValueError(f"log_probs_sum must be numeric, got dtype {arr.dtype}")
-    arr = arr.astype(np.float64)
+    arr = _real(arr, "log_probs_sum").astype(np.float64)
     if np.isnan(arr).any():
         raise ValueError("log_probs_sum contains NaN")
     if np.isposinf(arr).any():
@@ -534,8 +646,8 @@ def underflow_fraction(log_probs_sum: Any, dtype: Any = np.float32) -> float:
         return float(zero.double().mean())
     try:
         np_dtype = np.dtype(dtype)
-    except TypeError as exc:
-        raise ValueError(f"dtype must be a floating dtype, got {dtype!r}") from exc
+    except (TypeError, ValueError, KeyError, AttributeError) as exc:  # np.dtype parses many things
+        raise ValueError(f"dtype must be a floating dtype, got {_brief(dtype)}") from exc
     if not np.issubdtype(np_dtype, np.floating):
         raise ValueError(f"dtype must be a floating dtype, got {np_dtype}")
     with np.errstate(under="ignore", over="ignore"):
@@ -578,9 +690,15 @@ def ttrl_metrics(
     """
     if not isinstance(prefix, str):
         raise ValueError(f"prefix must be a string, got {type(prefix)!r}")
+    if not callable(equivalent):
+        raise ValueError(
+            f"equivalent must be callable fn(gold, pred) -> bool, got {_brief(equivalent)}"
+        )
     answers = _answer_list(answers)
-    labels = labels.tolist() if hasattr(labels, "tolist") else list(labels)
+    labels = _item_list(labels, "labels")
     _same_length(answers, labels, "answers", "labels")
+    for i, lab in enumerate(labels):
+        _check_label(lab, f"labels[{i}]")
     index = _group_index(groups, len(answers))
     sizes = {len(idx) for idx in index}
     if len(sizes) != 1:
@@ -623,7 +741,7 @@ def ttrl_metrics(
             rows["reward_accuracy"].append(
                 reward_accuracy(proxy[idx], corr[idx], threshold=reward_threshold)
             )
-    return {prefix + k: float(np.mean(v)) for k, v in rows.items()}
+    return {prefix + k: _mean(np.asarray(v, dtype=np.float64)) for k, v in rows.items()}
 
 
 # --------------------------------------------------------------------------------------------
@@ -645,14 +763,28 @@ class CollapseStep:
     evidence: Mapping[str, float] = field(default_factory=dict)
 
 
-def trailing_mean(x: np.ndarray, window: int) -> np.ndarray:
-    """Causal moving average: mean of the last ``window`` values (fewer at the start)."""
-    if window == 1:
+def trailing_mean(x: Any, window: int) -> np.ndarray:
+    """Causal moving average: mean of the last ``window`` values (fewer at the start).
+
+    ``x`` is a non-empty 1-D vector of finite numbers (a NaN is kept: it makes every window that
+    holds it NaN, so drop unlogged entries first, as :func:`model_collapse_step` does); ``window``
+    an integer >= 1. Returns float64 of ``x``'s length. Computed on ``x`` scaled by a power of two
+    (exact), so the running sums of huge values do not overflow; the result is the same as unscaled
+    wherever that does not overflow.
+
+    >>> trailing_mean([1.0, 3.0, 5.0], 2)
+    array([1., 2., 4.])
+    """
+    x = _float_vector(x, "x", allow_nan=True)
+    window = _positive_int(window, "window")
+    window = min(window, len(x))  # the same mean; and a window past int64 is no numpy integer
+    if window <= 1:
         return x.copy()
-    c = np.concatenate([[0.0], np.cumsum(x)])
+    scale = _pow2_scale(x)
+    c = np.concatenate([[0.0], np.cumsum(x / scale)])
     hi = np.arange(1, len(x) + 1)
     lo = np.maximum(hi - window, 0)
-    return (c[hi] - c[lo]) / (hi - lo)
+    return (c[hi] - c[lo]) / (hi - lo) * scale
 
 
 def _first_run(flags: np.ndarray, length: int) -> int | None:
@@ -667,7 +799,7 @@ def _first_run(flags: np.ndarray, length: int) -> int | None:
 
 def _positive_int(v: Any, name: str) -> int:
     if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
+        raise ValueError(f"{name} must be an integer >= 1, got {_brief(v)}")
     return int(v)
 
 
@@ -696,7 +828,7 @@ def step_noise(values: Sequence[float], smoothing: int = 1) -> float:
     (0.1, 0.05)
     """
     smoothing = _positive_int(smoothing, "smoothing")
-    arr = _to_numpy(values)
+    arr = _to_numpy(values, "values")
     if arr.ndim != 1:
         raise ValueError(f"values must be 1-D, got shape {arr.shape}")
     if arr.size == 0:
@@ -705,9 +837,12 @@ def step_noise(values: Sequence[float], smoothing: int = 1) -> float:
     x = x[~np.isnan(x)]
     if x.size < 3:
         return math.nan
-    d = np.diff(x)
+    scale = _pow2_scale(x)  # exact; differences of huge values would overflow
+    d = np.diff(x / scale)
     mad = float(np.median(np.abs(d - np.median(d))))
-    return 1.4826 * mad / math.sqrt(2.0) / math.sqrt(smoothing)
+    # sqrt of an int beyond the float range (10**400) through its log: math.log takes any int
+    root = math.sqrt(smoothing) if smoothing < 2**1000 else math.exp(0.5 * math.log(smoothing))
+    return 1.4826 * mad / math.sqrt(2.0) / root * scale
 
 
 def model_collapse_step(
@@ -777,24 +912,22 @@ def model_collapse_step(
     >>> model_collapse_step(flat, "peak").step, model_collapse_step(flat, "peak", noise_sigmas=4)
     (6, None)
     """
-    if rule not in ("threshold", "peak"):
-        raise ValueError(f"rule must be 'threshold' or 'peak', got {rule!r}")
-    if nan not in ("skip", "raise"):
-        raise ValueError(f"nan must be 'skip' or 'raise', got {nan!r}")
+    if not isinstance(rule, str) or rule not in ("threshold", "peak"):
+        raise ValueError(f"rule must be 'threshold' or 'peak', got {_brief(rule)}")
+    if not isinstance(nan, str) or nan not in ("skip", "raise"):
+        raise ValueError(f"nan must be 'skip' or 'raise', got {_brief(nan)}")
     consecutive = _positive_int(consecutive, "consecutive")
     smoothing = _positive_int(smoothing, "smoothing")
     patience = _positive_int(patience, "patience")
-    if not math.isfinite(threshold):
-        raise ValueError(f"threshold must be finite, got {threshold}")
-    if not (math.isfinite(min_decline) and min_decline > 0):
+    threshold = _number(threshold, "threshold")
+    min_decline = _number(min_decline, "min_decline")
+    if not min_decline > 0:
         raise ValueError(f"min_decline must be finite and > 0, got {min_decline}")
-    if noise_sigmas is not None and (
-        isinstance(noise_sigmas, bool)
-        or not isinstance(noise_sigmas, int | float | np.integer | np.floating)
-        or not math.isfinite(noise_sigmas)
-        or noise_sigmas < 0
-    ):
-        raise ValueError(f"noise_sigmas must be None or a finite number >= 0, got {noise_sigmas!r}")
+    sigmas = None if noise_sigmas is None else _finite_float(noise_sigmas)
+    if noise_sigmas is not None and (sigmas is None or sigmas < 0):
+        raise ValueError(
+            f"noise_sigmas must be None or a finite number >= 0, got {_brief(noise_sigmas)}"
+        )
 
     x = _float_vector(series, "series", allow_nan=(nan == "skip"))
     if steps is None:
@@ -802,8 +935,8 @@ def model_collapse_step(
     else:
         t_raw = _float_vector(steps, "steps")
         _same_length(t_raw, x, "steps", "series")
-        if not np.all(t_raw == np.round(t_raw)):
-            raise ValueError("steps must hold integers")
+        if not np.all(t_raw == np.round(t_raw)) or np.any(np.abs(t_raw) >= 2.0**63):
+            raise ValueError("steps must hold integers (below 2**63)")
         t = t_raw.astype(np.int64)
         if np.any(np.diff(t) <= 0):
             raise ValueError("steps must be strictly increasing")
@@ -866,8 +999,9 @@ def gt_gain(before: Any, after: Any) -> float:
     """
     vals = []
     for name, v in (("before", before), ("after", after)):
-        a = _to_numpy(v)
+        a = _to_numpy(v, name)
         if a.ndim == 0:
             a = a.reshape(1)
-        vals.append(_float_vector(a, name).mean())
-    return float(vals[1] - vals[0])
+        vals.append(_mean(_float_vector(a, name)))
+    # Python floats: +-inf only where the difference itself exceeds the float range
+    return vals[1] - vals[0]

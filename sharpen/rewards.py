@@ -42,21 +42,34 @@ Bad input
 Every check raises ``ValueError`` with a one-line message ``name: problem`` naming the field or argument:
 
 * :class:`Rollouts`: ``temperature`` not a finite number > 0 (bools rejected); both ``logits`` and ``logprobs``;
-  a list field given as one ``str``; fields of different batch sizes (``Rollouts:``); no field; B = 0.
+  a list field given as one ``str`` (or bytes) or as something without a length (an int, a 0-d array); fields of
+  different batch sizes (``Rollouts:``); no field; B = 0; array fields none of which has a batch axis.
+  ``Rollouts.replace`` with a name that is not a field (``foo: not a field of Rollouts``).
 * ``logits`` / ``logprobs``: not real numbers (str, object or complex dtype, ragged lists), NaN or inf, not
-  (B, T, V); ``logprobs`` rows that are not normalised (``logsumexp`` off 0 by more than 1e-3); neither given
-  to a token-level reward (``logits:``).
+  (B, T, V) with V >= 1; ``logprobs`` rows that are not normalised (``logsumexp`` off 0 by more than 1e-3);
+  neither given to a token-level reward (``logits:``). Any byte order and strides are accepted. ``h`` of
+  :func:`aggregate_cross_entropies` likewise, (B, T) with B >= 1 (its ``mask`` None means all valid).
 * ``tokens``: missing for the ``sampled`` anchor, not integers (float, bool, str dtype), not (B, T), ids outside
   ``[0, V)`` on valid positions. ``mask``: not numbers, values other than 0/1, not (B, T), a row with no valid
-  token.
+  token (T = 0 without a mask included).
 * ``answers``: missing for an answer-level reward, an unhashable entry (a list, dict, array); ``groups``: an
-  unhashable id, a length other than B. ``ground_truth`` needs ``answers`` and ``labels``.
+  unhashable id, a length other than B. ``ground_truth`` needs ``answers`` and ``labels``, both hashable.
 * ``spec``: not a :class:`RewardSpec`, or knobs outside their choices / an invalid combination (``unit``,
-  ``anchor``, ``sign``, ``transform``, ``aggregate``).
+  ``anchor``, ``transform``, ``aggregate`` must be one of their strings, ``sign`` the number +1 or -1; bools and
+  arrays rejected). ``log_space``: not a bool (:func:`score`, :func:`aggregate_cross_entropies`, the presets).
+* :func:`group_indices`: ``batch_size`` not an int >= 0; ``groups`` a str or not iterable, an unhashable id, a
+  length other than ``batch_size``.
 * :func:`get_reward`: an unknown ``name:`` (the valid names are listed); an option the reward does not take
   (``foo: not an option of reward ...; accepted options: ...``); a bad option value (``aggregate``,
-  ``log_space`` / ``math_verify`` not bools, ``verifier`` not callable). A ``verifier`` returning another
-  shape than (B,) or values other than 0/1 fails when the reward is called (``verifier:``).
+  ``log_space`` / ``math_verify`` not bools, ``verifier`` not callable). A ``verifier`` returning something that
+  is not (B,) numbers in {0, 1} fails when the reward is called (``verifier:``). :func:`register_reward`: a
+  ``name`` that is not a non-empty str or is taken, a ``factory`` that is not callable.
+
+Values: valid input never gives NaN. Rewards are finite while the scaled logits stay within
+:math:`|z/\tau| \le 10^{30}` (log-probs within :math:`\pm 10^{30}`); beyond, a cross-entropy whose exact value
+exceeds the float range (a probability that underflows to exactly 0, a sum past ~3e38 in float32) is
+``+inf``, so a reward may be :math:`\pm\infty` (0 after ``exp``) -- never a wrong finite number. A temperature
+below the logits' dtype's smallest normal number is applied in float64.
 """
 
 from __future__ import annotations
@@ -72,7 +85,7 @@ import numpy as np
 import torch
 
 from sharpen import _array
-from sharpen.answers import canonicalize, equivalent, majority_vote
+from sharpen.answers import _brief, _finite_float, canonicalize, equivalent, majority_vote
 
 __all__ = [
     "MAJORITY_VOTING",
@@ -140,16 +153,21 @@ class RewardSpec:
     aggregate: Aggregate = "mean"
 
     def __post_init__(self) -> None:
-        if self.unit not in _UNITS:
-            raise ValueError(f"unit: must be one of {_UNITS}, got {self.unit!r}")
-        if self.anchor not in _ANCHORS:
-            raise ValueError(f"anchor: must be one of {_ANCHORS}, got {self.anchor!r}")
-        if self.sign not in (1, -1):
-            raise ValueError(f"sign: must be +1 or -1, got {self.sign!r}")
-        if self.transform not in _TRANSFORMS:
-            raise ValueError(f"transform: must be one of {_TRANSFORMS}, got {self.transform!r}")
-        if self.aggregate not in _AGGREGATES:
-            raise ValueError(f"aggregate: must be one of {_AGGREGATES}, got {self.aggregate!r}")
+        for name, choices in (
+            ("unit", _UNITS),
+            ("anchor", _ANCHORS),
+            ("transform", _TRANSFORMS),
+            ("aggregate", _AGGREGATES),
+        ):
+            value = getattr(self, name)
+            if not isinstance(value, str) or value not in choices:  # an array compares elementwise
+                raise ValueError(f"{name}: must be one of {choices}, got {_brief(value)}")
+        sign = self.sign
+        number = isinstance(sign, int | float | np.integer | np.floating) and not isinstance(
+            sign, bool | np.bool_
+        )
+        if not (number and sign in (1, -1)):
+            raise ValueError(f"sign: must be +1 or -1, got {_brief(sign)}")
         if self.unit == "sequence" and self.anchor != "sampled":
             raise ValueError("anchor: a 'sequence' unit needs the 'sampled' anchor (delta_y)")
         if self.unit == "answer" and self.anchor not in ("sampled", "majority"):
@@ -228,46 +246,71 @@ class Rollouts:
     prompts: Sequence[str] | None = None
 
     def __post_init__(self) -> None:
-        t = self.temperature
-        number = isinstance(t, int | float | np.integer | np.floating) and not isinstance(t, bool)
-        if not (number and math.isfinite(t) and t > 0):
-            raise ValueError(f"temperature: must be a finite number > 0, got {t!r}")
+        t = _finite_float(self.temperature)
+        if t is None or not t > 0:
+            raise ValueError(
+                f"temperature: must be a finite number > 0, got {_brief(self.temperature)}"
+            )
         if self.logits is not None and self.logprobs is not None:
             raise ValueError("logits, logprobs: give one of them, not both")
         sizes = {}
-        for name in ("logits", "logprobs", "tokens", "mask"):
+        for name in _ARRAY_FIELDS + _SEQUENCE_FIELDS:
             v = getattr(self, name)
             if v is not None:
-                sizes[name] = int(v.shape[0]) if hasattr(v, "shape") and len(v.shape) else None
-        for name in ("answers", "groups", "labels", "responses", "prompts"):
-            v = getattr(self, name)
-            if v is not None:
-                if isinstance(v, str):
-                    raise ValueError(f"{name}: expected a sequence of length B, got a str")
-                sizes[name] = len(v)
+                sizes[name] = _leading_size(v)
+                if sizes[name] is None and name in _SEQUENCE_FIELDS:  # a str, a number
+                    raise ValueError(
+                        f"{name}: expected a sequence of length B, got {type(v).__name__}"
+                    )
         distinct = {s for s in sizes.values() if s is not None}
         if len(distinct) > 1:
             raise ValueError(f"Rollouts: batch size mismatch between fields: {sizes}")
         if not sizes:
             raise ValueError("Rollouts: no field set")
+        if not distinct:
+            name = next(iter(sizes))
+            raise ValueError(
+                f"{name}: expected an array with a batch axis B, got {type(getattr(self, name)).__name__}"
+            )
         if 0 in distinct:
             raise ValueError("Rollouts: empty batch (B = 0)")
 
     @property
     def batch_size(self) -> int:
-        for name in ("logits", "logprobs", "tokens", "mask"):
+        """B, from the first field that has a length (``ValueError`` if none has one)."""
+        for name in _ARRAY_FIELDS + _SEQUENCE_FIELDS:
             v = getattr(self, name)
-            if v is not None:
-                return int(v.shape[0])
-        for name in ("answers", "groups", "labels", "responses", "prompts"):
-            v = getattr(self, name)
-            if v is not None:
-                return len(v)
-        raise AssertionError("unreachable: __post_init__ requires a field")
+            size = None if v is None else _leading_size(v)
+            if size is not None:
+                return size
+        raise ValueError("Rollouts: no field has a batch dimension (B)")
 
     def replace(self, **changes: Any) -> Rollouts:
-        """A copy with some fields replaced (``dataclasses.replace``)."""
+        """A copy with some fields replaced (``dataclasses.replace``); checked like a new batch."""
+        fields = {f.name for f in dataclasses.fields(self)}
+        for name in changes:
+            if name not in fields:
+                raise ValueError(
+                    f"{name}: not a field of Rollouts; fields: {', '.join(sorted(fields))}"
+                )
         return dataclasses.replace(self, **changes)
+
+
+_ARRAY_FIELDS = ("logits", "logprobs", "tokens", "mask")
+_SEQUENCE_FIELDS = ("answers", "groups", "labels", "responses", "prompts")
+
+
+def _leading_size(v: Any) -> int | None:
+    """Length of the first axis of an array, tensor or sequence; None if it has none (a scalar)."""
+    shape = getattr(v, "shape", None)
+    if isinstance(shape, tuple | torch.Size):
+        return int(shape[0]) if len(shape) else None
+    if isinstance(v, str | bytes):
+        return None
+    try:
+        return len(v)
+    except TypeError:
+        return None
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -287,10 +330,14 @@ def _numeric(x: Any, name: str) -> Any:
         return x
     try:
         a = np.asarray(x)
-    except (TypeError, ValueError) as exc:  # ragged nested lists
-        raise ValueError(f"{name}: expected a rectangular array of numbers ({exc})") from exc
+    except (TypeError, ValueError, OverflowError) as exc:  # ragged or too deeply nested lists
+        raise ValueError(f"{name}: expected a rectangular array of numbers") from exc
     if a.dtype.kind not in "biuf":
         raise ValueError(f"{name}: expected real numbers, got dtype {a.dtype}")
+    if not a.dtype.isnative:  # torch.from_numpy takes native byte order only
+        a = a.astype(a.dtype.newbyteorder("="))
+    if any(stride < 0 for stride in a.strides):  # ... and no negative strides
+        a = a.copy()
     return a
 
 
@@ -298,13 +345,22 @@ def _log_policy(rollouts: Rollouts) -> tuple[torch.Tensor, Any]:
     """(B, T, V) log pi^t in float32 or wider, and the original input (to return the same library)."""
     if rollouts.logits is not None:
         z = _array.as_float_tensor(_numeric(rollouts.logits, "logits"), "logits")
-        if z.ndim != 3:
-            raise ValueError(f"logits: expected shape (B, T, V), got {tuple(z.shape)}")
-        return torch.log_softmax(z / rollouts.temperature, dim=-1), rollouts.logits
+        if z.ndim != 3 or z.shape[-1] == 0:
+            raise ValueError(f"logits: expected shape (B, T, V) with V >= 1, got {tuple(z.shape)}")
+        tau = float(rollouts.temperature)  # a Python int beyond int64 is no torch scalar
+        if tau < torch.finfo(z.dtype).tiny:  # tau would round to 0 in z's dtype: 0 / 0 = NaN
+            z = z.to(torch.float64)
+        scaled = z / tau
+        if tau < 1 and not bool(torch.isfinite(scaled).all()):
+            # z / tau overflowed (log_softmax would give NaN): shift first, the result is the same
+            scaled = (z - z.amax(dim=-1, keepdim=True)).div_(tau)
+        return torch.log_softmax(scaled, dim=-1), rollouts.logits
     if rollouts.logprobs is not None:
         lp = _array.as_float_tensor(_numeric(rollouts.logprobs, "logprobs"), "logprobs")
-        if lp.ndim != 3:
-            raise ValueError(f"logprobs: expected shape (B, T, V), got {tuple(lp.shape)}")
+        if lp.ndim != 3 or lp.shape[-1] == 0:
+            raise ValueError(
+                f"logprobs: expected shape (B, T, V) with V >= 1, got {tuple(lp.shape)}"
+            )
         total = torch.logsumexp(lp, dim=-1)
         if not bool((total.abs() < 1e-3).all()):
             raise ValueError("logprobs: rows must be normalised log-probabilities (logsumexp = 0)")
@@ -313,9 +369,16 @@ def _log_policy(rollouts: Rollouts) -> tuple[torch.Tensor, Any]:
 
 
 def _mask(rollouts: Rollouts, shape: tuple[int, int]) -> torch.Tensor:
-    if rollouts.mask is None:
+    return _mask_tensor(rollouts.mask, shape)
+
+
+def _mask_tensor(mask: Any, shape: tuple[int, int]) -> torch.Tensor:
+    """(B, T) bool mask (None: all valid); every row needs a valid token."""
+    if mask is None:
+        if shape[1] == 0:
+            raise ValueError("mask: no valid token in any row (T = 0)")
         return torch.ones(shape, dtype=torch.bool)
-    m = _array.as_mask_tensor(_numeric(rollouts.mask, "mask"), "mask")
+    m = _array.as_mask_tensor(_numeric(mask, "mask"), "mask")
     if tuple(m.shape) != shape:
         raise ValueError(f"mask: expected shape {shape} (B, T), got {tuple(m.shape)}")
     empty = ~m.any(dim=1)
@@ -361,7 +424,9 @@ def token_cross_entropies(
     if spec.anchor == "uniform":
         h = -logp.mean(dim=-1)
     elif spec.anchor == "policy":
-        h = -(logp.exp() * logp).sum(dim=-1)
+        p = logp.exp()
+        # p log p = 0 where p underflowed to 0 (logp = -inf would give 0 * -inf = NaN, also in backward)
+        h = -(p * torch.where(p > 0, logp, torch.zeros_like(logp))).sum(dim=-1)
     else:  # sampled
         h = -_sampled_logprobs(logp, _tokens(rollouts, shape), m)
     return torch.where(m, h, torch.zeros_like(h)), m
@@ -379,6 +444,8 @@ def token_entropies(logits: Any, temperature: float = 1.0) -> Any:
     -------
     (B, T), same library as ``logits``, float32 or wider.
     """
+    if logits is None:
+        raise ValueError("logits: required, got None")
     r = Rollouts(logits=logits, temperature=temperature)
     h, _ = token_cross_entropies(TOKEN_ENTROPY, r)
     return _array.like_input(h, logits)
@@ -397,6 +464,8 @@ def token_logprobs(logits: Any, tokens: Any, temperature: float = 1.0) -> Any:
     -------
     (B, T), same library as ``logits``.
     """
+    if logits is None:
+        raise ValueError("logits: required, got None")
     r = Rollouts(logits=logits, tokens=tokens, temperature=temperature)
     h, _ = token_cross_entropies(TRAJECTORY_ENTROPY, r)
     return _array.like_input(-h, logits)
@@ -415,9 +484,23 @@ def group_indices(groups: Sequence[Hashable] | Any | None, batch_size: int) -> l
     groups : sequence of B hashables, array, or None (one group)
     batch_size : int
     """
+    if (
+        isinstance(batch_size, bool)
+        or not isinstance(batch_size, int | np.integer)
+        or not 0 <= batch_size < 2**63
+    ):
+        raise ValueError(f"batch_size: must be an int >= 0 (below 2**63), got {_brief(batch_size)}")
     if groups is None:
         return [np.arange(batch_size)]
-    keys = groups.tolist() if hasattr(groups, "tolist") else list(groups)
+    if isinstance(groups, str | bytes):
+        raise ValueError(f"groups: expected a sequence of length B, got a {type(groups).__name__}")
+    keys = groups.tolist() if hasattr(groups, "tolist") else groups
+    try:
+        keys = list(keys)
+    except TypeError:
+        raise ValueError(
+            f"groups: expected a sequence of length {batch_size}, got {type(groups).__name__}"
+        ) from None
     if len(keys) != batch_size:
         raise ValueError(f"groups: expected length {batch_size}, got {len(keys)}")
     _check_hashable(keys, "groups")
@@ -434,7 +517,7 @@ def _check_hashable(items: Sequence[Any], name: str) -> None:
             hash(a)
         except TypeError:
             raise ValueError(
-                f"{name}: entry {i} is an unhashable {type(a).__name__} ({a!r:.40}); "
+                f"{name}: entry {i} is an unhashable {type(a).__name__} ({_brief(a, 40)}); "
                 "use hashable values (str, int, tuple) or None"
             ) from None
 
@@ -468,9 +551,21 @@ def _answer_log_values(spec: RewardSpec, rollouts: Rollouts) -> np.ndarray:
 
 
 def _aggregate(spec: RewardSpec, h: torch.Tensor, m: torch.Tensor, log_space: bool) -> torch.Tensor:
-    total = torch.where(m, h, torch.zeros_like(h)).sum(dim=1)
-    if spec.unit == "token" and spec.aggregate == "mean":
+    valid = torch.where(m, h, torch.zeros_like(h))
+    total = valid.sum(dim=1)
+    mean = spec.unit == "token" and spec.aggregate == "mean"
+    if mean:
         total = total / m.sum(dim=1).to(h.dtype)
+    if not bool(torch.isfinite(total).all()):
+        # a sum of huge values overflowed (or met another overflow: inf - inf = NaN): sum them scaled
+        # by a power of two (exact), so only a result beyond the float range overflows, to +-inf
+        top = valid.abs().amax(dim=1, keepdim=True)
+        top = torch.where(torch.isfinite(top) & (top > 0), top, torch.ones_like(top))
+        scale = torch.ldexp(torch.ones_like(top), torch.frexp(top)[1] - 1)  # 2^(e-1), exact
+        scaled = (valid / scale).sum(dim=1)
+        if mean:
+            scaled = scaled / m.sum(dim=1).to(h.dtype)
+        total = scaled * scale.squeeze(1)
     value = spec.sign * total
     if not log_space and spec.transform == "exp":
         value = value.exp()
@@ -501,10 +596,11 @@ def aggregate_cross_entropies(
     """
     if not isinstance(spec, RewardSpec) or not spec.needs_logits:
         raise ValueError("spec: needs a RewardSpec with a 'token' or 'sequence' unit")
+    _check_bool(log_space, "log_space")
     ht = _array.as_float_tensor(_numeric(h, "h"), "h")
-    if ht.ndim != 2:
-        raise ValueError(f"h: expected shape (B, T), got {tuple(ht.shape)}")
-    m = _mask(Rollouts(mask=mask), (ht.shape[0], ht.shape[1]))
+    if ht.ndim != 2 or ht.shape[0] == 0:
+        raise ValueError(f"h: expected shape (B, T) with B >= 1, got {tuple(ht.shape)}")
+    m = _mask_tensor(mask, (ht.shape[0], ht.shape[1]))
     return _array.like_input(_aggregate(spec, ht, m, log_space), h)
 
 
@@ -543,6 +639,7 @@ def score(spec: RewardSpec, rollouts: Rollouts, *, log_space: bool = False) -> A
         raise ValueError(f"spec: expected a RewardSpec, got {type(spec).__name__}")
     if not isinstance(rollouts, Rollouts):
         raise ValueError(f"rollouts: expected a Rollouts, got {type(rollouts).__name__}")
+    _check_bool(log_space, "log_space")
     if spec.needs_logits:
         h, m = token_cross_entropies(spec, rollouts)
         source = rollouts.logits if rollouts.logits is not None else rollouts.logprobs
@@ -573,9 +670,13 @@ def register_reward(name: str) -> Callable[[Callable[..., RewardFn]], Callable[.
     ...     return lambda r: -scale * np.asarray(r.mask).sum(1)
     """
     if not isinstance(name, str) or not name:
-        raise ValueError(f"name: must be a non-empty str, got {name!r}")
+        raise ValueError(f"name: must be a non-empty str, got {_brief(name)}")
 
     def decorator(factory: Callable[..., RewardFn]) -> Callable[..., RewardFn]:
+        if not callable(factory):
+            raise ValueError(
+                f"factory: must be callable factory(**options) -> RewardFn, got {type(factory).__name__}"
+            )
         if name in _REGISTRY:
             raise ValueError(f"name: reward {name!r} is already registered")
         _REGISTRY[name] = factory
@@ -611,7 +712,7 @@ def get_reward(name: str, **options: Any) -> RewardFn:
     """
     if not isinstance(name, str) or name not in _REGISTRY:
         raise ValueError(
-            f"name: unknown reward {name!r}; valid names: {', '.join(available_rewards())}"
+            f"name: unknown reward {_brief(name)}; valid names: {', '.join(available_rewards())}"
         )
     factory = _REGISTRY[name]
     params = inspect.signature(factory).parameters.values()
@@ -628,7 +729,7 @@ def get_reward(name: str, **options: Any) -> RewardFn:
 
 def _check_bool(value: Any, name: str) -> None:
     if not isinstance(value, bool | np.bool_):
-        raise ValueError(f"{name}: must be a bool, got {value!r}")
+        raise ValueError(f"{name}: must be a bool, got {_brief(value)}")
 
 
 def _preset_factory(preset: RewardSpec) -> Callable[..., RewardFn]:
@@ -657,6 +758,8 @@ def _ground_truth(*, math_verify: bool = False) -> RewardFn:
     def reward(rollouts: Rollouts) -> np.ndarray:
         if rollouts.answers is None or rollouts.labels is None:
             raise ValueError("answers, labels: the ground_truth reward needs both")
+        _check_hashable(rollouts.answers, "answers")
+        _check_hashable(rollouts.labels, "labels")
         return np.asarray(
             [
                 float(equivalent(g, a, math_verify=math_verify))
@@ -678,9 +781,15 @@ def _self_verification(*, verifier: Callable[[Rollouts], Any] | None = None) -> 
 
     def reward(rollouts: Rollouts) -> np.ndarray:
         raw = verifier(rollouts)
-        scores = np.asarray(
-            raw.detach().cpu() if isinstance(raw, torch.Tensor) else raw, dtype=np.float64
-        )
+        if isinstance(raw, torch.Tensor):
+            raw = raw.detach().cpu().to(torch.float64)
+        try:
+            scores = np.asarray(raw)
+        except (TypeError, ValueError) as exc:  # ragged
+            raise ValueError(f"verifier: returned {type(raw).__name__}, not (B,) numbers") from exc
+        if scores.dtype.kind not in "biuf":
+            raise ValueError(f"verifier: returned dtype {scores.dtype}, expected (B,) numbers")
+        scores = scores.astype(np.float64)
         if scores.shape != (rollouts.batch_size,):
             raise ValueError(
                 f"verifier: returned shape {scores.shape}, expected ({rollouts.batch_size},)"

@@ -29,32 +29,45 @@ iterated tilts are reconstructions, checked numerically by ``tests/sharpen/test_
 Bad input
 ---------
 Every check raises ``ValueError`` with a one-line message ``name: problem`` (never a bare numpy
-``TypeError`` or a silent NaN):
+``TypeError`` or ``RuntimeError``, a ``RuntimeWarning`` or a silent NaN):
 
-* any numeric argument: not numbers (str, object), or NaN (``fit_sharpening``'s ``p_maj`` and
-  ``steps`` excepted: there NaN marks a missing point);
+* any numeric argument: not real numbers (str -- ``"0.5"`` too --, bytes, complex, dates, objects that
+  are not numbers, ragged lists), more than 32 dimensions (numpy's broadcasting limit), or NaN
+  (``fit_sharpening``'s ``p_maj`` and ``steps`` excepted: there NaN marks a missing point);
 * probabilities (``p``, ``p0``, ``target``, ``p_maj``) outside [0, 1]; ``beta`` <= 0 (``inf`` is
-  allowed: no tilt); steps ``k`` negative or infinite; arguments whose shapes do not broadcast
-  (the message names them all); ``beta`` not a scalar where one is required (finite-N and tilts);
+  allowed: no tilt); steps ``k`` negative or infinite (``-0.0`` counts as 0); arguments whose shapes do
+  not broadcast (the message names them all); ``beta`` not a scalar where one is required (finite-N
+  and tilts);
 * integers (``n``, ``k`` of the tilts and ``stability_*``, ``max_iter``) not integers or below
-  their minimum (bools rejected);
+  their minimum (bools rejected; Python ints beyond the float range are fine);
 * answer distributions ``probs``: inf, negative, a row summing to more than 1, not (K,) / (G, K);
   :func:`plurality_win_probs` over its documented cost limit (``n:``; checked before allocating);
 * sequence distributions ``pi``: negative, inf, zero total mass; ``reward`` / ``lengths`` / a
-  ``reward_fn`` output of the wrong shape, NaN or +inf on a sequence with mass;
+  ``reward_fn`` output of the wrong shape, not real numbers, NaN or +inf on a sequence with mass, or
+  ``-inf`` on every sequence with mass (``lengths:`` when ``log pi / lengths`` overflows there);
 * :func:`fit_sharpening`: ``steps`` of the wrong length or infinite, ``n_samples`` < 1 or not
-  broadcasting, ``level`` not in (0, 1), ``method`` unknown, ``boundary_eps`` not in (0, 0.5).
-  Data that cannot determine a fit is not an error: ``valid`` is False and the estimates NaN;
-  an estimate that is a fallback (IRLS did not converge, or a continuity correction biased it)
-  has ``converged`` False.
+  broadcasting to ``p_maj``'s shape, ``level`` not in (0, 1), ``method`` unknown, ``boundary_eps`` not a
+  number in (0, 0.5). Data that cannot determine a fit is not an error: ``valid`` is False and the
+  estimates NaN (an empty trajectory too); an estimate that is a fallback (IRLS did not converge, or a
+  continuity correction biased it) has ``converged`` False. Steps of any magnitude are fitted (rescaled
+  by a power of two inside). :meth:`SharpeningFit.predict`: ``steps`` NaN, inf or not broadcasting.
 
 Edge values that are *not* errors are stated per function (``p = 0`` or 1, ``beta = inf``,
-``k = 0``) and give exact results.
+``k = 0``) and give exact results, also where ``k / beta`` overflows (a subnormal ``beta``): ``p0 = 0``
+and 1 stay fixed, :func:`tail_bound` of ``p0 = 0`` is ``inf``, and :func:`steps_to_reach` is ``inf``
+where the target is never reached (``beta = inf``) or the step count exceeds the float range.
+:func:`effective_beta` underflows to 0 only for a subnormal ``beta``. The tilts use the reward relative
+to its maximum, so a tiny ``beta`` moves all the mass to the best sequences instead of overflowing, and a
+``-inf`` reward removes its sequence even at ``beta = inf``. Work and memory are bounded before anything is
+allocated: :func:`stability_curve` costs ``k`` exact votes per row and the tilts hold ``k + 1``
+distributions, and a ``k`` over the limits of :func:`plurality_win_probs` (1.5e10 multiply-adds, 3.2e7 floats,
+256 MB) raises ``k:``.
 """
 
 from __future__ import annotations
 
 import math
+import numbers
 import operator
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -62,6 +75,8 @@ from typing import Literal
 
 import numpy as np
 from scipy import special, stats
+
+from sharpen.answers import _brief
 
 __all__ = [
     "SharpeningFit",
@@ -108,13 +123,30 @@ _TINY = 1e-280
 
 
 def _as_float(name: str, x) -> np.ndarray:
-    try:
-        a = np.asarray(x, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{name}: expected numbers, got {type(x).__name__}") from exc
+    a = _as_float_allow_nan(name, x)
     if np.isnan(a).any():
         raise ValueError(f"{name}: contains NaN")
     return a
+
+
+def _as_float_allow_nan(name: str, x) -> np.ndarray:
+    """``x`` as float64 if it holds real numbers: str, bytes, complex, dates and non-numeric objects
+    raise (``np.asarray(.., dtype=float)`` would parse ``"0.5"`` and drop imaginary parts)."""
+    try:
+        a = np.asarray(x)
+    except (TypeError, ValueError, OverflowError) as exc:  # ragged or too deeply nested lists
+        raise ValueError(f"{name}: expected numbers, got {type(x).__name__}") from exc
+    if a.ndim > 32:  # numpy broadcasts (np.where, ufuncs of several arrays) at most 32 dimensions
+        raise ValueError(f"{name}: at most 32 dimensions, got {a.ndim}")
+    if a.dtype.kind == "O":
+        if not all(isinstance(v, numbers.Real) for v in a.flat):
+            raise ValueError(f"{name}: expected real numbers, got {type(x).__name__}")
+    elif a.dtype.kind not in "biuf":
+        raise ValueError(f"{name}: expected real numbers, got dtype {a.dtype}")
+    try:
+        return a.astype(np.float64)
+    except OverflowError as exc:  # a Python int beyond the float range
+        raise ValueError(f"{name}: a number beyond the float64 range") from exc
 
 
 def _as_prob(name: str, x) -> np.ndarray:
@@ -137,19 +169,24 @@ def _as_steps(name: str, x) -> np.ndarray:
     a = _as_float(name, x)
     if (~np.isfinite(a)).any() or (a < 0).any():
         raise ValueError(f"{name}: steps must be finite and >= 0")
-    return a
+    return a + 0.0  # -0.0 -> 0.0 (beta / -0.0 would be -inf)
 
 
 def _as_int(name: str, x, minimum: int) -> int:
-    if isinstance(x, bool):
+    if isinstance(x, bool | np.bool_):
         raise ValueError(f"{name}: must be an integer >= {minimum}, got a bool")
     try:
         v = operator.index(x)
     except TypeError as exc:
-        raise ValueError(f"{name}: must be an integer >= {minimum}, got {x!r}") from exc
+        raise ValueError(f"{name}: must be an integer >= {minimum}, got {_brief(x)}") from exc
     if v < minimum:
         raise ValueError(f"{name}: must be an integer >= {minimum}, got {v}")
     return v
+
+
+def _count_as_float(n: int) -> float:
+    """A count as a float; a Python int beyond the float range is ``inf``."""
+    return float(n) if n < 2**1000 else math.inf
 
 
 def _as_scalar_beta(x) -> float:
@@ -172,7 +209,7 @@ def _check_broadcast(**arrays: np.ndarray) -> None:
 
 def _as_level(x) -> float:
     if isinstance(x, bool) or not isinstance(x, int | float | np.integer | np.floating):
-        raise ValueError(f"level: must be a number in (0, 1), got {x!r}")
+        raise ValueError(f"level: must be a number in (0, 1), got {_brief(x)}")
     if not (0.0 < x < 1.0):
         raise ValueError(f"level: must lie in (0, 1), got {x}")
     return float(x)
@@ -187,7 +224,8 @@ def _as_answer_probs(name: str, x) -> np.ndarray:
         raise ValueError(f"{name}: contains inf")
     if (a < 0).any():
         raise ValueError(f"{name}: probabilities must be >= 0, got min {a.min()}")
-    total = a.sum(axis=-1)
+    with np.errstate(over="ignore"):  # a sum of huge entries is inf: over 1, reported below
+        total = a.sum(axis=-1)
     if (total > 1 + _SUM_TOL).any():
         raise ValueError(
             f"{name}: each row must sum to <= 1 (the rest is unparseable), got {total.max()}"
@@ -214,7 +252,8 @@ def rho(beta) -> np.ndarray:
     0.1353352832366127
     """
     b = _as_beta("beta", beta)
-    return np.exp(-1.0 / b)
+    with np.errstate(over="ignore", divide="ignore"):  # a subnormal beta: 1 / beta = inf, rho = 0
+        return np.exp(-1.0 / b)
 
 
 def one_step(p, beta) -> np.ndarray:
@@ -272,9 +311,11 @@ def majority_prob(p0, beta, k) -> np.ndarray:
     b = _as_beta("beta", beta)
     kk = _as_steps("k", k)
     _check_broadcast(p0=q, beta=b, k=kk)
-    with np.errstate(divide="ignore"):
+    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
         out = special.expit(special.logit(q) + kk / b)
-    return np.where(kk == 0, q, out)  # p_0 exactly, not a logit round trip
+    # p_0 = 0 and 1 are fixed points (logit(0) + inf would be NaN); k = 0 gives p_0 exactly
+    out = np.where(q == 0, 0.0, np.where(q == 1, 1.0, out))
+    return np.where(kk == 0, q, out)
 
 
 def majority_gap(p0, beta, k) -> np.ndarray:
@@ -292,8 +333,9 @@ def majority_gap(p0, beta, k) -> np.ndarray:
     b = _as_beta("beta", beta)
     kk = _as_steps("k", k)
     _check_broadcast(p0=q, beta=b, k=kk)
-    with np.errstate(divide="ignore"):
+    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
         out = special.expit(-special.logit(q) - kk / b)
+    out = np.where(q == 0, 1.0, np.where(q == 1, 0.0, out))
     return np.where(kk == 0, 1.0 - q, out)
 
 
@@ -314,8 +356,9 @@ def tail_bound(p0, beta, k) -> np.ndarray:
     b = _as_beta("beta", beta)
     kk = _as_steps("k", k)
     _check_broadcast(p0=q, beta=b, k=kk)
-    with np.errstate(divide="ignore", over="ignore"):
-        return np.exp(np.log1p(-q) - np.log(q) - kk / b)
+    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+        out = np.exp(np.log1p(-q) - np.log(q) - kk / b)
+    return np.where(q == 0, np.inf, out)  # inf - inf would be NaN where k / beta = inf
 
 
 def contraction_factor(p, beta) -> np.ndarray:
@@ -337,7 +380,7 @@ def contraction_factor(p, beta) -> np.ndarray:
     b = _as_beta("beta", beta)
     _check_broadcast(p=q, beta=b)
     # Written as rho / (rho + p (1 - rho)) so that a tiny beta cannot overflow e^{1/beta}.
-    r = np.exp(-1.0 / b)
+    r = rho(b)
     with np.errstate(invalid="ignore", divide="ignore"):
         out = r / (r + q * (1.0 - r))
     return np.where(q == 0, 1.0, out)
@@ -370,9 +413,11 @@ def steps_to_reach(p0, beta, target, *, integer: bool = True) -> np.ndarray:
     t = _as_prob("target", target)
     _check_broadcast(p0=q, beta=b, target=t)
     q, b, t = np.broadcast_arrays(q, b, t)
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         k_real = b * (special.logit(t) - special.logit(q))
-    never = (t > q) & ((q == 0) | (t == 1))
+    # never: no tilt (beta = inf), nothing to tilt (p0 = 0) or a target of exactly 1; or k* is
+    # beyond the float range (a huge beta)
+    never = (t > q) & ((q == 0) | (t == 1) | np.isinf(b) | np.isposinf(k_real))
     if not integer:
         return np.where(never, np.inf, np.where(t == q, 0.0, k_real))
     reached = t <= q
@@ -425,7 +470,7 @@ def effective_beta(beta, k) -> np.ndarray:
     b = _as_beta("beta", beta)
     kk = _as_steps("k", k)
     _check_broadcast(beta=b, k=kk)
-    with np.errstate(divide="ignore"):
+    with np.errstate(divide="ignore", over="ignore"):
         return b / kk
 
 
@@ -512,7 +557,8 @@ def plurality_win_probs(probs, n) -> np.ndarray:
     k_pos = (flat > 0).sum(axis=1)  # (G,) answers that can win
     worst = int(k_pos.max(initial=0))
     if worst >= 2:
-        cost, size = _plurality_cost(worst, n), (worst + 4) * n * (n + 1)
+        n_cost = min(n, 10**9)  # far past the limits already; keeps the float arithmetic finite
+        cost, size = _plurality_cost(worst, n_cost), (worst + 4) * n_cost * (n_cost + 1)
         if cost > _PLURALITY_MAX_COST or size > _PLURALITY_MAX_ELEMENTS:
             raise ValueError(
                 f"n: the exact vote of {n} samples over {worst} answers with positive mass needs "
@@ -522,8 +568,10 @@ def plurality_win_probs(probs, n) -> np.ndarray:
             )
     out = np.zeros_like(flat)
     single = k_pos == 1
-    with np.errstate(divide="ignore"):  # log1p(-1) = -inf: P_a = 1 wins surely
-        out[single] = -np.expm1(n * np.log1p(-flat[single]))  # zero-mass entries give 0
+    n_float = _count_as_float(n)
+    with np.errstate(divide="ignore", invalid="ignore"):  # log1p(-1) = -inf: P_a = 1 wins surely
+        wins = -np.expm1(n_float * np.log1p(-flat[single]))
+    out[single] = np.where(flat[single] > 0, wins, 0.0)  # zero-mass entries give 0 (inf * 0 = NaN)
     for kk in np.unique(k_pos[k_pos >= 2]):
         rows = np.flatnonzero(k_pos == kk)
         block = flat[rows]
@@ -670,6 +718,18 @@ def stability_curve(probs, n, beta, k) -> np.ndarray:
     if p.ndim > 2:
         raise ValueError(f"probs: expected shape (K,) or (G, K), got {p.shape}")
     flat = p.reshape(-1, p.shape[-1])  # (G, K)
+    # k votes per row: bound the whole computation by plurality_win_probs's limits, before allocating
+    worst = int((flat > 0).sum(axis=1).max(initial=0))
+    per_vote = _plurality_cost(worst, min(n, 10**9)) if worst >= 2 else 0.0
+    kf = _count_as_float(k)
+    # (k + 1) * max(G K, 1): the k steps are held even for G = 0 rows
+    work, size = kf * flat.shape[0] * per_vote, (kf + 1.0) * max(flat.size, 1)
+    if work > _PLURALITY_MAX_COST or size > _PLURALITY_MAX_ELEMENTS:
+        raise ValueError(
+            f"k: {k} steps of the exact vote ({flat.shape[0]} rows) need ~{work:.1e} multiply-adds and "
+            f"{size:.1e} floats, over the limits {_PLURALITY_MAX_COST:.2g} and "
+            f"{_PLURALITY_MAX_ELEMENTS:.2g}; use fewer steps or samples"
+        )
     rows = np.arange(flat.shape[0])
     mode = np.argmax(flat, axis=1)
     pm0 = flat[rows, mode]  # (G,)
@@ -734,14 +794,18 @@ def hoeffding_flip_bound(probs, n) -> np.ndarray:
     0.146444
     """
     p = _as_answer_probs("probs", probs)
-    n = _as_int("n", n, 1)
+    n = _count_as_float(_as_int("n", n, 1))
     if p.shape[-1] == 1:
         # The only way to lose is that nothing parses: a virtual rival with P = 0 bounds it,
         # (1 - P)^n <= e^{-nP} <= e^{-nP^2/2}.
-        return np.exp(-n * p[..., 0] ** 2 / 2.0)
+        gap2 = p[..., 0] ** 2
+        with np.errstate(under="ignore", invalid="ignore"):
+            return np.where(gap2 > 0, np.exp(-n * gap2 / 2.0), 1.0)
     top = p.max(axis=-1, keepdims=True)
     mode = np.argmax(p, axis=-1)
-    terms = np.exp(-n * (top - p) ** 2 / 2.0)
+    gap2 = (top - p) ** 2
+    with np.errstate(under="ignore", invalid="ignore"):
+        terms = np.where(gap2 > 0, np.exp(-n * gap2 / 2.0), 1.0)
     np.put_along_axis(terms, mode[..., None], 0.0, axis=-1)
     return terms.sum(axis=-1)
 
@@ -801,14 +865,24 @@ def tilt(pi, reward, beta) -> np.ndarray:
         raise ValueError(
             f"reward: shape {r.shape} does not broadcast to pi's {logp.shape}"
         ) from exc
-    return np.exp(_tilt_log(logp, r, b))
+    return np.exp(_tilt_log(logp, r, b, "reward"))
 
 
-def _tilt_log(logp: np.ndarray, r: np.ndarray, beta: float) -> np.ndarray:
-    with np.errstate(invalid="ignore"):
-        new = np.where(np.isneginf(logp), -np.inf, logp + r / beta)
-    if np.isneginf(new).all(axis=-1).any():
-        raise ValueError("reward: -inf on every sequence that has mass")
+def _tilt_log(logp: np.ndarray, r: np.ndarray, beta: float, name: str) -> np.ndarray:
+    r"""Log of :math:`\pi e^{r/\beta}` normalised. The reward enters relative to its maximum over the
+    sequences with mass (the tilt is shift-invariant), so ``r / beta`` cannot overflow to ``+inf``
+    (a tiny ``beta``: the mass goes to the best sequences); ``-inf`` rewards always get zero mass."""
+    keep = ~np.isneginf(logp) & ~np.isneginf(r)  # NaN rewards on zero-mass sequences: dropped
+    if not keep.any(axis=-1).all():
+        raise ValueError(f"{name}: the reward is -inf on every sequence that has mass")
+    if math.isinf(beta):
+        step = np.zeros(r.shape)  # no tilt (an -inf reward still removes its sequence)
+    else:
+        top = np.where(keep, r, -np.inf).max(axis=-1, keepdims=True)  # finite
+        with np.errstate(over="ignore", invalid="ignore"):
+            step = (r - top) / beta  # <= 0 where kept; -inf where r / beta underflows the range
+    with np.errstate(invalid="ignore", over="ignore"):  # logp + step below -max: -inf, no mass
+        new = np.where(keep, logp + step, -np.inf)
     return _log_normalise(new)
 
 
@@ -842,16 +916,36 @@ def iterate_tilt(pi0, reward_fn: Callable[[np.ndarray], np.ndarray], beta, k: in
     k = _as_int("k", k, 0)
     if not callable(reward_fn):
         raise ValueError("reward_fn: must be callable")
+    return _iterate_tilt(logp, reward_fn, b, k, "pi0")
+
+
+def _check_trajectory(k: int, shape: tuple) -> None:
+    """A trajectory of ``k + 1`` distributions of ``shape`` must fit the memory limit (256 MB)."""
+    size = (_count_as_float(k) + 1.0) * max(math.prod(shape), 1)  # (k + 1, 0) is no array either
+    if size > _PLURALITY_MAX_ELEMENTS:
+        raise ValueError(
+            f"k: a trajectory of {k} + 1 distributions of shape {shape} needs {size:.1e} floats, "
+            f"over the limit {_PLURALITY_MAX_ELEMENTS:.2g}"
+        )
+
+
+def _iterate_tilt(
+    logp: np.ndarray, reward_fn: Callable, b: float, k: int, name: str, culprit: str = "reward_fn"
+) -> np.ndarray:
+    """:func:`iterate_tilt` on validated arguments; ``name`` is the caller's distribution argument,
+    ``culprit`` the argument named when the reward is -inf on every sequence with mass."""
+    _check_trajectory(k, logp.shape)
     out = np.empty((k + 1, *logp.shape))
     out[0] = np.exp(logp)
     for j in range(k):
+        r = _as_float_allow_nan("reward_fn", reward_fn(logp))
         try:
-            r = np.broadcast_to(np.asarray(reward_fn(logp), dtype=np.float64), logp.shape)
+            r = np.broadcast_to(r, logp.shape)
         except ValueError as exc:
-            raise ValueError("reward_fn: its output does not broadcast to pi0's shape") from exc
+            raise ValueError(f"reward_fn: its output does not broadcast to {name}'s shape") from exc
         if (np.isnan(r) & ~np.isneginf(logp)).any() or (r == np.inf).any():
             raise ValueError("reward_fn: returned NaN or +inf on a sequence with mass")
-        logp = _tilt_log(logp, r, b)
+        logp = _tilt_log(logp, r, b, culprit)
         out[j + 1] = np.exp(logp)
     return out
 
@@ -881,11 +975,12 @@ def power_sharpen(pi0, beta, k: int) -> np.ndarray:
     logp = _as_distribution_log("pi0", pi0)
     b = _as_scalar_beta(beta)
     k = _as_int("k", k, 0)
+    _check_trajectory(k, logp.shape)
     rel = logp - logp.max(axis=-1, keepdims=True)  # <= 0, exactly 0 at the argmax
-    with np.errstate(over="ignore"):
+    with np.errstate(over="ignore", divide="ignore"):
         power = (1.0 + 1.0 / b) ** np.arange(k + 1, dtype=np.float64)
     power = power.reshape((k + 1,) + (1,) * logp.ndim)
-    with np.errstate(invalid="ignore"):
+    with np.errstate(invalid="ignore", over="ignore"):  # rel * power below -max: -inf, no mass
         scaled = np.where(rel == 0, 0.0, rel * power)
     return np.exp(_log_normalise(scaled))
 
@@ -914,15 +1009,24 @@ def mean_logprob_tilt(pi, lengths, beta, k: int) -> np.ndarray:
     >>> np.round(mean_logprob_tilt([0.5, 0.5], [1, 2], 1.0, 1)[1], 4)  # 0.5^2 vs 0.5^1.5
     array([0.4142, 0.5858])
     """
+    logp = _as_distribution_log("pi", pi)
     lens = _as_float("lengths", lengths)
     if (~np.isfinite(lens)).any() or (lens <= 0).any():
         raise ValueError("lengths: must be finite and > 0")
-    shape = np.shape(pi)
     try:
-        np.broadcast_to(lens, shape)
+        np.broadcast_to(lens, logp.shape)
     except ValueError as exc:
-        raise ValueError(f"lengths: shape {lens.shape} does not broadcast to pi's {shape}") from exc
-    return iterate_tilt(pi, lambda logp: logp / lens, beta, k)
+        raise ValueError(
+            f"lengths: shape {lens.shape} does not broadcast to pi's {logp.shape}"
+        ) from exc
+    b = _as_scalar_beta(beta)
+    k = _as_int("k", k, 0)
+
+    def reward(lp: np.ndarray) -> np.ndarray:
+        with np.errstate(over="ignore"):  # a subnormal length: -inf, that sequence loses its mass
+            return lp / lens
+
+    return _iterate_tilt(logp, reward, b, k, "pi", "lengths")
 
 
 def probability_tilt(pi, beta, k: int) -> np.ndarray:
@@ -946,7 +1050,10 @@ def probability_tilt(pi, beta, k: int) -> np.ndarray:
     >>> np.round(probability_tilt([0.6, 0.4], 1.0, 1)[1], 4)
     array([0.6469, 0.3531])
     """
-    return iterate_tilt(pi, np.exp, beta, k)
+    logp = _as_distribution_log("pi", pi)
+    b = _as_scalar_beta(beta)
+    k = _as_int("k", k, 0)
+    return _iterate_tilt(logp, np.exp, b, k, "pi")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -1004,9 +1111,15 @@ class SharpeningFit:
     method: FitMethod
 
     def predict(self, steps) -> np.ndarray:
-        """Fitted :math:`p_k` at ``steps`` (array broadcastable against the batch shape + (L,))."""
+        """Fitted :math:`p_k` at ``steps`` (finite, broadcastable against the batch shape + (L,));
+        NaN where the fit is not ``valid``."""
         k = _as_float("steps", steps)
-        return special.expit(self.intercept[..., None] + self.slope[..., None] * k)
+        if np.isinf(k).any():
+            raise ValueError("steps: contains inf")
+        _check_broadcast(steps=k, fit=self.slope[..., None])
+        with np.errstate(over="ignore", invalid="ignore"):  # slope * step beyond the float range
+            eta = self.intercept[..., None] + self.slope[..., None] * k
+        return special.expit(eta)
 
 
 def fit_sharpening(
@@ -1103,10 +1216,13 @@ def fit_sharpening(
     if np.isinf(k).any():
         raise ValueError("steps: contains inf")
     level = _as_level(level)
-    if method not in ("binomial", "logit_wls"):
-        raise ValueError(f"method: must be 'binomial' or 'logit_wls', got {method!r}")
-    if not (0.0 < boundary_eps < 0.5):
-        raise ValueError(f"boundary_eps: must lie in (0, 0.5), got {boundary_eps}")
+    if not isinstance(method, str) or method not in ("binomial", "logit_wls"):
+        raise ValueError(f"method: must be 'binomial' or 'logit_wls', got {_brief(method)}")
+    real = isinstance(boundary_eps, int | float | np.integer | np.floating) and not isinstance(
+        boundary_eps, bool | np.bool_
+    )
+    if not (real and 0.0 < boundary_eps < 0.5):
+        raise ValueError(f"boundary_eps: must lie in (0, 0.5), got {_brief(boundary_eps)}")
     max_iter = _as_int("max_iter", max_iter, 1)
     if n_samples is None:
         n = np.ones((1,) * p.ndim)
@@ -1116,15 +1232,26 @@ def fit_sharpening(
         if (~np.isfinite(n)).any() or (n < 1).any():
             raise ValueError("n_samples: must be finite and >= 1")
         try:
-            np.broadcast_shapes(n.shape, p.shape)
-        except ValueError as exc:
-            raise ValueError(
-                f"n_samples: shape {n.shape} does not broadcast to p_maj's {p.shape}"
-            ) from exc
+            fits = n.ndim <= p.ndim and np.broadcast_shapes(n.shape, p.shape) == p.shape
+        except ValueError:
+            fits = False
+        if not fits:
+            raise ValueError(f"n_samples: shape {n.shape} does not broadcast to p_maj's {p.shape}")
         edge = 0.5 / n
 
     batch_shape, length = p.shape[:-1], p.shape[-1]
-    p = p.reshape(-1, length)
+    if length == 0:  # no step at all: one missing point (valid is then False)
+        length, p, k = 1, np.full(batch_shape + (1,), np.nan), np.zeros(k.shape[:-1] + (1,))
+        n = n if n.shape[-1:] != (0,) else np.ones(n.shape[:-1] + (1,))
+        edge = edge if edge.shape[-1:] != (0,) else np.full(edge.shape[:-1] + (1,), boundary_eps)
+    # Steps beyond 2^200 (or below 2^-200) in size would overflow (underflow) the sums of squares:
+    # fit on steps / 2^e (exact) and scale the slope back.
+    top = float(np.max(np.abs(k[~np.isnan(k)]), initial=0.0))
+    k_scale = 1.0
+    if top > 2.0**200 or 0 < top < 2.0**-200:
+        k_scale = math.ldexp(1.0, math.frexp(top)[1] - 1)
+        k = k / k_scale
+    p = p.reshape(math.prod(batch_shape), length)
     k = np.broadcast_to(k, batch_shape + (length,)).reshape(-1, length)
     n = np.broadcast_to(n, batch_shape + (length,)).reshape(-1, length)
     edge = np.broadcast_to(edge, batch_shape + (length,)).reshape(-1, length)
@@ -1227,7 +1354,8 @@ def fit_sharpening(
     valid = (n_points >= 2) & (k_max > k_min) & np.isfinite(slope) & (sxx > 0)
     resid = np.where(observed, resid, 0.0)
     dof = n_points - 2
-    with np.errstate(invalid="ignore", divide="ignore"):
+    slope_scaled, slope = slope, slope / k_scale  # per unit of the caller's steps
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore", under="ignore"):
         phi_hat = np.where(dof > 0, (w * resid**2).sum(axis=1) / np.maximum(dof, 1), np.nan)
         if n_samples is None:
             phi = phi_hat
@@ -1235,7 +1363,7 @@ def fit_sharpening(
         else:
             phi = np.where(dof > 0, np.maximum(1.0, phi_hat), 1.0)
             quant = np.full(phi.shape, stats.norm.ppf(0.5 + level / 2))
-        se = np.sqrt(phi / sxx)
+        se = np.sqrt(phi / sxx) / k_scale
         half = np.where(np.isinf(quant), np.inf, quant * se)
         slope_ci = np.stack([slope - half, slope + half], axis=-1)
         lo, hi = slope_ci[:, 0], slope_ci[:, 1]
@@ -1244,7 +1372,7 @@ def fit_sharpening(
         )
         beta = np.where(slope > 0, 1.0 / slope, np.inf)
 
-        eta_fit = np.where(observed, intercept[:, None] + slope[:, None] * kz, 0.0)
+        eta_fit = np.where(observed, intercept[:, None] + slope_scaled[:, None] * kz, 0.0)
         y_fit = np.where(observed, y, 0.0)
         ybar = (w * y_fit).sum(axis=1) / w.sum(axis=1)
         tss = (w * (y_fit - ybar[:, None]) ** 2).sum(axis=1)
@@ -1279,13 +1407,6 @@ def fit_sharpening(
         level=float(level),
         method=method,
     )
-
-
-def _as_float_allow_nan(name: str, x) -> np.ndarray:
-    try:
-        return np.asarray(x, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{name}: expected numbers, got {type(x).__name__}") from exc
 
 
 def _binomial_loglik(intercept, slope, k, p, n, observed) -> np.ndarray:

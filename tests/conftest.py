@@ -3,6 +3,8 @@
 * default (CI): profile ``ci`` -- few examples, no deadline, derandomized so CI is repeatable.
 * ``pytest --slow``: runs tests marked ``@pytest.mark.slow`` and switches to profile ``slow``
   (many more examples per property).
+* ``fuzz``: what the fuzz tests (``tests/sharpen/test_fuzz.py``) run under -- the active profile, with
+  :data:`FUZZ_EXAMPLES` examples per test under ``--slow`` (or ``$FUZZ_EXAMPLES``, if set).
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ settings.register_profile(
 )
 settings.register_profile("dev", max_examples=10, deadline=None)
 
+FUZZ_EXAMPLES = 10_000
+"""Examples per fuzz test under ``--slow`` (each fuzzed function is called on every one of them)."""
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
@@ -38,8 +43,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    profile = "slow" if config.getoption("--slow") else os.environ.get("HYPOTHESIS_PROFILE", "ci")
+    slow = config.getoption("--slow")
+    profile = "slow" if slow else os.environ.get("HYPOTHESIS_PROFILE", "ci")
     settings.load_profile(profile)
+    # registered here, after --slow is known: test modules are imported later and read it by name
+    settings.register_profile(
+        "fuzz",
+        parent=settings.get_profile(profile),
+        max_examples=int(
+            os.environ.get("FUZZ_EXAMPLES")
+            or (FUZZ_EXAMPLES if slow else settings.get_profile(profile).max_examples)
+        ),
+        suppress_health_check=list(HealthCheck),
+    )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
