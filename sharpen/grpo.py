@@ -50,6 +50,7 @@ import torch
 
 from sharpen import _array
 from sharpen.answers import _brief, _finite_float
+from sharpen.rewards import _numeric
 
 __all__ = ["agg_loss", "group_advantages", "kl_k3", "masked_mean", "policy_loss"]
 
@@ -127,20 +128,8 @@ def _reward_tensor(rewards: Any) -> torch.Tensor:
     """``rewards`` as a real torch tensor (input dtype kept), finite; clear errors otherwise."""
     if rewards is None:
         raise ValueError("rewards: required, got None")
-    if isinstance(rewards, torch.Tensor):
-        t = rewards
-    else:
-        try:
-            a = np.asarray(rewards)
-        except (TypeError, ValueError, OverflowError) as exc:  # ragged lists
-            raise ValueError("rewards: expected a rectangular array of numbers") from exc
-        if a.dtype.kind not in "biuf":
-            raise ValueError(f"rewards: expected real numbers, got dtype {a.dtype}")
-        if not a.dtype.isnative or any(stride < 0 for stride in a.strides):
-            a = a.astype(a.dtype.newbyteorder("="))  # a native, positively strided copy for torch
-        t = torch.from_numpy(a)
-    if t.is_complex():
-        raise ValueError(f"rewards: expected real numbers, got dtype {t.dtype}")
+    t = _numeric(rewards, "rewards")  # a real tensor, or a numpy array torch can take
+    t = t if isinstance(t, torch.Tensor) else torch.from_numpy(t)
     if t.is_floating_point() and t.numel() and not bool(torch.isfinite(t).all()):
         raise ValueError("rewards: contains NaN or inf")
     return t

@@ -338,6 +338,8 @@ def _numeric(x: Any, name: str) -> Any:
         a = a.astype(a.dtype.newbyteorder("="))
     if any(stride < 0 for stride in a.strides):  # ... and no negative strides
         a = a.copy()
+    if a.dtype.kind == "u" and a.dtype.itemsize == 8:  # Python ints past int64 give uint64 'Q',
+        a = a.astype(np.uint64)  # which torch does not take (its uint64 is 'L')
     return a
 
 

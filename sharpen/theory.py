@@ -45,7 +45,7 @@ Every check raises ``ValueError`` with a one-line message ``name: problem`` (nev
 * sequence distributions ``pi``: negative, inf, zero total mass; ``reward`` / ``lengths`` / a
   ``reward_fn`` output of the wrong shape, not real numbers, NaN or +inf on a sequence with mass, or
   ``-inf`` on every sequence with mass (``lengths:`` when ``log pi / lengths`` overflows there);
-* :func:`fit_sharpening`: ``steps`` of the wrong length or infinite, ``n_samples`` < 1 or not
+* :func:`fit_sharpening`: ``steps`` of the wrong length or infinite, ``n_samples`` outside [1, 2**53] or not
   broadcasting to ``p_maj``'s shape, ``level`` not in (0, 1), ``method`` unknown, ``boundary_eps`` not a
   number in (0, 0.5). Data that cannot determine a fit is not an error: ``valid`` is False and the
   estimates NaN (an empty trajectory too); an estimate that is a fallback (IRLS did not converge, or a
@@ -107,6 +107,9 @@ FitMethod = Literal["binomial", "logit_wls"]
 _SUM_TOL = 1e-9
 # Memory budget (float64 elements) of one chunk of the exact plurality computation.
 _PLURALITY_CHUNK_ELEMENTS = 16_000_000
+# Largest n_samples of fit_sharpening: sample counts are exact in float64 up to here, and the binomial
+# weights n p (1 - p) and log-likelihoods cannot overflow.
+_MAX_SAMPLES = 2.0**53
 # Most multiply-adds one row of the exact plurality computation may cost (a few seconds).
 _PLURALITY_MAX_COST = 1.5e10
 # Most float64 numbers one row of the exact plurality computation may hold (256 MB).
@@ -825,7 +828,7 @@ def _as_distribution_log(name: str, pi) -> np.ndarray:
         raise ValueError(f"{name}: expected shape (..., S) with S >= 1, got {a.shape}")
     if (~np.isfinite(a)).any() or (a < 0).any():
         raise ValueError(f"{name}: must be finite and >= 0")
-    if (a.sum(axis=-1) <= 0).any():
+    if not (a > 0).any(axis=-1).all():  # (not a sum: huge masses would overflow it)
         raise ValueError(f"{name}: every distribution needs positive total mass")
     with np.errstate(divide="ignore"):
         return _log_normalise(np.log(a))
@@ -1177,7 +1180,7 @@ def fit_sharpening(
         Training steps (any real numbers, e.g. epochs).
     p_maj : array_like, (..., L)
         Observed majority probabilities in [0, 1]; NaN = missing.
-    n_samples : None or array_like broadcastable to ``p_maj``, >= 1
+    n_samples : None or array_like broadcastable to ``p_maj``, in [1, 2**53]
         Samples behind each observed probability (the weights' scale and the correction).
     level : float in (0, 1)
         Confidence level of the intervals.
@@ -1229,8 +1232,8 @@ def fit_sharpening(
         edge = np.full((1,) * p.ndim, boundary_eps)
     else:
         n = _as_float("n_samples", n_samples)
-        if (~np.isfinite(n)).any() or (n < 1).any():
-            raise ValueError("n_samples: must be finite and >= 1")
+        if (~np.isfinite(n)).any() or (n < 1).any() or (n > _MAX_SAMPLES).any():
+            raise ValueError("n_samples: must lie in [1, 2**53] (sample counts, exact in float64)")
         try:
             fits = n.ndim <= p.ndim and np.broadcast_shapes(n.shape, p.shape) == p.shape
         except ValueError:
@@ -1239,174 +1242,181 @@ def fit_sharpening(
             raise ValueError(f"n_samples: shape {n.shape} does not broadcast to p_maj's {p.shape}")
         edge = 0.5 / n
 
-    batch_shape, length = p.shape[:-1], p.shape[-1]
-    if length == 0:  # no step at all: one missing point (valid is then False)
-        length, p, k = 1, np.full(batch_shape + (1,), np.nan), np.zeros(k.shape[:-1] + (1,))
-        n = n if n.shape[-1:] != (0,) else np.ones(n.shape[:-1] + (1,))
-        edge = edge if edge.shape[-1:] != (0,) else np.full(edge.shape[:-1] + (1,), boundary_eps)
-    # Steps beyond 2^200 (or below 2^-200) in size would overflow (underflow) the sums of squares:
-    # fit on steps / 2^e (exact) and scale the slope back.
-    top = float(np.max(np.abs(k[~np.isnan(k)]), initial=0.0))
-    k_scale = 1.0
-    if top > 2.0**200 or 0 < top < 2.0**-200:
-        k_scale = math.ldexp(1.0, math.frexp(top)[1] - 1)
-        k = k / k_scale
-    p = p.reshape(math.prod(batch_shape), length)
-    k = np.broadcast_to(k, batch_shape + (length,)).reshape(-1, length)
-    n = np.broadcast_to(n, batch_shape + (length,)).reshape(-1, length)
-    edge = np.broadcast_to(edge, batch_shape + (length,)).reshape(-1, length)
-
-    # ---- logit-scale WLS ------------------------------------------------------------------------
-    observed = ~(np.isnan(p) | np.isnan(k))
-    kz = np.where(observed, k, 0.0)
-    pz = np.where(observed, p, 0.5)
-    pc = np.clip(pz, edge, 1.0 - edge)  # moves only exact 0/1 when edge = 1/(2n)
-    pc = np.where((pz > 0) & (pz < 1), pz, pc)  # interior points are never moved
-    y = special.logit(pc)
-    w0 = n * pc * (1.0 - pc)
-    slope, intercept, sxx, w = _logit_wls(kz, y, w0, observed, n)
-    # 0/1 points are censored values ("at least this extreme"). Where the fit to the interior
-    # points alone already puts every one of them beyond the correction, they carry no further
-    # information and the interior fit is kept (a saturated noiseless series is then fitted
-    # exactly); otherwise the continuity-corrected fit above stands.
-    inner = observed & (pz > 0) & (pz < 1)
-    i_slope, i_int, i_sxx, i_w = _logit_wls(kz, y, w0, inner, n)
-    with np.errstate(invalid="ignore"):
-        i_fit = special.expit(i_int[:, None] + i_slope[:, None] * kz)
-        beyond = np.where(pz >= 1, i_fit >= 1.0 - edge, i_fit <= edge)
-    censored = observed & ~inner
-    use_inner = (
-        censored.any(axis=1)
-        & np.isfinite(i_slope)
-        & np.isfinite(i_int)
-        & (i_sxx > 0)
-        & (beyond | ~censored).all(axis=1)
-    )
-    slope = np.where(use_inner, i_slope, slope)
-    intercept = np.where(use_inner, i_int, intercept)
-    sxx = np.where(use_inner, i_sxx, sxx)
-    w = np.where(use_inner[:, None], i_w, w)
-    resid = y - intercept[:, None] - slope[:, None] * kz
-    # logit_wls "converges" where no continuity-corrected value entered the fit.
-    converged = use_inner | ~censored.any(axis=1)
-
-    # ---- binomial maximum likelihood (IRLS) on the trajectories that need it ---------------------
-    if method == "binomial":
-        converged[:] = False
-        span = np.where(observed, kz, -np.inf).max(axis=1) - np.where(observed, kz, np.inf).min(
-            axis=1
-        )
-        active = np.flatnonzero((observed.sum(axis=1) >= 2) & (span > 0))
-        a_slope, a_int = slope[active], intercept[active]
-        for _ in range(max_iter):
-            if active.size == 0:
-                break
-            ka, pa, na, oa = kz[active], pz[active], n[active], observed[active]
-            eta = a_int[:, None] + a_slope[:, None] * ka
-            mu = special.expit(eta)
-            var = mu * (1.0 - mu)  # 0 where mu rounds to 0 or 1: such a point carries no weight
-            use = oa & (var > 0)
-            wa = np.where(use, na * var, 0.0)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                z = np.where(use, eta + (pa - mu) / var, 0.0)
-            new_slope, new_int, new_sxx = _wls(ka, z, wa)
-            finite = np.isfinite(new_slope) & np.isfinite(new_int) & (new_sxx > 0)
-            new_slope = np.where(finite, new_slope, a_slope)
-            new_int = np.where(finite, new_int, a_int)
-            # Step halving: a Newton step from far away can overshoot; never lower the likelihood.
-            # Only steps that move some fitted logit by more than 0.5 are checked (near the
-            # optimum Newton is safe, and the check costs two likelihood evaluations).
-            k_abs = np.where(oa, np.abs(ka), 0.0).max(axis=1)
-            risky = np.flatnonzero(
-                np.abs(new_int - a_int) + np.abs(new_slope - a_slope) * k_abs > 0.5
+    # A fit that floating point cannot carry out (weights x steps^2 underflowing to 0, a slope beyond
+    # the float range) ends in valid = False or converged = False, the documented signals: no warnings.
+    with np.errstate(all="ignore"):
+        batch_shape, length = p.shape[:-1], p.shape[-1]
+        if length == 0:  # no step at all: one missing point (valid is then False)
+            length, p, k = 1, np.full(batch_shape + (1,), np.nan), np.zeros(k.shape[:-1] + (1,))
+            n = n if n.shape[-1:] != (0,) else np.ones(n.shape[:-1] + (1,))
+            edge = (
+                edge if edge.shape[-1:] != (0,) else np.full(edge.shape[:-1] + (1,), boundary_eps)
             )
-            if risky.size:
-                args = (ka[risky], pa[risky], na[risky], oa[risky])
-                r_old_s, r_old_i = a_slope[risky], a_int[risky]
-                r_s, r_i = new_slope[risky], new_int[risky]
-                old_ll = _binomial_loglik(r_old_i, r_old_s, *args)
-                new_ll = _binomial_loglik(r_i, r_s, *args)
-                for _ in range(40):
-                    worse = ~(new_ll >= old_ll - 1e-12 * np.abs(old_ll))
-                    if not worse.any():
-                        break
-                    r_s = np.where(worse, (r_s + r_old_s) / 2, r_s)
-                    r_i = np.where(worse, (r_i + r_old_i) / 2, r_i)
-                    new_ll = np.where(worse, _binomial_loglik(r_i, r_s, *args), new_ll)
-                new_slope[risky], new_int[risky] = r_s, r_i
-            step = np.abs(new_slope - a_slope) * (1.0 + span[active]) + np.abs(new_int - a_int)
-            # A separated series (no finite MLE) runs off: its slope keeps growing until max_iter.
-            done = finite & (step < 1e-9 * (1.0 + np.abs(new_slope) + np.abs(new_int)))
-            idx = active[done]
-            slope[idx], intercept[idx], sxx[idx] = new_slope[done], new_int[done], new_sxx[done]
-            w[idx] = wa[done]
-            resid[idx] = np.where(
-                oa[done], z[done] - new_int[done, None] - new_slope[done, None] * ka[done], 0.0
-            )
-            converged[idx] = True
-            keep = finite & ~done
-            active, a_slope, a_int = active[keep], new_slope[keep], new_int[keep]
+        # Steps beyond 2^200 (or below 2^-200) in size would overflow (underflow) the sums of squares:
+        # fit on steps / 2^e (exact) and scale the slope back.
+        top = float(np.max(np.abs(k[~np.isnan(k)]), initial=0.0))
+        k_scale = 1.0
+        if top > 2.0**200 or 0 < top < 2.0**-200:
+            k_scale = math.ldexp(1.0, math.frexp(top)[1] - 1)
+            k = k / k_scale
+        p = p.reshape(math.prod(batch_shape), length)
+        k = np.broadcast_to(k, batch_shape + (length,)).reshape(-1, length)
+        n = np.broadcast_to(n, batch_shape + (length,)).reshape(-1, length)
+        edge = np.broadcast_to(edge, batch_shape + (length,)).reshape(-1, length)
 
-    # ---- validity, uncertainty, goodness of fit -------------------------------------------------
-    n_points = observed.sum(axis=1)
-    k_min = np.where(observed, kz, np.inf).min(axis=1)
-    k_max = np.where(observed, kz, -np.inf).max(axis=1)
-    valid = (n_points >= 2) & (k_max > k_min) & np.isfinite(slope) & (sxx > 0)
-    resid = np.where(observed, resid, 0.0)
-    dof = n_points - 2
-    slope_scaled, slope = slope, slope / k_scale  # per unit of the caller's steps
-    with np.errstate(invalid="ignore", divide="ignore", over="ignore", under="ignore"):
-        phi_hat = np.where(dof > 0, (w * resid**2).sum(axis=1) / np.maximum(dof, 1), np.nan)
-        if n_samples is None:
-            phi = phi_hat
-            quant = np.where(dof > 0, stats.t.ppf(0.5 + level / 2, np.maximum(dof, 1)), np.inf)
-        else:
-            phi = np.where(dof > 0, np.maximum(1.0, phi_hat), 1.0)
-            quant = np.full(phi.shape, stats.norm.ppf(0.5 + level / 2))
-        se = np.sqrt(phi / sxx) / k_scale
-        half = np.where(np.isinf(quant), np.inf, quant * se)
-        slope_ci = np.stack([slope - half, slope + half], axis=-1)
-        lo, hi = slope_ci[:, 0], slope_ci[:, 1]
-        beta_ci = np.stack(
-            [np.where(hi > 0, 1.0 / hi, np.inf), np.where(lo > 0, 1.0 / lo, np.inf)], axis=-1
+        # ---- logit-scale WLS ------------------------------------------------------------------------
+        observed = ~(np.isnan(p) | np.isnan(k))
+        kz = np.where(observed, k, 0.0)
+        pz = np.where(observed, p, 0.5)
+        pc = np.clip(pz, edge, 1.0 - edge)  # moves only exact 0/1 when edge = 1/(2n)
+        pc = np.where((pz > 0) & (pz < 1), pz, pc)  # interior points are never moved
+        y = special.logit(pc)
+        w0 = n * pc * (1.0 - pc)
+        slope, intercept, sxx, w = _logit_wls(kz, y, w0, observed, n)
+        # 0/1 points are censored values ("at least this extreme"). Where the fit to the interior
+        # points alone already puts every one of them beyond the correction, they carry no further
+        # information and the interior fit is kept (a saturated noiseless series is then fitted
+        # exactly); otherwise the continuity-corrected fit above stands.
+        inner = observed & (pz > 0) & (pz < 1)
+        i_slope, i_int, i_sxx, i_w = _logit_wls(kz, y, w0, inner, n)
+        with np.errstate(invalid="ignore"):
+            i_fit = special.expit(i_int[:, None] + i_slope[:, None] * kz)
+            beyond = np.where(pz >= 1, i_fit >= 1.0 - edge, i_fit <= edge)
+        censored = observed & ~inner
+        use_inner = (
+            censored.any(axis=1)
+            & np.isfinite(i_slope)
+            & np.isfinite(i_int)
+            & (i_sxx > 0)
+            & (beyond | ~censored).all(axis=1)
         )
-        beta = np.where(slope > 0, 1.0 / slope, np.inf)
+        slope = np.where(use_inner, i_slope, slope)
+        intercept = np.where(use_inner, i_int, intercept)
+        sxx = np.where(use_inner, i_sxx, sxx)
+        w = np.where(use_inner[:, None], i_w, w)
+        resid = y - intercept[:, None] - slope[:, None] * kz
+        # logit_wls "converges" where no continuity-corrected value entered the fit.
+        converged = use_inner | ~censored.any(axis=1)
 
-        eta_fit = np.where(observed, intercept[:, None] + slope_scaled[:, None] * kz, 0.0)
-        y_fit = np.where(observed, y, 0.0)
-        ybar = (w * y_fit).sum(axis=1) / w.sum(axis=1)
-        tss = (w * (y_fit - ybar[:, None]) ** 2).sum(axis=1)
-        rss = (w * (y_fit - eta_fit) ** 2).sum(axis=1)
-        r2_logit = np.where(tss > 0, 1.0 - rss / tss, np.nan)
-        p_obs = np.where(observed, p, 0.0)
-        pbar = p_obs.sum(axis=1) / n_points
-        rss_p = (np.where(observed, p_obs - special.expit(eta_fit), 0.0) ** 2).sum(axis=1)
-        tss_p = (np.where(observed, p_obs - pbar[:, None], 0.0) ** 2).sum(axis=1)
-        r2_p = np.where(tss_p > 0, 1.0 - rss_p / tss_p, np.nan)
+        # ---- binomial maximum likelihood (IRLS) on the trajectories that need it ---------------------
+        if method == "binomial":
+            converged[:] = False
+            span = np.where(observed, kz, -np.inf).max(axis=1) - np.where(observed, kz, np.inf).min(
+                axis=1
+            )
+            active = np.flatnonzero((observed.sum(axis=1) >= 2) & (span > 0))
+            a_slope, a_int = slope[active], intercept[active]
+            for _ in range(max_iter):
+                if active.size == 0:
+                    break
+                ka, pa, na, oa = kz[active], pz[active], n[active], observed[active]
+                eta = a_int[:, None] + a_slope[:, None] * ka
+                mu = special.expit(eta)
+                var = mu * (1.0 - mu)  # 0 where mu rounds to 0 or 1: such a point carries no weight
+                use = oa & (var > 0)
+                wa = np.where(use, na * var, 0.0)
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    z = np.where(use, eta + (pa - mu) / var, 0.0)
+                new_slope, new_int, new_sxx = _wls(ka, z, wa)
+                finite = np.isfinite(new_slope) & np.isfinite(new_int) & (new_sxx > 0)
+                new_slope = np.where(finite, new_slope, a_slope)
+                new_int = np.where(finite, new_int, a_int)
+                # Step halving: a Newton step from far away can overshoot; never lower the likelihood.
+                # Only steps that move some fitted logit by more than 0.5 are checked (near the
+                # optimum Newton is safe, and the check costs two likelihood evaluations).
+                k_abs = np.where(oa, np.abs(ka), 0.0).max(axis=1)
+                risky = np.flatnonzero(
+                    np.abs(new_int - a_int) + np.abs(new_slope - a_slope) * k_abs > 0.5
+                )
+                if risky.size:
+                    args = (ka[risky], pa[risky], na[risky], oa[risky])
+                    r_old_s, r_old_i = a_slope[risky], a_int[risky]
+                    r_s, r_i = new_slope[risky], new_int[risky]
+                    old_ll = _binomial_loglik(r_old_i, r_old_s, *args)
+                    new_ll = _binomial_loglik(r_i, r_s, *args)
+                    for _ in range(40):
+                        worse = ~(new_ll >= old_ll - 1e-12 * np.abs(old_ll))
+                        if not worse.any():
+                            break
+                        r_s = np.where(worse, (r_s + r_old_s) / 2, r_s)
+                        r_i = np.where(worse, (r_i + r_old_i) / 2, r_i)
+                        new_ll = np.where(worse, _binomial_loglik(r_i, r_s, *args), new_ll)
+                    new_slope[risky], new_int[risky] = r_s, r_i
+                step = np.abs(new_slope - a_slope) * (1.0 + span[active]) + np.abs(new_int - a_int)
+                # A separated series (no finite MLE) runs off: its slope keeps growing until max_iter.
+                done = finite & (step < 1e-9 * (1.0 + np.abs(new_slope) + np.abs(new_int)))
+                idx = active[done]
+                slope[idx], intercept[idx], sxx[idx] = new_slope[done], new_int[done], new_sxx[done]
+                w[idx] = wa[done]
+                resid[idx] = np.where(
+                    oa[done], z[done] - new_int[done, None] - new_slope[done, None] * ka[done], 0.0
+                )
+                converged[idx] = True
+                keep = finite & ~done
+                active, a_slope, a_int = active[keep], new_slope[keep], new_int[keep]
 
-    def out(x: np.ndarray) -> np.ndarray:
-        mask = valid if x.ndim == 1 else valid[:, None]
-        return np.where(mask, x, np.nan).reshape(batch_shape + x.shape[1:])
+        # ---- validity, uncertainty, goodness of fit -------------------------------------------------
+        n_points = observed.sum(axis=1)
+        k_min = np.where(observed, kz, np.inf).min(axis=1)
+        k_max = np.where(observed, kz, -np.inf).max(axis=1)
+        valid = (n_points >= 2) & (k_max > k_min) & np.isfinite(slope) & (sxx > 0)
+        resid = np.where(observed, resid, 0.0)
+        dof = n_points - 2
+        slope_scaled, slope = slope, slope / k_scale  # per unit of the caller's steps
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore", under="ignore"):
+            phi_hat = np.where(dof > 0, (w * resid**2).sum(axis=1) / np.maximum(dof, 1), np.nan)
+            if n_samples is None:
+                phi = phi_hat
+                quant = np.where(dof > 0, stats.t.ppf(0.5 + level / 2, np.maximum(dof, 1)), np.inf)
+            else:
+                phi = np.where(dof > 0, np.maximum(1.0, phi_hat), 1.0)
+                quant = np.full(phi.shape, stats.norm.ppf(0.5 + level / 2))
+            se = np.sqrt(phi / sxx) / k_scale
+            half = np.where(np.isinf(quant), np.inf, quant * se)
+            slope_ci = np.stack([slope - half, slope + half], axis=-1)
+            lo, hi = slope_ci[:, 0], slope_ci[:, 1]
+            beta_ci = np.stack(
+                [np.where(hi > 0, 1.0 / hi, np.inf), np.where(lo > 0, 1.0 / lo, np.inf)], axis=-1
+            )
+            beta = np.where(slope > 0, 1.0 / slope, np.inf)
 
-    return SharpeningFit(
-        slope=out(slope),
-        intercept=out(intercept),
-        beta=out(beta),
-        rho=out(np.exp(-slope)),
-        p0=out(special.expit(intercept)),
-        slope_se=out(se),
-        slope_ci=out(slope_ci),
-        beta_ci=out(beta_ci),
-        r2_logit=out(r2_logit),
-        r2_p=out(r2_p),
-        dispersion=out(phi_hat),
-        n_points=n_points.reshape(batch_shape),
-        valid=valid.reshape(batch_shape),
-        sharpening=(valid & (slope > 0)).reshape(batch_shape),
-        converged=(converged & valid).reshape(batch_shape),
-        level=float(level),
-        method=method,
-    )
+            eta_fit = np.where(observed, intercept[:, None] + slope_scaled[:, None] * kz, 0.0)
+            y_fit = np.where(observed, y, 0.0)
+            ybar = (w * y_fit).sum(axis=1) / w.sum(axis=1)
+            tss = (w * (y_fit - ybar[:, None]) ** 2).sum(axis=1)
+            rss = (w * (y_fit - eta_fit) ** 2).sum(axis=1)
+            r2_logit = np.where(tss > 0, 1.0 - rss / tss, np.nan)
+            p_obs = np.where(observed, p, 0.0)
+            pbar = p_obs.sum(axis=1) / n_points
+            rss_p = (np.where(observed, p_obs - special.expit(eta_fit), 0.0) ** 2).sum(axis=1)
+            tss_p = (np.where(observed, p_obs - pbar[:, None], 0.0) ** 2).sum(axis=1)
+            r2_p = np.where(tss_p > 0, 1.0 - rss_p / tss_p, np.nan)
+
+        def out(x: np.ndarray) -> np.ndarray:
+            mask = valid if x.ndim == 1 else valid[:, None]
+            return np.where(mask, x, np.nan).reshape(batch_shape + x.shape[1:])
+
+        with np.errstate(over="ignore"):  # a slope below -709: rho = e^{-slope} is +inf
+            rho = np.exp(-slope)
+        return SharpeningFit(
+            slope=out(slope),
+            intercept=out(intercept),
+            beta=out(beta),
+            rho=out(rho),
+            p0=out(special.expit(intercept)),
+            slope_se=out(se),
+            slope_ci=out(slope_ci),
+            beta_ci=out(beta_ci),
+            r2_logit=out(r2_logit),
+            r2_p=out(r2_p),
+            dispersion=out(phi_hat),
+            n_points=n_points.reshape(batch_shape),
+            valid=valid.reshape(batch_shape),
+            sharpening=(valid & (slope > 0)).reshape(batch_shape),
+            converged=(converged & valid).reshape(batch_shape),
+            level=float(level),
+            method=method,
+        )
 
 
 def _binomial_loglik(intercept, slope, k, p, n, observed) -> np.ndarray:

@@ -1365,6 +1365,8 @@ REWARD_FNS = {
 }
 
 
+# found by the fuzzing: the total mass of huge masses overflowed (RuntimeWarning)
+@example([1e300, 1.7976931348623157e308], 0.0, 1.0, 0, None, None)
 @fuzz(
     theory.tilt,
     theory.iterate_tilt,
@@ -1498,6 +1500,7 @@ def test_fuzz_fit_sharpening(length, batch, data, level, method, boundary_eps, m
 @example(np.array([[1e308, 1e308, -1e308]]), False, True, 1e-6, True)
 @example(np.array([[1e-200, 2e-200]]), False, True, 0.0, True)
 @example(_deep(33, 0), False, False, 1e-6, False)
+@example(2**63, False, False, None, None)  # numpy's uint64 'Q', which torch.from_numpy refused
 @fuzz(
     grpo.group_advantages,
     rewards_=arrays(
