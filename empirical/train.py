@@ -304,14 +304,19 @@ class Trainer:
         return out
 
     # -------------------------------------------------------------------------------------- probes, eval
+    @property
+    def exact(self) -> bool:
+        """Whether answer probabilities are exact for this run: the task lists its answers, ``exact_probes`` is on
+        and ``top_p = 1`` (otherwise the sampler draws from the nucleus, not from the scored distribution)."""
+        return bool(self.cfg.exact_probes and self.task.candidates and self.cfg.top_p == 1.0)
+
     def exact_answers(
         self, questions: list[Question], initial: list[str | None] | None = None
     ) -> AnswerSummary | None:
         """Exact answer distributions of ``questions`` at the rollout temperature (``empirical.exact``); None
-        when the task does not list its answers, ``exact_probes`` is off, or ``top_p < 1`` (then the sampler
-        draws from the nucleus, not from these probabilities)."""
+        unless :attr:`exact`."""
         cfg = self.cfg
-        if not (cfg.exact_probes and self.task.candidates and cfg.top_p == 1.0):
+        if not self.exact:
             return None
         ids = self.prompt_ids(questions)
         return exact_probe(self.model, self.tokenizer, ids, self.task.candidates, temperature=cfg.temperature,
@@ -366,15 +371,10 @@ class Trainer:
         implied = [self.task.implied(t) for t in texts] if self.task.implied else None
         out.update(behaviour_metrics(gen.response_ids, [self.task.parse(t) for t in texts], n=k,
                                      eos_id=self.eos_id, implied_answers=implied))  # fmt: skip
-        if (
-            cfg.exact_probes and self.task.candidates
-        ):  # labels are listed answers: score them exactly
-            ids = render_prompts(self.tokenizer, [q.prompt for q in questions],
-                                 [q.chat for q in questions], cfg.max_prompt_tokens)  # fmt: skip
+        if self.exact:  # labels are listed answers: score them exactly
             labels = candidate_ids(self.tokenizer, [q.label for q in questions], self.eos_id)
-            p = label_probs(
-                self.model, ids, labels, temperature=cfg.temperature, pad_id=self.pad_id
-            )
+            p = label_probs(self.model, self.prompt_ids(questions), labels, temperature=cfg.temperature,
+                            pad_id=self.pad_id)  # fmt: skip
             out["exact_accuracy"] = float(p.mean())
             out["exact_accuracy_se"] = (
                 float(p.std(ddof=1) / math.sqrt(p.size)) if p.size > 1 else math.nan

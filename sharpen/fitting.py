@@ -28,6 +28,7 @@ Example
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -111,19 +112,33 @@ class ProbeTrajectories:
     def upto(self, step: float) -> ProbeTrajectories:
         """The same trajectories restricted to probe steps ``<= step``."""
         keep = self.steps <= step
-        return ProbeTrajectories(
-            question_ids=self.question_ids,
+        return dataclasses.replace(
+            self,
             steps=self.steps[keep],
-            p_initial=self.p_initial[:, keep],
-            p_majority=self.p_majority[:, keep],
-            n_samples=self.n_samples[:, keep],
-            majority_answer=self.majority_answer[:, keep],
-            initial_answer=self.initial_answer,
-            initial_correct=self.initial_correct,
-            majority_correct=self.majority_correct[:, keep],
-            sample_accuracy=self.sample_accuracy[:, keep],
-            source=self.source,
+            **{name: getattr(self, name)[:, keep] for name in _PER_STEP},
         )
+
+    def rows(self, index: Sequence[int]) -> ProbeTrajectories:
+        """The questions ``index`` (repeats allowed, e.g. a bootstrap resample), in that order."""
+        idx = np.asarray(index, dtype=np.int64)
+        return dataclasses.replace(
+            self,
+            question_ids=tuple(self.question_ids[i] for i in idx),
+            initial_answer=tuple(self.initial_answer[i] for i in idx),
+            initial_correct=self.initial_correct[idx],
+            **{name: getattr(self, name)[idx] for name in _PER_STEP},
+        )
+
+
+_PER_STEP = (
+    "p_initial",
+    "p_majority",
+    "n_samples",
+    "majority_answer",
+    "majority_correct",
+    "sample_accuracy",
+)
+"""The (Q, L) fields of :class:`ProbeTrajectories`."""
 
 
 # The exact answer distribution's fields, read instead of the sampled ones when every probe record has them.

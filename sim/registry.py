@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from sim.results import SimResult
 
-__all__ = ["Experiment", "EXPERIMENTS", "register", "get"]
+__all__ = ["Experiment", "EXPERIMENTS", "Registry", "register", "get"]
 
 
 @dataclass(frozen=True)
@@ -61,19 +61,36 @@ class Experiment:
             )
 
 
-EXPERIMENTS: dict[str, Experiment] = {}
+class Registry(dict):
+    """Experiments by name, in registration order (a ``dict``); ``what`` names them in error messages. The
+    simulator's is :data:`EXPERIMENTS`; the real-LM lab has its own (:data:`empirical.lab.registry.LAB`)."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__()
+        self.what = what
+
+    def add(self, exp: Experiment) -> Experiment:
+        """Add ``exp``; a name registered twice raises ``ValueError``."""
+        if exp.name in self:
+            raise ValueError(f"name: {self.what} {exp.name!r} is registered twice")
+        self[exp.name] = exp
+        return exp
+
+    def lookup(self, name: str) -> Experiment:
+        """The entry ``name``; an unknown name raises ``ValueError`` listing the valid ones."""
+        if name not in self:
+            raise ValueError(f"name: unknown {self.what} {name!r}; valid: {', '.join(self)}")
+        return self[name]
+
+
+EXPERIMENTS = Registry("experiment")
 
 
 def register(exp: Experiment) -> Experiment:
     """Add ``exp`` to :data:`EXPERIMENTS`; a name registered twice raises ``ValueError``."""
-    if exp.name in EXPERIMENTS:
-        raise ValueError(f"name: experiment {exp.name!r} is registered twice")
-    EXPERIMENTS[exp.name] = exp
-    return exp
+    return EXPERIMENTS.add(exp)
 
 
 def get(name: str) -> Experiment:
     """The experiment registered as ``name``; an unknown name raises ``ValueError`` listing the valid ones."""
-    if name not in EXPERIMENTS:
-        raise ValueError(f"name: unknown experiment {name!r}; valid: {', '.join(EXPERIMENTS)}")
-    return EXPERIMENTS[name]
+    return EXPERIMENTS.lookup(name)

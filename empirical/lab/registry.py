@@ -6,25 +6,20 @@ package fills :data:`LAB` in the order of its imports.
 
 from __future__ import annotations
 
-from sim.registry import Experiment
+from sim.registry import Experiment, Registry
 
 __all__ = ["Experiment", "LAB", "register", "get"]
 
-LAB: dict[str, Experiment] = {}
+LAB = Registry("lab experiment")
 
 
 def register(exp: Experiment) -> Experiment:
     """Add ``exp`` to :data:`LAB`; a name registered twice raises ``ValueError``."""
-    if exp.name in LAB:
-        raise ValueError(f"name: lab experiment {exp.name!r} is registered twice")
-    LAB[exp.name] = exp
-    return exp
+    return LAB.add(exp)
 
 
 def get(name: str) -> Experiment:
     """The lab experiment ``name``; an unknown name raises ``ValueError`` listing the valid ones."""
     import empirical.lab.experiments  # noqa: F401  (fills LAB)
 
-    if name not in LAB:
-        raise ValueError(f"name: unknown lab experiment {name!r}; valid: {', '.join(LAB)}")
-    return LAB[name]
+    return LAB.lookup(name)

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from empirical.config import TrainConfig, preset
+from sharpen.collapse import metric_series as series
 from sharpen.records import Run, load_run
 from sim.configs import with_help
 
@@ -173,24 +174,22 @@ def load_runs(folders: Sequence[Path]) -> list[Run]:
 def eval_series(
     run: Run, metric: str = "exact_accuracy"
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(steps, values, se)`` of a held-out metric (``se``: its ``<metric>_se`` field, NaN if absent)."""
-    recs = sorted((r for r in run.evals if metric in r), key=lambda r: r["step"])
-    if not recs:
-        raise ValueError(f"run: {run.run_dir} logs no held-out {metric!r}")
-    steps = np.array([r["step"] for r in recs], dtype=np.int64)
-    values = np.array([float(r[metric]) for r in recs])
-    se = np.array([float(r.get(f"{metric}_se", math.nan)) for r in recs])
-    return steps, values, se
+    """``(steps, values, se)`` of a held-out metric (``se``: its ``<metric>_se`` field, NaN where absent)."""
+    steps, values = metric_series(run, metric, run.evals)
+    se_steps, se = series(run.evals, [f"{metric}_se"])[1:]
+    by_step = dict(zip(se_steps.astype(np.int64).tolist(), se.tolist(), strict=True))
+    return steps, values, np.array([by_step.get(s, math.nan) for s in steps.tolist()])
 
 
-def metric_series(run: Run, name: str) -> tuple[np.ndarray, np.ndarray]:
-    """``(steps, values)`` of a batch metric of ``metrics.jsonl`` (steps where it is logged)."""
-    recs = [r for r in run.metrics if isinstance(r.get(name), int | float)]
-    if not recs:
-        raise ValueError(f"run: {run.run_dir} logs no metric {name!r}")
-    return np.array([r["step"] for r in recs], dtype=np.int64), np.array(
-        [float(r[name]) for r in recs]
-    )
+def metric_series(
+    run: Run, name: str, records: Sequence[dict] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(steps, values)`` of one metric (:func:`sharpen.collapse.metric_series`) of ``metrics.jsonl``, or of
+    ``records`` (e.g. ``run.evals``); raises ``ValueError`` naming the run when it is not logged."""
+    found, steps, values = series(run.metrics if records is None else records, [name])
+    if found is None:
+        raise ValueError(f"run: {run.run_dir} logs no {name!r}")
+    return steps.astype(np.int64), values
 
 
 def probe_trajectories(run: Run):

@@ -58,3 +58,23 @@ def test_run_settings_finds_nested_keys():
 def test_docstring_examples_run():
     result = doctest.testmod(fitting, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted >= 5 and result.failed == 0
+
+
+def test_rows_and_upto_select_questions_and_steps_of_every_field():
+    records = [
+        {"step": s, "question_id": q, "p_initial_majority": p, "majority_answer": a, "initial_majority_answer": "7",
+         "p_majority": p, "majority_correct": q == "b", "sample_accuracy": p / 2, "n_samples": 8}
+        for s in (0, 10, 20)
+        for q, p, a in (("a", 0.5 + s / 100, "7"), ("b", 0.6, "7"), ("c", 0.3, "7"))
+    ]  # fmt: skip
+    traj, _ = trajectories_from_probes(records)
+    sub = traj.rows([2, 0, 0])
+    assert sub.question_ids == ("c", "a", "a")
+    for name in ("p_initial", "p_majority", "n_samples", "majority_correct", "sample_accuracy"):
+        np.testing.assert_array_equal(getattr(sub, name), getattr(traj, name)[[2, 0, 0]])
+    assert list(sub.majority_answer[:, 0]) == ["7", "7", "7"]
+    np.testing.assert_array_equal(sub.initial_correct, traj.initial_correct[[2, 0, 0]])
+    early = traj.upto(10)
+    assert early.steps.tolist() == [0, 10] and early.p_initial.shape == (3, 2)
+    np.testing.assert_array_equal(early.p_initial, traj.p_initial[:, :2])
+    assert early.question_ids == traj.question_ids and early.source == traj.source

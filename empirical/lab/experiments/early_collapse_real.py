@@ -7,13 +7,13 @@ are ``rise_then_fall_real``'s majority-vote runs (same configurations, so the sa
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
 from scipy import special, stats
 
+from empirical.lab.experiments.rise_then_fall_real import QUICK as RISE_QUICK
 from empirical.lab.experiments.rise_then_fall_real import RiseThenFallRealConfig, sweep_configs
 from empirical.lab.registry import Experiment, register
 from empirical.lab.runs import ensure_runs, load_runs, metric_series, probe_trajectories
@@ -53,22 +53,6 @@ class EarlyCollapseRealConfig(RiseThenFallRealConfig):
             raise ValueError(
                 f"probe_every: the Theorem-1 predictor reads probes, need >= 1, got {self.probe_every}"
             )
-
-
-def _rows(traj, idx: np.ndarray):
-    """``traj`` restricted to the question rows ``idx`` (repeats allowed: a bootstrap resample)."""
-    return dataclasses.replace(
-        traj,
-        question_ids=tuple(traj.question_ids[i] for i in idx),
-        p_initial=traj.p_initial[idx],
-        p_majority=traj.p_majority[idx],
-        n_samples=traj.n_samples[idx],
-        majority_answer=traj.majority_answer[idx],
-        initial_answer=tuple(traj.initial_answer[i] for i in idx),
-        initial_correct=traj.initial_correct[idx],
-        majority_correct=traj.majority_correct[idx],
-        sample_accuracy=traj.sample_accuracy[idx],
-    )
 
 
 def trend_prediction(steps: np.ndarray, values: np.ndarray, threshold: float, upto: float) -> dict:
@@ -141,7 +125,7 @@ def early_collapse_real(config: EarlyCollapseRealConfig = EarlyCollapseRealConfi
         boot = []
         for _ in range(cfg.n_boot):
             idx = rng.integers(0, traj.n_questions, traj.n_questions)
-            p = predict_collapse(_rows(traj, idx), upto, threshold=cfg.threshold, horizon=horizon)
+            p = predict_collapse(traj.rows(idx), upto, threshold=cfg.threshold, horizon=horizon)
             boot.append(math.inf if p.predicted_step is None else p.predicted_step)
         with np.errstate(
             invalid="ignore"
@@ -280,17 +264,10 @@ register(
         EarlyCollapseRealConfig,
         early_collapse_real,
         {
-            "seeds": 2,
-            "steps": 12,
-            "lrs": (3e-4,),
-            "probe_every": 4,
-            "n_probe": 6,
-            "n_heldout": 64,
-            "eval_every": 4,
-            "rollout_batch_size": 32,
+            **RISE_QUICK,
             "smoothing": 2,
             "n_boot": 10,
-        },  # fmt: skip
+        },  # the same runs as rise_then_fall_real --quick
         "Early prediction of the Model Collapse Step from the first 25% of each run",
         plot=draw,
         figsize=(12.0, 4.2),

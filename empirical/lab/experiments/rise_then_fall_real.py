@@ -18,7 +18,13 @@ from empirical.lab.runs import LabRuns, ensure_runs, eval_series, load_runs, mea
 from sim.configs import with_help
 from sim.results import SimResult, Verdict
 
-__all__ = ["RiseThenFallRealConfig", "rise_then_fall_real", "classify_curve", "sweep_configs"]
+__all__ = [
+    "QUICK",
+    "RiseThenFallRealConfig",
+    "rise_then_fall_real",
+    "classify_curve",
+    "sweep_configs",
+]
 
 
 @dataclass(frozen=True)
@@ -141,6 +147,11 @@ def rise_then_fall_real(config: RiseThenFallRealConfig = RiseThenFallRealConfig(
     )
 
 
+QUICK = {"seeds": 2, "steps": 12, "lrs": (3e-4,), "probe_every": 4, "n_probe": 6, "n_heldout": 64,
+         "eval_every": 4, "rollout_batch_size": 32}  # fmt: skip
+"""The quick preset; ``early_collapse_real``'s extends it, so its quick runs are these."""
+
+
 def draw(res: SimResult, fig) -> None:
     """Left: held-out exact accuracy over steps per lr (MV solid, GT dashed; seeds thin); right: the regime map
     (lr x step heat map of the MV seed mean minus its start)."""
@@ -185,16 +196,7 @@ register(
         "exploration",
         RiseThenFallRealConfig,
         rise_then_fall_real,
-        {
-            "seeds": 2,
-            "steps": 12,
-            "lrs": (3e-4,),
-            "probe_every": 4,
-            "n_probe": 6,
-            "n_heldout": 64,
-            "eval_every": 4,
-            "rollout_batch_size": 32,
-        },  # fmt: skip
+        QUICK,
         "Rise then fall of held-out accuracy under majority voting over an lr sweep, GT control",
         plot=draw,
         figsize=(12.0, 4.2),
