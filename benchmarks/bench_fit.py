@@ -12,7 +12,7 @@ series and halves overshooting steps, so it does more than either rival; the rat
 
 *First call* is what ``sharpen fit`` pays: a fresh process, data made, then one fit (fresh temporaries fault their
 pages in on first touch). It is timed in subprocesses, alternating ``fit_sharpening`` and Newton. *Later calls*
-are timed in this process, interleaved. Goals (the issue's): first call <= 1.3x later calls, and later calls
+are timed in this process, interleaved. Goals (sharpen's performance targets): first call <= 1.3x later calls, and later calls
 <= 1.2x the Newton fit.
 
     .venv/bin/python benchmarks/bench_fit.py                 # about 1 minute

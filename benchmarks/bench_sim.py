@@ -14,8 +14,8 @@ Case: Q = 100,000 questions, K = 16 answers, N = 8 rollouts (``--q/--k/--n`` cha
 * **sim.fast** -- :func:`sim.fast.tabular_majority_step` (float32, answer counts sampled exactly).
 
 Each repetition resets every contender to the same logits, then runs the contenders once each in a rotating
-order, so load from other processes hits all alike; ratios are between medians of the same run. The goal
-printed at the end is the issue's: ``sim.fast`` within 1.25x of the best compiled kernel in the run.
+order, so load from other processes hits all alike; ratios are between medians of the same run. The target
+printed at the end: ``sim.fast`` within 1.25x of the best compiled kernel in the run.
 
 Then (``--grid``) the sim grid (:func:`sim.experiments.grid.run_grid`), timed once end to end (target < 60 s).
 

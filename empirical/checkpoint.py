@@ -27,7 +27,9 @@ from sharpen.records import CONFIG_FILE, LOG_FILES, fsync
 CHECKPOINTS = "checkpoints"
 # Fields that change no logged number -- where the run is written, how progress is shown, how often and how
 # many checkpoints are kept -- so a resume may change them. ``steps`` may grow: extending a run is a resume.
-UNCHECKED_FIELDS = frozenset({"out_dir", "progress", "checkpoint_every", "keep_checkpoints"})
+UNCHECKED_FIELDS = frozenset(
+    {"out_dir", "progress", "checkpoint_every", "keep_checkpoints", "report_to"}
+)
 
 
 class BrokenCheckpoint(ValueError):

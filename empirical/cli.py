@@ -6,9 +6,11 @@
     sharpen train --preset tiny-arith-ttrl --lr 1e-4 --steps 600 --out-dir runs/fast
     sharpen train --preset tiny-arith-ttrl --resume             # continue a killed run
     sharpen train --preset qwen3-1.7b-dapo-ttrl --dry-run --data-path data/dapo.parquet
+    sharpen train --preset tiny-arith-ttrl --config run.yaml --steps 100   # fields from a file; the line wins
     sharpen train --list-presets
 
-The options are generated from the dataclass fields (``--field-name``; booleans as ``--x/--no-x``).
+The options are generated from the dataclass fields (``--field-name``; booleans as ``--x/--no-x``); ``--config
+FILE`` reads them from a JSON, TOML or YAML file.
 """
 
 from __future__ import annotations

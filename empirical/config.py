@@ -29,9 +29,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from sharpen.rewards import available_rewards
+from empirical.reporters import REPORTERS
+from empirical.rollout import BACKENDS
+from sharpen.rewards import PRESETS as REWARD_PRESETS
+from sharpen.rewards import available_rewards, reward_info
 
-Backend = Literal["hf", "vllm"]
+Backend = Literal[tuple(BACKENDS)]  # the rollout backends' table: "hf", "vllm"
+ReportTo = Literal[tuple(REPORTERS)]  # the reporters' table: "none", "tensorboard", "wandb"
 TaskName = Literal["arith", "countdown", "reason", "dapo", "math-jsonl"]
 Device = Literal["auto", "cpu", "cuda"]
 Precision = Literal["float32", "bfloat16"]
@@ -41,6 +45,16 @@ LossAgg = Literal["token-mean", "seq-mean-token-mean", "seq-mean-token-sum"]
 
 def _f(default, help: str):  # noqa: A002 - "help" reads best at the call sites
     return field(default=default, metadata={"help": help})
+
+
+class _RewardHelp:
+    """The ``reward`` field's help, written out when a command line is built: every reward registered then."""
+
+    def __str__(self) -> str:
+        return "training reward: " + ", ".join(available_rewards())
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self), spec)
 
 
 @dataclass(frozen=True)
@@ -97,6 +111,13 @@ class TrainConfig:
     backend: Backend = _f("hf", "hf (transformers generate) or vllm (colocated engine, GPU)")
     rollout_batch_size: int = _f(128, "rollouts per step = prompts per step x n_rollouts")
     n_rollouts: int = _f(8, "samples per prompt (the GRPO group size N)")
+    n_votes: int | None = _f(
+        None,
+        "samples per prompt for the vote (TTRL's n_votes_per_prompt; None = n_rollouts, else >= n_rollouts): "
+        "the majority answer is voted over all of them, GRPO trains on the first n_rollouts (i.i.d. draws: a "
+        "uniform random subset); answer-level rewards score against that vote, the vote metrics "
+        "(majority_ratio, label_accuracy) describe it; other rewards score the trained rollouts only",
+    )
     temperature: float = _f(
         1.0, "rollout temperature (also applied to the logits of the certainty rewards)"
     )
@@ -107,9 +128,7 @@ class TrainConfig:
         0.35, "vllm: fraction of GPU memory the engine may take"
     )
     # --- reward ---
-    reward: str = _f(
-        "majority_voting", "training reward, any name of sharpen.rewards.available_rewards()"
-    )
+    reward: str = _f("majority_voting", _RewardHelp())
     reward_aggregate: Literal["mean", "sum"] | None = _f(
         None, "certainty rewards: token mean or sum"
     )
@@ -169,6 +188,11 @@ class TrainConfig:
         True, "log the k3 KL to the initial policy every step (one extra forward pass)"
     )
     progress: bool = _f(True, "show a progress bar")
+    report_to: ReportTo = _f(
+        "none",
+        "also log metrics and evals to tensorboard (<run>/tensorboard; extra sharpen[tensorboard]) or to an "
+        "offline wandb run (<run>/wandb; extra sharpen[wandb]); none = the JSONL logs only",
+    )
     # --- checkpoint ---
     checkpoint_every: int = _f(50, "steps between checkpoints (0 = only at the end)")
     keep_checkpoints: int = _f(2, "checkpoints kept on disk")
@@ -199,6 +223,11 @@ class TrainConfig:
             "rollout_batch_size",
             f"must be divisible by n_rollouts={self.n_rollouts} (whole groups per step)",
         )
+        need(
+            self.n_votes is None or self.n_votes >= self.n_rollouts,
+            "n_votes",
+            f"must be >= n_rollouts={self.n_rollouts} (the vote covers every trained rollout) or None",
+        )
         mini = self.mini_batch_size or self.rollout_batch_size
         micro = self.micro_batch_size or mini
         need(
@@ -214,17 +243,23 @@ class TrainConfig:
                 "model",
                 f"the tiny character model cannot read task {self.task!r}",
             )
-        if self.reward == "self_verification":
+        if "verifier" in reward_info(self.reward).needs:
             need(
                 self.task == "countdown",
                 "reward",
-                "self_verification is implemented for the countdown task",
+                "the policy as its verifier is implemented for the countdown task",
             )
 
     @property
     def prompts_per_step(self) -> int:
         """Questions per step, ``rollout_batch_size // n_rollouts``."""
         return self.rollout_batch_size // self.n_rollouts
+
+    @property
+    def votes_per_prompt(self) -> int:
+        """Samples per prompt that vote, ``n_votes`` (``n_rollouts`` when None); the first ``n_rollouts`` of
+        them are trained on."""
+        return self.n_rollouts if self.n_votes is None else self.n_votes
 
     def replace(self, **changes) -> TrainConfig:
         """A validated copy with some fields changed."""
@@ -273,6 +308,7 @@ _RANGES: dict[str, tuple[typing.Callable[[float], bool], str]] = {
             "keep_checkpoints",
             "mini_batch_size",  # None = the whole batch
             "micro_batch_size",  # None = the mini-batch
+            "n_votes",  # None = n_rollouts; at least n_rollouts (a cross-field rule)
         )
     },
     "n_rollouts": (lambda v: v >= 2, "must be >= 2 (a GRPO group of one rollout has no advantage)"),
@@ -346,7 +382,7 @@ def _type_problem(value: object, hint: object) -> str | None:
 # ----------------------------------------------------------------------------------------------------------
 
 _TINY = TrainConfig()
-_CERTAINTY = ("self_certainty", "token_entropy", "trajectory_entropy", "probability")
+_CERTAINTY = [name for name, spec in REWARD_PRESETS.items() if spec.needs_logits]  # the four
 
 PRESETS: dict[str, TrainConfig] = {
     # The embedded default: majority-vote (TTRL) reward on the tiny model, a few minutes on 2 CPU cores.

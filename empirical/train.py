@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from empirical import measure
 from empirical.behaviour import behaviour_metrics
 from empirical.checkpoint import (
     check_run_folder,
@@ -41,13 +42,14 @@ from empirical.config import TrainConfig
 from empirical.exact import candidate_ids, exact_probe, label_probs
 from empirical.measure import grade, heldout_metrics, probe_records, step_metrics, stratified_probes
 from empirical.policy import Packed, load_model, pack, resolve_model_path, response_logits
-from empirical.rollout import Generation, HFBackend, VLLMBackend, render_prompts
+from empirical.reporters import REPORTERS
+from empirical.rollout import BACKENDS, Generation, RolloutBackend, render_prompts
 from empirical.tasks import DataCursor, Question, Task, build_task, verification_prompt
 from sharpen.answers import parse_verdict
 from sharpen.exact import AnswerSummary
 from sharpen.grpo import agg_loss, group_advantages, kl_k3, masked_mean, policy_loss
 from sharpen.records import ProbeRecord, RunWriter, environment_info
-from sharpen.rewards import Rollouts, get_reward, token_entropies, token_logprobs
+from sharpen.rewards import Rollouts, get_reward, reward_info, token_entropies, token_logprobs
 
 __all__ = ["Trainer", "build_task", "build_trainer", "latest_checkpoint", "train"]
 
@@ -62,9 +64,33 @@ def row_slices(start: int, stop: int, size: int) -> list[slice]:
     return [slice(i, min(i + size, stop)) for i in range(start, stop, size)]
 
 
-def reads_logits(reward_fn) -> bool:
-    """Whether ``reward_fn`` is token-level (reads the policy's logits) rather than answer-level."""
-    return getattr(getattr(reward_fn, "spec", None), "needs_logits", False)
+def reads_logits(reward: str) -> bool:
+    """Whether reward ``reward`` is token-level (reads the policy's logits) rather than answer-level."""
+    return "logits" in reward_info(reward).needs
+
+
+def trained_rows(n_prompts: int, n_votes: int, n_rollouts: int) -> np.ndarray:
+    """The rows GRPO trains on among ``n_prompts * n_votes`` samples grouped by prompt: the first ``n_rollouts``
+    of each prompt's ``n_votes``, in sampling order, ``(n_prompts * n_rollouts,)``. A prompt's samples are
+    i.i.d. draws, so these are a uniform random subset of its vote (as TTRL trains on the first
+    ``n_samples_per_prompt`` of its ``n_votes_per_prompt``). All rows when ``n_votes == n_rollouts``.
+
+    >>> trained_rows(2, 4, 2).tolist()
+    [0, 1, 4, 5]
+    """
+    return (np.arange(n_prompts)[:, None] * n_votes + np.arange(n_rollouts)[None, :]).reshape(-1)
+
+
+@dataclass(frozen=True)
+class Vote:
+    """Every sample of one step, ``size`` (``n_votes``) consecutive per prompt, and the rows trained on: what an
+    answer-level reward scores against and the vote metrics (``majority_ratio``, ``label_accuracy``) describe."""
+
+    questions: list[Question]  # (V,) V = G * size, row i answers question i // size
+    answers: list[str | None]  # (V,) parsed answers
+    texts: list[str]  # (V,) decoded responses
+    size: int  # samples per prompt, n_votes
+    keep: np.ndarray  # (B,) the trained rows (trained_rows), B = G * n_rollouts
 
 
 @dataclass
@@ -98,7 +124,7 @@ class Trainer:
     model: torch.nn.Module
     ref_model: torch.nn.Module | None  # frozen initial policy, for the KL penalty / metric
     tokenizer: object
-    backend: HFBackend | VLLMBackend
+    backend: RolloutBackend
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LambdaLR
     rng: np.random.Generator  # data order
@@ -116,6 +142,7 @@ class Trainer:
     initial_exact: dict[str, str | None] = field(default_factory=dict)  # exact initial modes
     # the last step's rollouts and rewards, for inspection and tests
     last_batch: tuple[Packed, np.ndarray] | None = None
+    last_vote: Vote | None = None  # and every sample that voted
 
     # ------------------------------------------------------------------------------------------- rollout
     def sample(
@@ -145,20 +172,15 @@ class Trainer:
         return np.array([parse_verdict(v) for v in verdicts], dtype=np.float64)
 
     def reward_function(self, questions: list[Question], texts: list[str]):
-        """The training reward for this batch: ``fn(Rollouts) -> (B,)`` (see :mod:`sharpen.rewards`)."""
-        cfg = self.cfg
-        if cfg.reward == "self_verification":
-            return get_reward("self_verification", verifier=lambda r: self.verify(questions, texts))
-        if cfg.reward == "ground_truth" and self.task.name == "countdown":
-            # Countdown's truth is the safe evaluator, not string equality with one reference solution
-            return lambda r: np.array(
-                [float(self.task.check(q, a)) for q, a in zip(questions, r.answers, strict=True)]
-            )
-        if cfg.reward == "ground_truth":
-            return get_reward("ground_truth", math_verify=cfg.math_verify)
-        return get_reward(
-            cfg.reward, **({"aggregate": cfg.reward_aggregate} if cfg.reward_aggregate else {})
-        )
+        """The training reward for this batch: ``fn(Rollouts) -> (B,)`` (see :mod:`sharpen.rewards`), given the
+        options it takes of those the run offers: the policy as its ``verifier``, the task's ``check`` (a
+        question is its own label, see :meth:`score_batch`) and ``aggregate``."""
+        offered = {"verifier": lambda r: self.verify(questions, texts), "check": self.task.check}
+        if self.cfg.reward_aggregate:
+            offered["aggregate"] = self.cfg.reward_aggregate
+        accepted = reward_info(self.cfg.reward).options
+        return get_reward(self.cfg.reward, **{k: v for k, v in offered.items()
+                                              if accepted is None or k in accepted})  # fmt: skip
 
     # ------------------------------------------------------------------------------- the old pass, scoring
     def forward(self, part: Packed) -> tuple[torch.Tensor, torch.Tensor]:
@@ -173,7 +195,7 @@ class Trainer:
         tau = self.cfg.temperature
         old.logp[rows] = logp
         old.entropy_sum += float(token_entropies(logits, tau)[part.mask].sum())
-        if reads_logits(reward_fn):
+        if reads_logits(self.cfg.reward):
             rollouts = Rollouts(logits=logits, tokens=part.tokens, mask=part.mask, temperature=tau)
             old.token_rewards.append(reward_fn(rollouts))
         if old.ref_logp is not None:
@@ -191,17 +213,31 @@ class Trainer:
         return old
 
     def score_batch(
-        self, reward_fn, questions: list[Question], answers: list, texts: list[str], old: OldPass
+        self,
+        reward_fn,
+        questions: list[Question],
+        answers: list,
+        texts: list[str],
+        old: OldPass,
+        vote: Vote | None = None,
     ):
         """The batch's ``(B,)`` float64 rewards, for either level: a token-level reward was computed from the old
-        pass's logits (:meth:`observe`); an answer-level one reads the answers, grouped by question."""
-        if reads_logits(reward_fn):
+        pass's logits (:meth:`observe`); an answer-level one reads the answers, grouped by question, with the
+        questions themselves as labels (the task's ``check`` grades an answer against its question). Given the
+        step's ``vote``, an answer-level reward reads every sample that voted (``n_votes`` per question), so a
+        trained rollout is scored against the majority of all of them, and the trained rows' values are kept;
+        an external reward (a verifier) judges the trained rows only."""
+        if reads_logits(self.cfg.reward):
             return torch.cat(old.token_rewards).double().cpu().numpy()
         n = self.cfg.n_rollouts
+        against_vote = vote is not None and reward_info(self.cfg.reward).level == "answer"
+        if against_vote:
+            questions, answers, texts, n = vote.questions, vote.answers, vote.texts, vote.size
         rollouts = Rollouts(answers=answers, groups=[i // n for i in range(len(questions))],
-                            labels=[q.label for q in questions], responses=texts,
+                            labels=questions, responses=texts,
                             prompts=[q.prompt for q in questions])  # fmt: skip
-        return np.asarray(reward_fn(rollouts), dtype=np.float64)
+        scores = np.asarray(reward_fn(rollouts), dtype=np.float64)
+        return scores[vote.keep] if against_vote else scores
 
     # ------------------------------------------------------------------------------------------- one step
     def train_step(self) -> dict[str, float]:
@@ -214,11 +250,17 @@ class Trainer:
             self.task.train[i]
             for i in self.cursor.take(cfg.prompts_per_step, self.rng, cfg.shuffle)
         ]
-        gen, texts = self.sample(picked, n, cfg.temperature, cfg.top_p, cfg.max_new_tokens)
+        # n_votes samples per question vote; GRPO trains on the first n of each (all when n_votes = n)
+        m = cfg.votes_per_prompt
+        gen, voted = self.sample(picked, m, cfg.temperature, cfg.top_p, cfg.max_new_tokens)
+        keep = trained_rows(len(picked), m, n)  # (B,) of the G * m samples
+        vote = Vote([q for q in picked for _ in range(m)], [self.task.parse(t) for t in voted], voted,
+                    m, keep)  # fmt: skip
         # prompt_ids (G, P) once per question; tokens, mask: (B, T) with B = G * n
-        batch = pack(gen.prompt_ids, gen.response_ids, self.pad_id, self.device)
+        batch = pack([gen.prompt_ids[i] for i in keep], [gen.response_ids[i] for i in keep],
+                     self.pad_id, self.device)  # fmt: skip
         questions = [q for q in picked for _ in range(n)]  # row i answers question i // n
-        answers = [self.task.parse(t) for t in texts]
+        texts, answers = [voted[i] for i in keep], [vote.answers[i] for i in keep]
         correct = grade(self.task, questions, answers)  # (B,) 0/1, measured whatever the reward
         t_rollout = time.perf_counter()
 
@@ -232,7 +274,7 @@ class Trainer:
         b = batch.tokens.shape[0]
         mini = cfg.mini_batch_size or b
         micro = cfg.micro_batch_size or mini
-        token_level = reads_logits(reward_fn)
+        token_level = reads_logits(cfg.reward)
         one_pass = cfg.reuse_forward and mini == b and (micro == b or not token_level)
         self.model.train()
         ahead = None  # (logits, logp) with grad: the shortcut's gradient pass, when it runs here
@@ -244,7 +286,7 @@ class Trainer:
                 whole = batch.rows(slice(0, b))
                 ahead = self.forward(whole)
                 self.observe(old, slice(0, b), whole, *(t.detach() for t in ahead), reward_fn)
-        rewards = self.score_batch(reward_fn, questions, answers, texts, old)
+        rewards = self.score_batch(reward_fn, questions, answers, texts, old, vote)
         # advantage: (r - mean) / (std + eps) within each question's group
         grouped = rewards.reshape(-1, n)  # (G, N)
         adv = group_advantages(grouped, normalize_std=cfg.normalize_std, eps=cfg.adv_eps)
@@ -280,16 +322,17 @@ class Trainer:
         self.scheduler.step()
         self.backend.sync(self.model)
         self.step += 1
-        self.last_batch = (batch, rewards)
+        self.last_batch, self.last_vote = (batch, rewards), vote
         t_update = time.perf_counter()
 
         # ---------------------------------------------------------------- metrics (TTRL names)
         seq_logp = None
-        if cfg.reward == "probability":
+        spec = reward_info(cfg.reward).spec  # a probability (sequence unit): its underflow share
+        if spec is not None and spec.unit == "sequence":
             seq_logp = (old.logp * batch.mask).sum(-1).double().cpu().numpy()
         out = step_metrics(self.task, questions, answers, rewards, correct, n=n,
                            mask=batch.mask.cpu().numpy(), token_entropy_sum=old.entropy_sum,
-                           sequence_logprob=seq_logp)  # fmt: skip
+                           sequence_logprob=seq_logp, votes=vote.answers)  # fmt: skip
         out.update(loss=float(sum(losses) * mini / b), clip_frac=float(np.mean(clip_fracs)),
                    grad_norm=grad_norm, lr=lr)  # fmt: skip
         if old.ref_logp is not None:
@@ -321,7 +364,7 @@ class Trainer:
         ids = self.prompt_ids(questions)
         return exact_probe(self.model, self.tokenizer, ids, self.task.candidates, temperature=cfg.temperature,
                            eos_id=self.eos_id, pad_id=self.pad_id, labels=[q.label for q in questions],
-                           initial_majority=initial, n_votes=cfg.n_rollouts)  # fmt: skip
+                           initial_majority=initial, n_votes=cfg.votes_per_prompt)  # fmt: skip
 
     def probe_questions(self) -> list[Question]:
         """The fixed probe questions: chosen once (``probe_selection``), then kept for the whole run."""
@@ -416,16 +459,8 @@ def build_trainer(cfg: TrainConfig) -> Trainer:
         copy.deepcopy(model).eval().requires_grad_(False) if cfg.kl_coef > 0 or cfg.log_kl else None
     )
     generator = torch.Generator(device=device)
-    if cfg.backend == "vllm":
-        max_len = min(
-            cfg.max_prompt_tokens + cfg.max_new_tokens, model.config.max_position_embeddings
-        )
-        backend = VLLMBackend(path, pad_id=pad_id, eos_id=eos_id, seed=cfg.seed, max_model_len=max_len,
-                              gpu_memory_utilization=cfg.vllm_gpu_memory_utilization,
-                              dtype="bfloat16" if cfg.precision == "bfloat16" else "float32",
-                              trust_remote_code=cfg.trust_remote_code)  # fmt: skip
-    else:
-        backend = HFBackend(model, pad_id=pad_id, eos_id=eos_id, generator=generator)
+    backend = BACKENDS[cfg.backend].from_run(cfg, model=model, model_path=path, pad_id=pad_id,
+                                             eos_id=eos_id, generator=generator)  # fmt: skip
     torch.manual_seed(cfg.seed)  # after the engine, which reseeds torch's global generator
     generator.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
@@ -454,14 +489,13 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> Path:
     """
     run_dir = Path(cfg.out_dir)
     check_run_folder(run_dir, cfg, resume=resume)
+    reporter = REPORTERS[cfg.report_to](run_dir)  # a missing package fails here, before training
     writer = RunWriter(run_dir)
     trainer = build_trainer(cfg)
     checkpoint = restore_latest(run_dir, partial(restore_trainer, trainer)) if resume else None
     writer.truncate_after(trainer.step if checkpoint is not None else -1)
-    writer.write_json(
-        "config.json",
-        {"kind": "empirical", "train": cfg.to_dict(), "model_path": trainer.model_path},
-    )
+    header = measure.run_header(cfg, trainer.model_path, len(trainer.task.train))
+    writer.write_config(header, {"train": cfg.to_dict(), "model_path": trainer.model_path})
     env = {
         "device": str(trainer.device),
         "backend": cfg.backend,
@@ -473,27 +507,34 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> Path:
         if cfg.probe_every and trainer.step % cfg.probe_every == 0:
             writer.log_probes(trainer.probe())
         if cfg.eval_every and trainer.task.heldout and trainer.step % cfg.eval_every == 0:
-            writer.log_eval(trainer.step, "heldout", trainer.evaluate())
+            evaluation = trainer.evaluate()
+            writer.log_eval(trainer.step, "heldout", evaluation)
+            reporter.log(trainer.step, evaluation, section="heldout")
 
-    if trainer.step == 0:
-        probe_and_evaluate()
-    bar = None
-    if cfg.progress:
-        from tqdm.auto import tqdm
+    reporter.start(step=trainer.step, config=cfg.to_dict())
+    try:
+        if trainer.step == 0:
+            probe_and_evaluate()
+        bar = None
+        if cfg.progress:
+            from tqdm.auto import tqdm
 
-        bar = tqdm(total=cfg.steps, initial=trainer.step, desc="grpo", dynamic_ncols=True)
-    while trainer.step < cfg.steps:
-        metrics = trainer.train_step()
-        writer.log_metrics(trainer.step, metrics)
-        probe_and_evaluate()
-        if (
-            cfg.checkpoint_every and trainer.step % cfg.checkpoint_every == 0
-        ) or trainer.step == cfg.steps:
-            save_trainer(trainer, run_dir)
+            bar = tqdm(total=cfg.steps, initial=trainer.step, desc="grpo", dynamic_ncols=True)
+        while trainer.step < cfg.steps:
+            metrics = trainer.train_step()
+            writer.log_metrics(trainer.step, metrics)
+            reporter.log(trainer.step, metrics, section="train")
+            probe_and_evaluate()
+            if (
+                cfg.checkpoint_every and trainer.step % cfg.checkpoint_every == 0
+            ) or trainer.step == cfg.steps:
+                save_trainer(trainer, run_dir)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(reward=f"{metrics['reward_mean']:.3f}", maj=f"{metrics['majority_ratio']:.3f}",
+                                acc=f"{metrics['ground_truth_ratio']:.3f}")  # fmt: skip
         if bar is not None:
-            bar.update(1)
-            bar.set_postfix(reward=f"{metrics['reward_mean']:.3f}", maj=f"{metrics['majority_ratio']:.3f}",
-                            acc=f"{metrics['ground_truth_ratio']:.3f}")  # fmt: skip
-    if bar is not None:
-        bar.close()
+            bar.close()
+    finally:
+        reporter.close()
     return run_dir

@@ -1,7 +1,8 @@
 """``sharpen figures``: build every figure kind, from the simulator's experiments by default or from run folders.
 
-Each kind is a module with ``compute(run_dirs, *, cache) -> FigureData`` and ``draw(FigureData) -> Figure``.
-Without run folders a kind reads its ``sim`` experiment (module constant ``SIM``), run once into
+Each kind is a module that is a :class:`FigureKind`: ``compute(run_dirs, *, cache) -> FigureData``,
+``draw(FigureData) -> Figure``, ``KIND``, ``COMPACT``, ``SIM`` and ``sim_specs()``; :data:`FIGURES` lists them.
+Without run folders a kind reads its ``sim`` experiments (``sim_specs()``; most read one, ``SIM``), run once into
 ``cache/runs/`` (``cache``: ``--cache``, else :func:`paper_figures.data.default_cache`); the prepared data is cached in ``cache/data/<figure>-<sim|runs>.json``, keyed by the figure's
 code, the resolved sim config or the run folders' log sizes and times. This module runs the kinds in order with a
 progress bar and saves PNG (palette-compressed) and PDF.
@@ -14,6 +15,7 @@ import hashlib
 import sys
 import traceback
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 from paper_figures import data as data_module
 from paper_figures import (
@@ -29,10 +31,36 @@ from paper_figures import (
 from paper_figures.data import FigureData, SimSpec, cached, default_cache, is_cached, sim_run_dir
 from sharpen._cli import output_dir
 
-__all__ = ["FIGURES", "build", "build_all", "register", "demo"]
+__all__ = ["FIGURES", "FigureKind", "build", "build_all", "register", "demo"]
+
+
+@runtime_checkable
+class FigureKind(Protocol):
+    """What ``sharpen figures`` reads from a figure module (every module of :data:`FIGURES` is one)."""
+
+    KIND: str
+    """The kind's name (part of its cache key)."""
+    COMPACT: bool
+    """Store the PNG with a 256-colour palette (False where that would band a continuous colour scale)."""
+    SIM: SimSpec | None
+    """The one simulator run the kind reads without run folders (its resolved config keys the cache), or None
+    when it reads several (or none)."""
+
+    def compute(self, run_dirs=None, *, cache: Path) -> FigureData:
+        """The figure's data, from ``run_dirs`` or, without them, from the simulator runs of :meth:`sim_specs`."""
+        ...
+
+    def draw(self, fd: FigureData):
+        """The matplotlib figure of ``fd``, with title and caption."""
+        ...
+
+    def sim_specs(self) -> list[SimSpec]:
+        """Every simulator run the kind reads without run folders."""
+        ...
+
 
 # figure file name -> module; numbered as in docs/figures.md (1 theory vs measured ... 8 majority stability)
-FIGURES = {
+FIGURES: dict[str, FigureKind] = {
     "fig1_theory_fit": theory_fit,
     "fig2_rise_fall": rise_fall,
     "fig3_failure_modes": failure_modes,
@@ -58,15 +86,13 @@ def build(
         "code": _code_version(mod),
         "runs": [_run_state(d) for d in run_dirs or []],
     }
-    if not run_dirs and hasattr(
-        mod, "SIM"
-    ):  # the resolved sim config: a changed default recomputes
+    if not run_dirs and mod.SIM is not None:  # the resolved sim config: a new default recomputes
         key["sim"] = {"spec": mod.SIM, "config": mod.SIM.config()}
     tag = "runs" if run_dirs else "sim"
     fd: FigureData = cached(
         cache / "data" / f"{name}-{tag}.json", key, lambda: mod.compute(run_dirs, cache=cache)
     )
-    return save(mod.draw(fd), out_dir, name, formats=formats, compact=getattr(mod, "COMPACT", True))
+    return save(mod.draw(fd), out_dir, name, formats=formats, compact=mod.COMPACT)
 
 
 def _code_version(mod) -> str:
@@ -129,11 +155,9 @@ def build_all(
     return written, errors
 
 
-def sim_specs(mod) -> list[SimSpec]:
-    """The simulator runs a figure module reads by default: ``mod.sim_specs()``, else ``[mod.SIM]``, else none."""
-    if hasattr(mod, "sim_specs"):
-        return list(mod.sim_specs())
-    return [mod.SIM] if hasattr(mod, "SIM") else []
+def sim_specs(mod: FigureKind) -> list[SimSpec]:
+    """The simulator runs a figure module reads by default (``mod.sim_specs()``)."""
+    return list(mod.sim_specs())
 
 
 def simulate(specs, cache: Path, *, jobs: int = 2, progress: bool = False) -> None:

@@ -29,9 +29,10 @@ from typing import Any
 
 import numpy as np
 
-from sharpen.collapse import METRIC_ALIASES, eval_metric_names, metric_series
-from sharpen.fitting import run_settings
-from sharpen.records import Run, jsonable, load_run
+from sharpen import records
+from sharpen.collapse import metric_series
+from sharpen.metrics import trailing_mean
+from sharpen.records import HELDOUT_ACCURACY, Run, RunHeader, jsonable, load_run
 
 __all__ = [
     "FigureData",
@@ -43,7 +44,6 @@ __all__ = [
     "sim_result",
     "load_sim",
     "load_runs",
-    "config_value",
     "run_label",
     "run_description",
     "Panel",
@@ -194,8 +194,8 @@ def _sim_folder(spec: SimSpec, cache: str | Path) -> tuple[Path, bool]:
     run_dir = Path(cache) / "runs" / f"{spec.experiment}-{tag}"
     try:
         have = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
-        have.pop("kind", None)
-        have.pop("experiment", None)
+        for key in ("kind", "header", "experiment"):
+            have.pop(key, None)
         return run_dir, _canonical(have) == want and (run_dir / "trajectories.npz").exists()
     except (OSError, json.JSONDecodeError):
         return run_dir, False
@@ -252,30 +252,22 @@ def load_runs(run_dirs: Sequence[str | Path]) -> list[Run]:
     return [load_run(d) for d in run_dirs]
 
 
-def config_value(cfg: Any, key: str) -> Any:
-    """The first scalar under ``key`` in a nested config (depth first), else None.
-
-    >>> config_value({"grpo": {"lr": 0.1}, "data": {"n_questions": 32}}, "n_questions")
-    32
-    """
-    if isinstance(cfg, dict):
-        if key in cfg and not isinstance(cfg[key], dict | list):
-            return cfg[key]
-        for v in cfg.values():
-            found = config_value(v, key)
-            if found is not None:
-                return found
-    return None
-
-
 def run_label(run: Run, vary: Sequence[str] = ()) -> str:
-    """A legend label: the reward name, then the config values named in ``vary`` (e.g. n_questions)."""
-    reward = run_settings(run.config).get("reward") or run.run_dir.name
-    parts = [str(reward)]
-    for key in vary:
-        v = config_value(run.config, key)
-        if v is not None:
-            parts.append(f"{key}={v}")
+    """A legend label: the reward name (the folder's name if unknown), then the header fields named in
+    ``vary`` (e.g. ``n_questions``) that the run knows.
+
+    >>> run_label(Run(Path("runs/a"), {}, {}, [], [], [], header=RunHeader("sim", reward="mv", n_questions=32)),
+    ...           ["n_questions"])
+    'mv, n_questions=32'
+    """
+    fields = {f.name for f in dataclasses.fields(RunHeader)}
+    unknown = [key for key in vary if key not in fields]
+    if unknown:
+        raise ValueError(f"vary: {unknown} are not RunHeader fields ({sorted(fields)})")
+    parts = [str(run.header.reward or run.run_dir.name)]
+    parts += [
+        f"{key}={getattr(run.header, key)}" for key in vary if getattr(run.header, key) is not None
+    ]
     return ", ".join(parts)
 
 
@@ -286,9 +278,11 @@ def run_description(run: Run) -> str:
     >>> run_description(Run(Path("runs/a"), {"kind": "empirical", "reward": "majority_voting", "lr": 3e-05}, {}, [], [], []))
     "empirical run 'a' (reward majority_voting, lr 3e-05)"
     """
-    settings = run_settings(run.config)
-    shown = [f"{k} {settings[k]}" for k in ("reward", "lr", "n_rollouts") if k in settings]
-    kind = run.config.get("kind", "run") if isinstance(run.config, dict) else "run"
+    h = run.header
+    shown = [
+        f"{k} {getattr(h, k)}" for k in ("reward", "lr", "n_rollouts") if getattr(h, k) is not None
+    ]
+    kind = "run" if h.kind == "unknown" else h.kind
     return f"{kind} run '{run.run_dir.name}'" + (f" ({', '.join(shown)})" if shown else "")
 
 
@@ -296,8 +290,8 @@ def run_description(run: Run) -> str:
 class Panel:
     """One panel of metric-vs-step curves: where the series comes from and how the axis is labelled.
 
-    ``metric`` is a key of :data:`sharpen.collapse.METRIC_ALIASES` (batch metrics) or ``"heldout"``
-    (held-out accuracy from ``eval.jsonl``).
+    ``metric`` is a batch metric's name (:data:`sharpen.records.METRICS`) or ``"heldout"`` (held-out accuracy
+    from ``eval.jsonl``).
     """
 
     metric: str
@@ -305,33 +299,32 @@ class Panel:
     ylabel: str
 
 
-HELDOUT_METRICS = ("val_accuracy", "eval/heldout/accuracy", "val/ground_truth_ratio")
-"""Held-out accuracy logged as a batch metric (``sim`` result folders), tried when ``eval.jsonl`` has none."""
-
-
 HELDOUT = Panel("heldout", "validation accuracy", "held-out accuracy (fraction correct)")
-PROXY_REWARD = Panel("majority_reward", "proxy reward", "mean majority-vote reward")
-REWARD_ACCURACY = Panel("reward_accuracy", "reward accuracy", "proxy reward = GT reward (fraction)")
+PROXY_REWARD = Panel(records.MAJORITY_REWARD, "proxy reward", "mean majority-vote reward")
+REWARD_ACCURACY = Panel(
+    records.REWARD_ACCURACY, "reward accuracy", "proxy reward = GT reward (fraction)"
+)
 
 
 def heldout_series(run: Run) -> tuple[str | None, np.ndarray, np.ndarray]:
-    """Held-out accuracy of a run folder as (name, steps, values): ``eval.jsonl`` (any split but "train"),
-    else a batch metric of :data:`HELDOUT_METRICS` (how ``sim`` result folders log it)."""
+    """Held-out accuracy of a run folder as (name, steps, values): :data:`sharpen.records.HELDOUT_ACCURACY`
+    of its ``eval.jsonl`` records (any split but "train")."""
     recs = [r for r in run.evals if str(r.get("split", "heldout")) != "train"]
-    name, st, v = metric_series(recs, eval_metric_names(recs))
-    if name is None:
-        name, st, v = metric_series(run.metrics, HELDOUT_METRICS)
-    return name, st, v
+    return metric_series(recs, [HELDOUT_ACCURACY])
 
 
 def _series(run: Run, metric: str) -> tuple[str | None, np.ndarray, np.ndarray]:
     if metric == "heldout":
         return heldout_series(run)
-    return metric_series(run.metrics, METRIC_ALIASES.get(metric, (metric,)))
+    return metric_series(run.metrics, [metric])
 
 
 def smooth(x: np.ndarray, y: np.ndarray, window: int) -> np.ndarray:
     """Trailing mean of ``y`` over ``window`` *steps* of ``x`` (a series logged every 10 steps is not blurred).
+
+    :func:`sharpen.metrics.trailing_mean` over ``window / median(diff(x))`` entries, except that a missing
+    value (NaN or inf: a step without a value) is left out of the means and stays NaN, and a series shorter than
+    the window is returned as it is.
 
     >>> smooth(np.arange(4.0), np.array([0.0, 2.0, 4.0, 6.0]), 2).tolist()
     [0.0, 1.0, 3.0, 5.0]
@@ -347,13 +340,10 @@ def smooth(x: np.ndarray, y: np.ndarray, window: int) -> np.ndarray:
         window = max(1, int(round(window / max(float(np.median(np.diff(x))), 1.0))))
     if window <= 1 or y.size < window:
         return y
-    ok = np.isfinite(y)  # NaN (a step without a value) is left out of the mean, and stays NaN
-    c = np.concatenate([[0.0], np.cumsum(np.where(ok, y, 0.0))])
-    n = np.concatenate([[0], np.cumsum(ok)])
-    hi = np.arange(1, y.size + 1)
-    lo = np.maximum(hi - window, 0)
+    ok = np.isfinite(y)
+    # the mean of the present values of a window = trailing mean of (value, 0 if missing) / share present
     with np.errstate(invalid="ignore", divide="ignore"):
-        out = (c[hi] - c[lo]) / (n[hi] - n[lo])
+        out = trailing_mean(np.where(ok, y, 0.0), window) / trailing_mean(ok.astype(float), window)
     return np.where(ok, out, np.nan)
 
 

@@ -24,14 +24,16 @@ from paper_figures.data import (
     seed_series,
     sim_panels,
 )
+from sharpen.records import GROUND_TRUTH_RATIO, KL
 
 KIND = "dataset_size"
+COMPACT = True  # PNG with a 256-colour palette (paper_figures.style.save)
 TITLE = "Dataset size: does a small training set avoid collapse?"
 PANELS = (
-    Panel("gt_reward", "ground-truth reward", "training accuracy (fraction correct)"),
+    Panel(GROUND_TRUTH_RATIO, "ground-truth reward", "training accuracy (fraction correct)"),
     PROXY_REWARD,
     REWARD_ACCURACY,
-    Panel("kl", "KL to the initial policy", r"KL($\pi_t\,\|\,\pi_0$) (nats)"),
+    Panel(KL, "KL to the initial policy", r"KL($\pi_t\,\|\,\pi_0$) (nats)"),
 )
 SIM_KEYS = ("ground_truth_ratio", "majority_voting_reward", "reward_accuracy", "kl")
 SIM = SimSpec("dataset_size", note="the experiment's default")
@@ -44,6 +46,11 @@ def size_colors(sizes) -> dict:
 
     sizes = sorted(sizes)
     return dict(zip(sizes, sns.color_palette("viridis", max(len(sizes), 1)), strict=False))
+
+
+def sim_specs() -> list[SimSpec]:
+    """The simulator run this kind reads without run folders: :data:`SIM`."""
+    return [SIM]
 
 
 def compute(run_dirs=None, *, cache: Path, sim: SimSpec | None = None) -> FigureData:

@@ -27,6 +27,7 @@ from paper_figures.data import (
 )
 
 KIND = "failure_modes"
+COMPACT = True  # PNG with a 256-colour palette (paper_figures.style.save)
 TITLE = "Five intrinsic rewards: how each one fails"
 PANELS = (
     Panel("label_accuracy", "label accuracy", "majority label correct (fraction)"),
@@ -38,6 +39,11 @@ PANELS = (
 SIM_KEYS = ("label_accuracy", "val/ground_truth_ratio", "response_length", "repetition_rate")
 SIM = SimSpec("failure_modes", note="the experiment's default: 6 rewards x 3 seeds x 600 steps")
 SMOOTHING = 20
+
+
+def sim_specs() -> list[SimSpec]:
+    """The simulator run this kind reads without run folders: :data:`SIM`."""
+    return [SIM]
 
 
 def compute(run_dirs=None, *, cache: Path, sim: SimSpec | None = None) -> FigureData:

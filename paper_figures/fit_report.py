@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 from scipy import special
 
-from sharpen._cli import fail
+from sharpen._cli import add_dataclass_options, fail, given_options
 from sharpen.collapse import NOISE_SIGMAS, AnalysisConfig, CollapseReport
 from sharpen.fitting import CLASS_MEANING, CLASSES
 from sharpen.records import jsonable
@@ -516,17 +516,11 @@ def find_runs(root: str | os.PathLike) -> list[Path]:
 
 
 def _cli(args: argparse.Namespace) -> int:
-    try:
-        config = AnalysisConfig(
-            threshold=args.threshold,
-            consecutive=args.consecutive,
-            smoothing=args.smoothing,
-            min_decline=args.min_decline,
-            patience=args.patience,
-            noise_sigmas=args.noise_sigmas if args.noise_sigmas != 0 else None,
-        )
-    except ValueError as exc:
-        return fail("sharpen fit", str(exc))
+    """Handler of ``sharpen fit``: one report per run folder; a bad setting raises ``ValueError``."""
+    settings = given_options(args, args.config_fields)
+    if settings.get("noise_sigmas") == 0:  # 0 and None both mean the plain peak rule: report None
+        settings["noise_sigmas"] = None
+    config = AnalysisConfig(**settings)
     status = 0
     for run_dir in args.run_dirs:
         try:
@@ -545,8 +539,8 @@ def _cli(args: argparse.Namespace) -> int:
 
 
 def register(subparsers) -> None:
-    """Add ``sharpen fit RUN_DIR [RUN_DIR ...]`` (entry point of group ``sharpen.commands``)."""
-    d = AnalysisConfig()
+    """Add ``sharpen fit RUN_DIR [RUN_DIR ...]`` (entry point of group ``sharpen.commands``); the settings are
+    the fields of :class:`~sharpen.collapse.AnalysisConfig` (``sharpen._cli``'s rules, ``--config FILE``)."""
     p = subparsers.add_parser(
         "fit",
         help="fit Theorem 1 to a run's probe trajectories, classify questions, find and predict collapse",
@@ -558,25 +552,6 @@ def register(subparsers) -> None:
     p.add_argument(
         "--out", default=None, help="write the report here instead of into the run folder"
     )
-    p.add_argument(
-        "--threshold", type=float, default=d.threshold, help="MCS threshold (default 0.01)"
-    )
-    p.add_argument(
-        "--consecutive", type=int, default=d.consecutive, help="MCS: consecutive steps below"
-    )
-    p.add_argument(
-        "--smoothing", type=int, default=d.smoothing, help="trailing-mean window of the metric"
-    )
-    p.add_argument(
-        "--min-decline", type=float, default=d.min_decline, help="peak rule: decline size"
-    )
-    p.add_argument("--patience", type=int, default=d.patience, help="peak rule: declining entries")
-    p.add_argument(
-        "--noise-sigmas",
-        type=float,
-        default=d.noise_sigmas,
-        help=f"peak rule: the decline must also be this many step-to-step noise sigmas "
-        f"(default {d.noise_sigmas:g}; 0 = plain rule)",
-    )
     p.add_argument("--no-figure", action="store_true", help="skip the overlay figure")
-    p.set_defaults(func=_cli)
+    group = p.add_argument_group("analysis settings (AnalysisConfig fields)")
+    p.set_defaults(func=_cli, config_fields=add_dataclass_options(group, AnalysisConfig))

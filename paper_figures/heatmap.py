@@ -62,6 +62,11 @@ def signed_confidence(p_majority: np.ndarray, majority_correct: np.ndarray) -> n
     return np.where(np.isnan(c), np.nan, np.where(c > 0.5, p, -p))
 
 
+def sim_specs() -> list[SimSpec]:
+    """The simulator run this kind reads without run folders: :data:`SIM`."""
+    return [SIM]
+
+
 def compute(run_dirs=None, *, cache: Path, sim: SimSpec | None = None) -> FigureData:
     sim = sim or SIM  # read at call time, so a caller (or a test) can swap the module default
     context = ""

@@ -25,19 +25,17 @@ from scipy import stats
 from paper_figures.data import (
     FigureData,
     SimSpec,
-    config_value,
     heldout_series,
     load_runs,
     load_sim,
 )
 from sharpen.collapse import metric_series
-from sharpen.fitting import run_settings
 from sharpen.metrics import gt_gain, model_collapse_step
 from sharpen.records import Run
 
 KIND = "mcs_gain"
+COMPACT = True  # PNG with a 256-colour palette (paper_figures.style.save)
 TITLE = "Model Collapse Step against GT Gain across priors"
-GROUP_KEYS = ("model", "strength", "prior")
 RULES = ("threshold", "peak")
 SIM = SimSpec("mcs_gt_gain", note="the experiment's default")
 
@@ -114,21 +112,14 @@ def _row(prior: str, runs: list[dict], last: float) -> dict:
 def _rows_from_runs(run_dirs) -> list[dict]:
     groups: dict[str, dict[str, Run]] = {}
     for run in load_runs(run_dirs):
-        key = next(
-            (
-                f"{k}={config_value(run.config, k)}"
-                for k in GROUP_KEYS
-                if config_value(run.config, k) is not None
-            ),
-            None,
-        )
-        reward = run_settings(run.config).get("reward")
+        key = None if run.header.model is None else f"model={run.header.model}"  # the prior
+        reward = run.header.reward
         if key and reward in ("majority_voting", "ground_truth"):
             groups.setdefault(key, {})[reward] = run
     pairs = [(k, g["majority_voting"], g["ground_truth"]) for k, g in groups.items() if len(g) == 2]
     if not pairs:
         raise ValueError(
-            "run_dirs: needs a majority_voting and a ground_truth run per prior (grouped by model/strength)"
+            "run_dirs: needs a majority_voting and a ground_truth run per prior (grouped by the header's model)"
         )
     return [
         _row(name, [_point(heldout_gain(gt), c, c["last"])], c["last"])
@@ -156,6 +147,11 @@ def _rows_from_sim(res) -> list[dict]:
 
 def _has_seed_gains(res) -> bool:
     return all("gt_gain_runs" in r for r in res.verdict.numbers["rows"])
+
+
+def sim_specs() -> list[SimSpec]:
+    """The simulator run this kind reads without run folders: :data:`SIM`."""
+    return [SIM]
 
 
 def compute(run_dirs=None, *, cache: Path, sim: SimSpec | None = None) -> FigureData:

@@ -29,12 +29,14 @@ from paper_figures.data import (
     tally,
 )
 from paper_figures.style import PALETTE
+from sharpen.records import MAJORITY_REWARD
 
 KIND = "rise_fall"
+COMPACT = True  # PNG with a 256-colour palette (paper_figures.style.save)
 TITLE = "Rise then fall? Majority-vote vs ground-truth reward"
 PANELS = (
     HELDOUT,
-    Panel("majority_reward", "proxy reward", "mean training reward"),
+    Panel(MAJORITY_REWARD, "proxy reward", "mean training reward"),
     REWARD_ACCURACY,
     Panel("entropy", "entropy", "policy entropy (nats)"),
 )
@@ -51,6 +53,11 @@ SIM = SimSpec(
     note="Adam only, 3 of the 5 shortcut strengths",
 )
 SMOOTHING = 10
+
+
+def sim_specs() -> list[SimSpec]:
+    """The simulator run this kind reads without run folders: :data:`SIM`."""
+    return [SIM]
 
 
 def compute(run_dirs=None, *, cache: Path, sim: SimSpec | None = None) -> FigureData:

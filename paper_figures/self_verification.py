@@ -26,6 +26,7 @@ from paper_figures.data import (
 )
 
 KIND = "self_verification"
+COMPACT = True  # PNG with a 256-colour palette (paper_figures.style.save)
 TITLE = "External verification vs intrinsic reward vs oracle"
 PANELS = (HELDOUT, REWARD_ACCURACY)
 SIM_KEYS = ("heldout_accuracy", "reward_accuracy")
@@ -35,6 +36,11 @@ SMOOTHING = 10
 
 def _label(arm: str) -> str:
     return arm.replace("/acc=", ", verifier accuracy ")
+
+
+def sim_specs() -> list[SimSpec]:
+    """The simulator run this kind reads without run folders: :data:`SIM`."""
+    return [SIM]
 
 
 def compute(run_dirs=None, *, cache: Path, sim: SimSpec | None = None) -> FigureData:

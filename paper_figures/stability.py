@@ -15,6 +15,8 @@ from paper_figures.data import FigureData, SimSpec, sim_result
 from sharpen.theory import hoeffding_flip_bound, plurality_win_probs
 
 KIND = "stability"
+COMPACT = True  # PNG with a 256-colour palette (paper_figures.style.save)
+SIM = None  # several simulator runs: sim_specs()
 DISTRIBUTIONS = ((0.5, 0.3, 0.2), (0.4, 0.3, 0.2, 0.1), (0.35, 0.3, 0.2, 0.15))
 MARGIN_NS = (8, 32)
 MARGINS = (0.02, 0.05, 0.1, 0.2, 0.3)

@@ -16,11 +16,17 @@ from sharpen.records import load_run
 from sharpen.run_analysis import analyze_run
 
 KIND = "theory_fit"
+COMPACT = True  # PNG with a 256-colour palette (paper_figures.style.save)
 # theorem1 saves the probes of its sampled-GRPO run with Adam and std-normalised advantages
 SIM = SimSpec(
     "theorem1",
     note="sampled GRPO on a tabular policy, majority voting, N = 8, Adam lr 0.05; exact probabilities",
 )
+
+
+def sim_specs() -> list[SimSpec]:
+    """The simulator run this kind reads without run folders: :data:`SIM`."""
+    return [SIM]
 
 
 def compute(run_dirs=None, *, cache: Path, sim: SimSpec | None = None) -> FigureData:

@@ -7,7 +7,8 @@ Public modules (imported on first use, so ``import sharpen`` stays light):
 - :mod:`sharpen.theory` -- Theorem 1 (geometric sharpening), finite-N majority stability, iterated tilts, fitting
 - :mod:`sharpen.metrics` -- TTRL-named metrics, Model Collapse Step, GT gain
 - :mod:`sharpen.grpo` -- group-normalised advantages, clipped surrogate, k3 KL
-- :mod:`sharpen.records` -- the run-folder format (append-only JSONL) written by runs and read by analyses
+- :mod:`sharpen.records` -- the run-folder format written by runs and read by analyses: the typed ``RunHeader``,
+  the metric names, the one probe-record builder, append-only JSONL
 - :mod:`sharpen.fitting` -- Theorem 1 fitted to a run's probe questions: trajectories, classes, pooled beta
 - :mod:`sharpen.collapse` -- the Model Collapse Step of a run, and its early prediction by Theorem 1
 - :mod:`sharpen.run_analysis` -- both on one run folder (``analyze_run``); the ``sharpen fit`` report is

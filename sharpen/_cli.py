@@ -6,8 +6,10 @@
   config dataclass: help from the field's ``metadata["help"]`` or its numpydoc ``Attributes`` entry, choices from
   ``Literal`` types (via :func:`typing.get_args`), ``--x/--no-x`` for booleans, ``none`` for optional fields,
   comma-separated values for tuples. Options nobody gave are absent, so "keep the default" needs no sentinel.
-  ``--config FILE`` reads field values from a JSON or TOML file; an option given on the command line overrides
-  the file (:func:`add_config_file_option`).
+  ``--config FILE`` reads field values from a JSON, TOML or YAML file; an option given on the command line
+  overrides the file (:func:`add_config_file_option`).
+* :func:`dispatch` -- parse the command line, run the chosen command, turn its ``ValueError`` into the one-line
+  error.
 * :func:`output_dir` -- the one default output root, ``./sharpen-out/<command>``.
 * :func:`closest` -- the nearest valid name for "did you mean" hints.
 """
@@ -18,10 +20,11 @@ import argparse
 import dataclasses
 import difflib
 import json
+import os
 import re
 import sys
 import typing
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -78,6 +81,10 @@ class CommandParser(argparse.ArgumentParser):
     def unknown_options(self, extra: Sequence[str]) -> typing.NoReturn:
         """Reject ``extra`` (what ``parse_known_args`` left over), naming the closest known option."""
         first = extra[0]
+        if first.lower() in ("true", "false", "yes", "no", "1", "0", "on", "off"):
+            self.error(
+                f"{first}: unexpected argument (a boolean is --<option> or --no-<option>, no value)"
+            )
         if not first.startswith("-"):
             self.error(f"{first}: unexpected argument (see {self.prog} --help)")
         hint = closest(first.split("=", 1)[0], self._option_string_actions)
@@ -167,19 +174,24 @@ class OptionSpec:
         return "--" + self.name.replace("_", "-")
 
     def from_file(self, value: Any) -> Any:
-        """A value read from a config file (JSON / TOML types), checked and converted as its command-line text
-        would be: a list is the comma-separated tuple, ``null`` is ``none``; a boolean field takes only true or
-        false. Raises ``ValueError`` naming the problem."""
+        """A value read from a config file (JSON / TOML / YAML types), checked and converted as its command-line
+        text would be: a list of plain values is the comma-separated tuple, ``null`` is ``none``; a boolean field
+        takes only true or false. Raises ``ValueError`` naming the problem. A table or nested list is refused
+        unprinted: YAML aliases make them cheap to read and exponentially long to print."""
         kind, how = self.kind
+        shown = {dict: "a table", list: "a list", tuple: "a list"}.get(type(value)) or repr(value)
         if kind == "bool":
             if not isinstance(value, bool):
-                raise ValueError(f"expected true or false, got {value!r}")
+                raise ValueError(f"expected true or false, got {shown}")
             return value
         if isinstance(value, bool | dict):
-            raise ValueError(f"expected a {self.name.replace('_', ' ')} value, got {value!r}")
+            raise ValueError(f"expected a {self.name.replace('_', ' ')} value, got {shown}")
         if value is None:
             text = "none"
         elif isinstance(value, list | tuple):
+            # scalars only: a YAML alias nests lists cheaply, their text would not be cheap
+            if any(isinstance(v, list | tuple | dict) for v in value):
+                raise ValueError("expected a list of plain values, got a nested list")
             text = ",".join(map(str, value))
         else:
             text = str(value)
@@ -257,15 +269,13 @@ def add_dataclass_options(
     return [spec.name for spec in specs]
 
 
-def read_config_file(path: str | Path) -> dict[str, Any]:
-    """The top-level table of a ``.json`` or ``.toml`` file. Raises ``ValueError`` naming the problem."""
-    p = Path(path)
-    if p.suffix not in (".json", ".toml"):
-        raise ValueError(f"{p}: expected a .json or .toml file")
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ValueError(f"{p}: cannot read ({exc.strerror or exc})") from None
+CONFIG_SUFFIXES = (".json", ".toml", ".yaml", ".yml")
+
+
+def _loader(p: Path) -> tuple[str, Callable[[str], Any], type[Exception]]:
+    """(format name, ``loads``, its parse error) for the file's suffix; ``ValueError`` if its parser is missing."""
+    if p.suffix == ".json":
+        return "JSON", json.loads, ValueError
     if p.suffix == ".toml":
         try:
             import tomllib as toml
@@ -274,11 +284,33 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
                 import tomli as toml
             except ModuleNotFoundError:
                 raise ValueError(f"{p}: TOML needs Python 3.11+ or the tomli package") from None
+        return "TOML", toml.loads, ValueError  # TOMLDecodeError is a ValueError
     try:
-        data = json.loads(text) if p.suffix == ".json" else toml.loads(text)
-    except ValueError as exc:  # json.JSONDecodeError and TOMLDecodeError are ValueErrors
-        problem = str(exc).splitlines()[0]
-        raise ValueError(f"{p}: not valid {p.suffix[1:].upper()} ({problem})") from None
+        import yaml
+    except ModuleNotFoundError:
+        raise ValueError(f"{p}: YAML needs the PyYAML package (pip install pyyaml)") from None
+    # safe_load builds plain data only (no tags that construct objects or run code)
+    return "YAML", yaml.safe_load, yaml.YAMLError
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """The top-level table of a ``.json``, ``.toml`` or ``.yaml`` / ``.yml`` file (YAML through PyYAML's
+    ``safe_load``, when PyYAML is installed). Raises ``ValueError`` naming the problem."""
+    p = Path(path)
+    if p.suffix not in CONFIG_SUFFIXES:
+        raise ValueError(f"{p}: expected a .json, .toml or .yaml file")
+    kind, loads, errors = _loader(p)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ValueError(f"{p}: cannot read ({exc.strerror or exc})") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{p}: not UTF-8 text") from None
+    try:
+        data = loads(text)
+    except errors as exc:
+        problem = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValueError(f"{p}: not valid {kind} ({problem})") from None
     if not isinstance(data, dict):
         raise ValueError(f"{p}: expected a table of field values, got {type(data).__name__}")
     return data
@@ -316,8 +348,8 @@ class _ConfigFile(argparse.Action):
 def add_config_file_option(
     parser: argparse.ArgumentParser | argparse._ArgumentGroup, specs: Sequence[OptionSpec]
 ) -> None:
-    """Add ``--config FILE``: values of the options in ``specs`` from a JSON or TOML file, keyed by field name
-    (``lr = 1e-4``, ``steps = 600``; ``-`` or ``_`` alike). An option given on the command line overrides the
+    """Add ``--config FILE``: values of the options in ``specs`` from a JSON, TOML or YAML file, keyed by field
+    name (``lr = 1e-4``, ``steps = 600``; ``-`` or ``_`` alike). An option given on the command line overrides the
     file; a key that names no option, or a value its option would refuse, is a one-line error (exit 2).
     :func:`given_options` returns the file's values merged with the command line's."""
     parser.add_argument(
@@ -327,8 +359,8 @@ def add_config_file_option(
         action=_ConfigFile,
         specs=specs,
         default=argparse.SUPPRESS,
-        help="field values from a JSON or TOML file (keys: field names); options given on the command line "
-        "override them",
+        help="field values from a JSON, TOML or YAML file (keys: field names); options given on the command "
+        "line override them",
     )
 
 
@@ -343,3 +375,27 @@ def fail(prog: str, message: str) -> int:
     """Print the one-line error ``<prog>: error: <message>`` to stderr; return exit code 2."""
     print(f"{prog}: error: {message}", file=sys.stderr)
     return 2
+
+
+def dispatch(parser: CommandParser, argv: Sequence[str]) -> int:
+    """Parse ``argv`` with ``parser`` (subcommands with ``dest="command"``, each setting ``func``) and run the
+    chosen command; return its exit code.
+
+    Left-over arguments are rejected by the subcommand's parser (naming the closest option); no command prints
+    the help (exit 0); a ``ValueError`` from the command -- its validation, ``name: problem`` -- becomes the
+    one-line error ``<prog> <command>: error: name: problem`` with exit code 2 (``SHARPEN_DEBUG=1`` re-raises).
+    """
+    args, extra = parser.parse_known_args(list(argv))
+    command = getattr(args, "command", None)
+    if extra:
+        chosen = parser._subparsers._group_actions[0].choices.get(command) if command else None
+        (chosen or parser).unknown_options(extra)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    try:
+        return int(args.func(args) or 0)
+    except ValueError as exc:
+        if os.environ.get("SHARPEN_DEBUG"):
+            raise
+        return fail(f"{parser.prog} {command}", str(exc).splitlines()[0] if str(exc) else repr(exc))

@@ -2,12 +2,35 @@ r"""The answer layer: extraction, canonicalisation, equivalence and the majority
 
 Conventions (shared by the rewards, the metrics and the theory):
 
-* **Extraction.** :func:`extract_boxed` returns the content of the *last* ``\boxed{...}`` (braces may nest),
-  :func:`extract_answer_line` the value of the last ``Answer: ...`` line (DAPO-Math's format).
-  :func:`extract_answer` tries ``\boxed`` first, then the ``Answer:`` line. ``None`` means *unparseable*.
+* **Extraction.** :func:`extract_answer` (``style="auto"``) takes the first of three sources that gives a
+  value, in this order of precedence, and within each the *last* occurrence in the response:
+
+  1. a box (:func:`extract_boxed`): ``\boxed{...}`` or ``\fbox{...}`` (braces may nest), ``\boxed 5``, or a
+     number right after the command, ``\boxed5`` (one token);
+  2. an answer label (:func:`extract_answer_line`, DAPO-Math's requested format ``Answer: ...``):
+     ``Answer:``, ``Final Answer:`` (any case, ``**bold**`` allowed) or ``答案：``, not inside a word; its
+     value is the rest of the line, up to the next label on the line, so the *last* label wins on a line as
+     in the text (``Answer: 3. Answer: 5`` gives ``5``), and a value that opens with an answer phrase gives
+     the phrase's value (``Final Answer: The final answer is $56$`` gives ``56``);
+  3. an answer phrase (:func:`extract_answer_phrase`): ``... answer is X`` (``The answer is``, ``the final
+     answer is $X$. I hope it is correct.``, any case, an optional colon) or ``答案是 X``; X runs to the end
+     of its sentence (``". "``, ``"。"``) or line.
+
+  The order goes from the most explicit to the least: a box is what MATH and AIME prompts ask for and is
+  delimited; an ``Answer:`` label is what DAPO asks for and ends at the line end; a phrase is prose, and
+  is read only when neither of the others is there. ``None`` means *unparseable*: there is no fallback to
+  the last number of a response (a truncated response is unparseable, not the last number it reached).
+  TTRL's extractor (the Qwen2.5-Math parser) checks Minerva's ``final answer is $X$. I hope`` first, then
+  the last ``boxed`` (anything up to ``$`` when there are no braces), then the last ``he answer is``,
+  ``final answer is``, the *first* ``答案是``, and finally the last number of the text. Math-Verify's
+  ``parse`` ranks Minerva's form first, then ``final answer ... is`` and ``\boxed`` together, then
+  ``answer:``, then ``answer``, then any LaTeX; within a rank the rightmost match wins.
 * **Canonicalisation.** :func:`canonicalize` removes presentation only (whitespace, ``$``, ``\left``/``\right``,
   ``\dfrac`` -> ``\frac``, ``\text{..}`` wrappers, thousands separators, trailing zeros of decimals, a trailing
   period), so that votes are not split by spelling. It never evaluates mathematics.
+  :func:`equivalence_key` goes one step further, and exactly: an answer that is a rational number (an
+  integer, a decimal, ``a/b``, ``\frac{a}{b}``, ``\frac12``) is keyed by its value in lowest terms
+  (``"1/2"``), anything else by its canonical string.
 * **Equivalence.** :func:`equivalent` compares canonical strings; with ``math_verify=True`` it falls back to
   Math-Verify's symbolic check ``verify(gold, pred)`` (gold first: the check is not symmetric), run in a worker
   process under a deadline (see below).
@@ -15,7 +38,23 @@ Conventions (shared by the rewards, the metrics and the theory):
   denominator* of the majority ratio; ties go to the answer seen first. We keep TTRL's rule so that our
   ``majority_ratio`` and ``label_accuracy`` mean what TTRL's logs mean. For i.i.d. samples, first-seen
   tie-breaking is equal in law to uniform tie-breaking (the order of samples is exchangeable), which is the rule
-  :func:`plurality_winners` and :func:`sharpen.theory.plurality_win_probs` use on counts.
+  :func:`plurality_winners` and :func:`sharpen.theory.plurality_win_probs` use on counts. What counts as
+  one answer is :func:`majority_vote`'s ``equivalence``: ``"exact"`` (as given), ``"presentation"``
+  (:func:`canonicalize`; the default), ``"canonical"`` (:func:`equivalence_key`: ``\frac{1}{2}``, ``1/2``,
+  ``0.5`` and ``\dfrac12`` are one answer) or ``"math_verify"`` (those classes, merged pairwise by
+  Math-Verify).
+
+  The default stays ``"presentation"``: it is the relation :func:`equivalent` grades with by default
+  (so a response that agrees with the vote's winner is also graded equal to it, as the veRL pseudo-label
+  path and the ground-truth reward do), it never merges two answers that grading tells apart, and it
+  keeps the votes, rewards and TTRL metrics of every existing configuration as they were. Choose
+  ``"canonical"`` (exact, cheap: a regex and a ``Fraction`` per answer) to stop numeric spellings from
+  splitting the vote, and ``"math_verify"`` for symbolic equivalence at the cost stated in
+  :func:`majority_vote`. TTRL's veRL port votes with ``Counter`` on exact strings after its own
+  normalisation: each extracted (boxed) answer goes through sympy's ``simplify`` (``parse_expr`` with
+  every transformation, which evaluates its input as Python, else ``latex2sympy``; a 10 s timeout each),
+  which merges ``\frac{1}{2}``, ``1/2`` and ``0.5`` but leaves ``\dfrac12`` apart; its first release votes
+  on the Qwen2.5-Math parser's strings, where an unparseable response votes as ``""``.
 
 Bad input
 ---------
@@ -25,34 +64,43 @@ without closing it. Every function here does bounded work on any string, and say
 Errors are ``ValueError`` with a one-line message ``name: problem`` naming the argument, except the one
 ``TypeError`` below.
 
-* **Not a string.** ``extract_boxed``, ``extract_answer_line``, ``extract_answer`` and ``parse_verdict`` raise
-  ``ValueError("text: expected a str, got int")``; ``canonicalize`` the same with ``answer:`` (None it returns
-  unchanged). ``equivalent`` compares non-strings by ``==`` (so ``"3"`` and ``3`` differ) and is False when
-  either side is None; where ``==`` does not give one bool (a numpy array, or a numpy scalar against a list)
-  it raises ``gold, pred:``. ``majority_vote`` counts non-string hashables as they are; an unhashable answer
+* **Not a string.** ``extract_boxed``, ``extract_answer_line``, ``extract_answer_phrase``, ``extract_answer``
+  and ``parse_verdict`` raise ``ValueError("text: expected a str, got int")``; ``canonicalize`` and
+  ``equivalence_key`` the same with ``answer:`` (None they return unchanged). ``equivalent`` compares
+  non-strings by ``==`` (so ``"3"`` and ``3`` differ) and is False when either side is None; where ``==`` does
+  not give one bool (a numpy array, or a numpy scalar against a list) it raises ``gold, pred:``.
+  ``majority_vote`` counts non-string hashables as they are, at every ``equivalence``; an unhashable answer
   (a list, an array) raises ``TypeError`` (Python's ``unhashable type``), and ``answers`` that is a str,
   bytes or not iterable raises ``answers:``.
 * **Options.** ``style`` other than the three names (any type: an array too); ``math_verify`` and
-  ``canonical`` not bools; ``timeout`` not a finite number > 0 (bools, NaN, inf and strings included). ``plurality_winners``:
-  ``counts`` not a (G, K) array of non-negative integer counts (bool, int or integral float; str, complex,
-  NaN and fractions raise), ``rng`` not a ``numpy.random.Generator``.
-* **Empty or blank.** Extraction returns None (``\boxed{ }``, ``Answer: $ $``); ``canonicalize`` returns None
-  for a string that is empty once canonicalised (``""``, ``"$ $"``, ``"."``), so ``equivalent`` is False and the
-  vote counts it as unparseable; ``parse_verdict`` returns 0.
-* **Huge.** Extraction searches only the last :data:`MAX_SEARCH_CHARS` characters of a response: a ``\boxed``
-  or an ``Answer:`` line that starts earlier is not seen. ``canonicalize`` returns None (unparseable) for an
-  answer longer than :data:`MAX_ANSWER_CHARS` -- so ``equivalent`` is False even for two identical ones -- and
-  a vote over N answers costs O(N * MAX_ANSWER_CHARS). Everything is linear in what it reads, and
-  ``parse_verdict`` reads the whole text; a 1 MB string of any content returns in at most about 15 ms
-  (measured on a shared 2-core machine; most in 1-3 ms).
+  ``canonical`` not bools; ``equivalence`` not None or one of the four names, or other than ``"exact"`` with
+  ``canonical=False`` (the two contradict); ``timeout`` not a finite number > 0 (bools, NaN, inf and strings
+  included); ``max_classes`` not an int >= 1. ``plurality_winners``: ``counts`` not a (G, K) array of
+  non-negative integer counts (bool, int or integral float; str, complex, NaN and fractions raise), ``rng``
+  not a ``numpy.random.Generator``.
+* **Empty or blank.** Extraction returns None (``\boxed{ }``, ``Answer: $ $``, ``the answer is .``);
+  ``canonicalize`` and ``equivalence_key`` return None for a string that is empty once canonicalised (``""``,
+  ``"$ $"``, ``"."``), so ``equivalent`` is False and the vote counts it as unparseable; ``parse_verdict``
+  returns 0.
+* **Huge.** Extraction searches only the last :data:`MAX_SEARCH_CHARS` characters of a response: a ``\boxed``,
+  an ``Answer:`` label or an answer phrase that starts earlier is not seen. ``canonicalize`` returns None
+  (unparseable) for an answer longer than :data:`MAX_ANSWER_CHARS` -- so ``equivalent`` is False even for two
+  identical ones -- and a vote over N answers costs O(N * MAX_ANSWER_CHARS). ``equivalence_key`` keys a number
+  of more than :data:`MAX_RATIONAL_DIGITS` digits by its canonical string. Everything is linear in what it
+  reads (no regex here backtracks more than a bounded amount per character), and ``parse_verdict`` reads the
+  whole text; a 1 MB string of any content returns in at most about 15 ms (measured on a shared 2-core
+  machine; most in 1-3 ms). Labels and phrases cost at most about 1.4 times the slowest box search (1 MB of
+  ``Answer: the answer is `` repeated: 79 ms against 57 ms for 1 MB of open boxes, measured together on
+  that machine under heavy load).
 * **Adversarial.** An unbalanced ``\boxed{`` is skipped for an earlier balanced one (``\boxed{1 and \boxed{2}``
   gives ``"2"``); a ``\text{`` that is never closed is kept as written.
-* **Math-Verify** (``math_verify=True``). ``equivalent`` is False when Math-Verify cannot parse a side, raises,
-  or has not answered within ``timeout`` seconds (default :data:`MATH_VERIFY_TIMEOUT`), power towers such as
-  ``9^{9^{9}}`` and ``(10^7)!`` included, on the main thread and on any other. Math-Verify parses LaTeX into
-  sympy and never evaluates an answer as Python (its plain-text fallback reads only digits and operators); it
-  runs in a separate process anyway. Where it cannot parse an expression, Math-Verify falls back to the first
-  number in it, so ``1+1+...+1`` with a thousand terms, or ``1+__import__(..)``, is "equivalent" to ``1``: its
+* **Math-Verify** (``math_verify=True``, ``equivalence="math_verify"``). ``equivalent`` is False when
+  Math-Verify cannot parse a side, raises, or has not answered within ``timeout`` seconds (default
+  :data:`MATH_VERIFY_TIMEOUT`), power towers such as ``9^{9^{9}}`` and ``(10^7)!`` included, on the main thread
+  and on any other; the vote then keeps the two classes apart. Math-Verify parses LaTeX into sympy and never
+  evaluates an answer as Python (its plain-text fallback reads only digits and operators); it runs in a
+  separate process anyway. Where it cannot parse an expression, Math-Verify falls back to the first number in
+  it, so ``1+1+...+1`` with a thousand terms, or ``1+__import__(..)``, is "equivalent" to ``1``: its
   behaviour, kept here.
 
 Math-Verify's own timeouts use ``signal.alarm``, which works only on the main thread and cannot interrupt a
@@ -76,21 +124,28 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 
 __all__ = [
+    "EQUIVALENCES",
     "MATH_VERIFY_TIMEOUT",
     "MAX_ANSWER_CHARS",
+    "MAX_RATIONAL_DIGITS",
     "MAX_SEARCH_CHARS",
+    "MAX_VERIFY_CLASSES",
     "Vote",
     "canonicalize",
+    "equivalence_key",
     "equivalent",
     "extract_answer",
     "extract_answer_line",
+    "extract_answer_phrase",
     "extract_boxed",
     "majority_vote",
     "parse_verdict",
@@ -109,6 +164,18 @@ bound caps the cost of canonicalising, voting over and Math-Verifying model outp
 
 MATH_VERIFY_TIMEOUT = 5.0
 """Default deadline, in seconds, of one Math-Verify check in :func:`equivalent` (Math-Verify's own default)."""
+
+MAX_RATIONAL_DIGITS = 200
+""":func:`equivalence_key` reads a number as an exact rational only up to this many digits (a longer one is
+keyed by its canonical string): it bounds the integers a key builds, far above any final answer's size."""
+
+MAX_VERIFY_CLASSES = 8
+"""Default ``max_classes`` of :func:`majority_vote` with ``equivalence="math_verify"``: only the 8 largest
+classes are compared, at most 8 * 7 / 2 = 28 Math-Verify checks per vote (30-80 ms each, measured on a
+shared 2-core machine; 2.2 s for all 28 under heavy load)."""
+
+EQUIVALENCES = ("exact", "presentation", "canonical", "math_verify")
+"""What :func:`majority_vote` counts as one answer, from the finest relation to the coarsest."""
 
 _BOXED = re.compile(r"\\(?:boxed|fbox)\s*")
 _BRACE = re.compile(r"[{}]")
@@ -160,17 +227,23 @@ def _closing_braces(text: str, start: int) -> dict[int, int]:
     return closing
 
 
+_BARE_NUMBER = re.compile(r"[+-]?[0-9][^\s$]*")
+
+
 def extract_boxed(text: str) -> str | None:
     r"""Content of the last ``\boxed{...}`` (or ``\fbox{...}``) in ``text``, braces balanced; None if absent.
 
-    ``\boxed 5`` (no braces) yields the token after the space. A box whose ``{`` is never closed is skipped
-    for an earlier one. Only the last :data:`MAX_SEARCH_CHARS` characters are searched; braces are matched in
-    one pass over them, so the cost is linear in that tail (before, each unclosed box rescanned the text).
+    Without braces, ``\boxed 5`` yields the token after the space, and ``\boxed5`` (a number right after the
+    command; ``\boxed-3`` too) the token that starts there: a run of characters other than whitespace and
+    ``$``. A letter right after the command makes it another command (``\boxedx``), not a box. A box whose
+    ``{`` is never closed is skipped for an earlier one. Only the last :data:`MAX_SEARCH_CHARS` characters are
+    searched; braces are matched in one pass over them, so the cost is linear in that tail (before, each
+    unclosed box rescanned the text).
 
     >>> extract_boxed(r"so \boxed{1} or rather \boxed{\frac{1}{2}}.")
     '\\frac{1}{2}'
-    >>> extract_boxed("no box") is None
-    True
+    >>> extract_boxed(r"so \boxed5"), extract_boxed("no box") is None
+    ('5', True)
     """
     _check_text(text)
     markers = list(_BOXED.finditer(text, _search_start(text)))
@@ -189,31 +262,98 @@ def extract_boxed(text: str) -> str | None:
             token = _TOKEN.match(text, i)
             if token:
                 return token.group(0)
+        elif not m.group(0)[-1].isspace():  # nothing between the command and text[i]
+            token = _BARE_NUMBER.match(text, i)
+            if token:
+                return token.group(0)
     return None
 
 
-# The value is the rest of the line, stripped afterwards: a lazy ``(.+?)`` followed by ``\s*$`` would be
-# quadratic in a run of trailing spaces.
-_ANSWER_LINE = re.compile(r"(?im)^[^\S\n]*\**answer\**[^\S\n]*:(.*)$")
+# An answer label, not inside a word: "Answer:", "Final Answer:", "**Answer**:", "答案：" (any case; ":" or
+# the full-width "："). No leading "\**": tried at every position of a run of stars, it would read the rest
+# of the run each time (quadratic); stars before a label stay at the end of the value before it, and are
+# stripped from there.
+_LABEL = re.compile(r"(?i)(?:(?<!\w)(?:final[^\S\n]+)?answer\**|答案)[^\S\n]*[:：]")
+# An answer phrase: "... answer is X" (an optional colon) or "答案是 X"
+_PHRASE = re.compile(r"(?i)(?:(?<!\w)answer[^\S\n]+is(?!\w)|答案是)[^\S\n]*[:：]?")
+# A label's value that opens with an answer phrase ("The final answer is $56$")
+_OPENING_PHRASE = re.compile(
+    r"(?i)[\s*]*(?:(?:the|my)[^\S\n]+)?(?:final[^\S\n]+)?(?:answer[^\S\n]+is(?!\w)|答案是)"
+)
+_SENTENCE_END = re.compile(r"\.\s|。")
 
 
-def extract_answer_line(text: str) -> str | None:
-    """Value of the last ``Answer: ...`` line (DAPO-Math-17k's requested format); None if absent.
+def _strip_value(s: str, trailing: str = "$*") -> str:
+    """``s`` without a leading run of whitespace, ``$`` and ``*`` and a trailing run of whitespace and
+    ``trailing``, in one pass (it costs only the characters removed)."""
+    i, j = 0, len(s)
+    while i < j and (s[i] in "$*" or s[i].isspace()):
+        i += 1
+    while j > i and (s[j - 1] in trailing or s[j - 1].isspace()):
+        j -= 1
+    return s[i:j]
 
-    Surrounding whitespace and ``$`` are stripped; a line with no value is skipped for an earlier one. Only
-    lines that start in the last :data:`MAX_SEARCH_CHARS` characters are searched, in linear time.
 
-    >>> extract_answer_line("work...\\nAnswer: 42")
-    '42'
+def _last_value(text: str, start: int, marker: re.Pattern, phrase: bool) -> str | None:
+    """Value of the last ``marker`` that starts at or after ``start`` and has a non-empty value.
+
+    A marker's value runs to the end of its line or the next marker, whichever comes first; a phrase's
+    (``phrase=True``) also stops at the first sentence end, and loses a final ``.``. A label's value that
+    opens with an answer phrase gives the phrase's value. Each character is read by at most one value, so
+    the search is linear in ``len(text) - start``.
     """
-    _check_text(text)
-    # pos= keeps "^" honest: it matches at the tail's start only if a line really starts there
-    matches = list(_ANSWER_LINE.finditer(text, _search_start(text)))
-    for m in reversed(matches):
-        value = m.group(1).strip().strip("$").strip()
+    stop = len(text)
+    for m in reversed(list(marker.finditer(text, start))):
+        end = text.find("\n", m.end(), stop)
+        end = stop if end < 0 else end
+        stop = m.start()
+        if phrase:
+            cut = _SENTENCE_END.search(text, m.end(), end)
+            value = _strip_value(text[m.end() : cut.start() if cut else end], "$*.")
+        elif _OPENING_PHRASE.match(text, m.end(), end):
+            value = _last_value(text[m.end() : end], 0, _PHRASE, phrase=True)
+        else:
+            value = _strip_value(text[m.end() : end])
         if value:
             return value
     return None
+
+
+def extract_answer_line(text: str) -> str | None:
+    """Value of the last answer label, ``Answer: ...`` (DAPO-Math-17k's requested format); None if absent.
+
+    A label is ``Answer:``, ``Final Answer:``, ``**Answer**:`` or ``答案：`` (any case; ``:`` or ``：``), not
+    inside a word (``myanswer:`` is none). Its value is the rest of the line, up to the next label if one
+    follows on the line (``Answer: 3. Answer: 5`` gives ``5``); whitespace, ``$`` and ``*`` around it are
+    stripped, and a value that opens with an answer phrase (``The final answer is $56$. I hope it is
+    correct.``) gives the phrase's value (:func:`extract_answer_phrase`). A label with no value is skipped
+    for an earlier one. Only labels that start in the last :data:`MAX_SEARCH_CHARS` characters are searched,
+    in linear time.
+
+    >>> extract_answer_line("work...\\nAnswer: 42"), extract_answer_line("Answer: 3. Answer: 5")
+    ('42', '5')
+    >>> extract_answer_line("Final Answer: The final answer is $56$. I hope it is correct.")
+    '56'
+    """
+    _check_text(text)
+    return _last_value(text, _search_start(text), _LABEL, phrase=False)
+
+
+def extract_answer_phrase(text: str) -> str | None:
+    r"""Value of the last answer phrase, ``... answer is X`` or ``答案是 X``; None if absent.
+
+    The phrase is ``answer is`` as a word pair in any case (``The answer is``, ``the final answer is``), with
+    an optional colon, or ``答案是``. Its value X runs to the first sentence end (``". "``, ``"。"``), the end of
+    the line or the next phrase; whitespace, ``$`` and ``*`` around it and a final ``.`` are stripped
+    (``the final answer is $\frac{1}{2}$. I hope it is correct.`` gives ``\frac{1}{2}``). A phrase with no
+    value is skipped for an earlier one. Only phrases that start in the last :data:`MAX_SEARCH_CHARS`
+    characters are searched, in linear time.
+
+    >>> extract_answer_phrase("So the answer is 42."), extract_answer_phrase("答案是 5")
+    ('42', '5')
+    """
+    _check_text(text)
+    return _last_value(text, _search_start(text), _PHRASE, phrase=True)
 
 
 _STYLES = ("auto", "boxed", "answer_line")
@@ -227,12 +367,17 @@ def extract_answer(text: str, style: str = "auto") -> str | None:
     text : str
         The decoded response. Only its last :data:`MAX_SEARCH_CHARS` characters are searched.
     style : {"auto", "boxed", "answer_line"}
-        ``"auto"`` tries the last ``\boxed{}`` first, then the last ``Answer:`` line.
+        ``"auto"`` takes the last box (:func:`extract_boxed`), else the last answer line
+        (:func:`extract_answer_line`), else the last answer phrase (:func:`extract_answer_phrase`): the
+        precedence of the module docstring. ``"boxed"`` and ``"answer_line"`` read only the one source.
 
     Returns
     -------
     str or None
         The raw answer string (not canonicalised), or None if unparseable.
+
+    >>> extract_answer("Answer: 3\\n\\\\boxed{4}"), extract_answer("The answer is $7$.")
+    ('4', '7')
     """
     _check_text(text)
     if not isinstance(style, str) or style not in _STYLES:  # an array would compare elementwise
@@ -243,8 +388,11 @@ def extract_answer(text: str, style: str = "auto") -> str | None:
         return extract_boxed(text)
     if style == "answer_line":
         return extract_answer_line(text)
-    boxed = extract_boxed(text)
-    return boxed if boxed is not None else extract_answer_line(text)
+    for extract in (extract_boxed, extract_answer_line, extract_answer_phrase):
+        answer = extract(text)
+        if answer is not None:
+            return answer
+    return None
 
 
 def _strip_ends(s: str) -> str:
@@ -331,6 +479,66 @@ def canonicalize(answer: str | None) -> str | None:
     if s in ("-0",):
         s = "0"
     return s if s else None
+
+
+_NUMBER = r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)"
+_FRAC_ARG = r"(?:\{([+-]?" + _NUMBER + r")\}|([0-9]))"  # {number}, or one digit as in \frac12
+_RATIONAL = re.compile(
+    r"([+-]?)(?:(" + _NUMBER + r")(?:/(" + _NUMBER + r"))?|\\frac" + _FRAC_ARG + _FRAC_ARG + ")"
+)
+
+
+def _exact(number: str) -> Fraction:
+    """A signed decimal string (``-0.25``, ``3.``, ``.5``) as an exact fraction."""
+    sign = -1 if number.startswith("-") else 1
+    whole, _, decimals = number.lstrip("+-").partition(".")
+    return Fraction(sign * int((whole or "0") + decimals), 10 ** len(decimals))
+
+
+def _rational(canonical: str) -> Fraction | None:
+    """The exact value of a canonical string that writes a rational number, else None."""
+    m = _RATIONAL.fullmatch(canonical)
+    if m is None or sum(c.isdigit() for c in canonical) > MAX_RATIONAL_DIGITS:
+        return None
+    sign, num, den, frac_num, frac_digit, frac_den, den_digit = m.groups()
+    if num is not None:
+        top, bottom = _exact(num), _exact(den) if den is not None else Fraction(1)
+    else:
+        top, bottom = _exact(frac_num or frac_digit), _exact(frac_den or den_digit)
+    if bottom == 0:
+        return None
+    value = top / bottom
+    return -value if sign == "-" else value
+
+
+def equivalence_key(answer: str | None) -> str | None:
+    r"""The key :func:`majority_vote` counts answers by under ``equivalence="canonical"`` (None stays None).
+
+    The canonical string (:func:`canonicalize`), except that an answer writing a rational number is keyed
+    by its exact value in lowest terms, ``"p/q"`` (or ``"p"`` for an integer): integers, decimals, ``a/b``
+    and ``\frac{a}{b}`` (``\dfrac``, ``\tfrac`` and brace-less digits, ``\frac12``, included), signed, with
+    decimal parts allowed in each number. Two answers get the same key exactly when their canonical strings
+    are equal or they are the same rational number; nothing else is evaluated (``\sqrt{4}`` and ``2``
+    differ, as do ``50\%`` and ``0.5``). A number of more than :data:`MAX_RATIONAL_DIGITS` digits, or over
+    a zero denominator, keeps its canonical string. Linear time in the length of the answer.
+
+    >>> [equivalence_key(a) for a in (r"\frac{1}{2}", "1/2", "0.5", r"\dfrac12", "2/4")]
+    ['1/2', '1/2', '1/2', '1/2', '1/2']
+    >>> equivalence_key("3.0"), equivalence_key("-06"), equivalence_key(r"\sqrt{2}")
+    ('3', '-6', '\\sqrt{2}')
+    """
+    canonical = canonicalize(answer)
+    return None if canonical is None else _canonical_key(canonical)
+
+
+def _canonical_key(canonical: str) -> str:
+    """:func:`equivalence_key` of an answer already canonicalised."""
+    value = _rational(canonical)
+    if value is None:
+        return canonical
+    return (
+        str(value.numerator) if value.denominator == 1 else f"{value.numerator}/{value.denominator}"
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -529,47 +737,159 @@ def equivalent(
 
 @dataclass(frozen=True)
 class Vote:
-    """Result of :func:`majority_vote`.
+    r"""Result of :func:`majority_vote` over N answers.
 
     Attributes
     ----------
     answer : hashable or None
-        The plurality answer (None if nothing parsed).
+        The representative of the winning class (None if nothing parsed): its most frequent spelling, ties
+        to the one seen first. A spelling is the canonical string (:func:`canonicalize`) at every
+        ``equivalence`` but ``"exact"``, where it is the answer as given; non-strings are as given.
     count : int
-        How many of the N answers equal it.
+        How many of the N answers are in the winning class.
     n : int
         N, the number of rollouts, unparseable ones included.
     n_parsed : int
         How many answers parsed.
+    classes : tuple of N (int or None)
+        The class of each answer, numbered 0, 1, ... in the order the classes are first seen; None for an
+        unparseable answer. The winning class is the largest, ties to the lowest number (the first seen).
     """
 
     answer: Hashable | None
     count: int
     n: int
     n_parsed: int
+    classes: tuple[int | None, ...] = ()
 
     @property
     def ratio(self) -> float:
         """``count / n`` -- TTRL's ``majority_ratio`` (unparseable answers stay in the denominator)."""
         return self.count / self.n
 
+    @property
+    def agrees(self) -> tuple[bool, ...]:
+        r"""Whether each answer is in the winning class: the majority-voting reward
+        :math:`\mathbb 1[\mathrm{ans}(y_i) \sim \mathrm{maj}(Y)]` of each rollout (all False if nothing parsed)."""
+        sizes = Counter(c for c in self.classes if c is not None)
+        if not sizes:
+            return (False,) * len(self.classes)
+        best = max(sizes.values())
+        winner = min(c for c, k in sizes.items() if k == best)
+        return tuple(c == winner for c in self.classes)
 
-def majority_vote(answers: Sequence[Hashable | None], *, canonical: bool = True) -> Vote:
-    """Plurality vote over one group of N answers (TTRL's rule, see the module docstring).
+
+def _merge_by_math_verify(
+    labels: list[int | None], keys: list[Hashable], timeout: float, max_classes: int
+) -> list[int | None]:
+    """``labels`` (a class per answer, ``keys[c]`` the key of class c) with classes that Math-Verify finds
+    equal merged: the ``max_classes`` largest string classes (ties to the first seen), compared pairwise,
+    the larger class as gold; pairs already merged and pairs of two rational numbers are not checked."""
+    sizes = Counter(c for c in labels if c is not None)
+    strings = (c for c in range(len(keys)) if isinstance(keys[c], str))
+    ranked = sorted(strings, key=lambda c: (-sizes[c], c))[:max_classes]
+    rational = {c: _rational(keys[c]) is not None for c in ranked}
+    parent = list(range(len(keys)))
+
+    def root(c: int) -> int:
+        while parent[c] != c:
+            c = parent[c]
+        return c
+
+    for x, gold in enumerate(ranked):
+        for pred in ranked[x + 1 :]:
+            if root(gold) == root(pred) or (rational[gold] and rational[pred]):
+                continue  # distinct rationals are never equal
+            if _math_verify_equal(keys[gold], keys[pred], timeout):
+                parent[root(pred)] = root(gold)
+    return [None if c is None else root(c) for c in labels]
+
+
+def majority_vote(
+    answers: Sequence[Hashable | None],
+    *,
+    canonical: bool = True,
+    equivalence: str | None = None,
+    timeout: float = MATH_VERIFY_TIMEOUT,
+    max_classes: int = MAX_VERIFY_CLASSES,
+) -> Vote:
+    r"""Plurality vote over one group of N answers (TTRL's rule, see the module docstring).
 
     Parameters
     ----------
     answers : sequence of length N
         Answers (strings, ints, ...) with ``None`` for unparseable responses.
     canonical : bool
-        Canonicalise string answers before counting (default), so ``1/2`` spellings do not split the vote.
+        The older switch, kept: True (default) is ``equivalence="presentation"``, False is ``"exact"``.
+    equivalence : {"exact", "presentation", "canonical", "math_verify"}, optional
+        What counts as one answer, for strings (other hashables are counted as they are, by ``==``):
+
+        * ``"exact"``: equal strings.
+        * ``"presentation"`` (the default, from ``canonical=True``): equal :func:`canonicalize` strings.
+        * ``"canonical"``: equal :func:`equivalence_key`; ``\frac{1}{2}``, ``1/2``, ``0.5`` and ``\dfrac12``
+          are one answer. Exact, and cheap: a regex and a ``Fraction`` per answer.
+        * ``"math_verify"``: the ``"canonical"`` classes, merged where Math-Verify finds two of them equal.
+
+        The module docstring says why the default is ``"presentation"``.
+    timeout : float
+        Seconds allowed to one Math-Verify check (``"math_verify"`` only; :data:`MATH_VERIFY_TIMEOUT`).
+    max_classes : int
+        How many classes Math-Verify compares (``"math_verify"`` only; :data:`MAX_VERIFY_CLASSES`).
+
+    Returns
+    -------
+    Vote
+        The winner's representative, its class size, N, the number parsed and each answer's class.
+
+    Notes
+    -----
+    **Abstaining.** An unparseable answer (None, or a string that canonicalises to None) is in no class and
+    stays in N: ``ratio = count / n``. If nothing parsed, the answer is None and the count 0.
+
+    **Ties** go to the class seen first (the one whose earliest answer comes first), TTRL's rule.
+
+    **Cost of "math_verify".** Of the K distinct string classes, the k = min(K, ``max_classes``) largest
+    (ties to the first seen) are compared pairwise, the larger of the two as gold (``verify(gold, pred)``:
+    the check is not symmetric), skipping pairs already merged and pairs of two rational numbers (distinct
+    rationals are never equal): at most k (k - 1) / 2 checks, each within ``timeout`` seconds (the first of
+    a process also waits for its worker to start), so at most 28 checks and 140 s with the defaults,
+    30-80 ms a check in practice. Classes beyond the k largest are not merged. The merged classes are the
+    connected components of the pairs Math-Verify accepts, whatever the order of the checks; a check that
+    fails or runs out of time keeps the two classes apart.
 
     >>> v = majority_vote(["2", None, "3", "3", "2"])
     >>> v.answer, v.count, v.ratio
     ('2', 2, 0.4)
+    >>> spellings = [r"\frac{1}{2}", "3", "1/2", "3", "0.5", r"\dfrac12"]
+    >>> majority_vote(spellings).answer, majority_vote(spellings, equivalence="canonical").answer
+    ('3', '\\frac{1}{2}')
+    >>> majority_vote(spellings, equivalence="canonical").agrees
+    (True, False, True, False, True, True)
     """
     if not isinstance(canonical, bool | np.bool_):
         raise ValueError(f"canonical: must be a bool, got {_brief(canonical)}")
+    if equivalence is not None and (
+        not isinstance(equivalence, str) or equivalence not in EQUIVALENCES
+    ):
+        raise ValueError(
+            "equivalence: must be None or one of 'exact', 'presentation', 'canonical', 'math_verify', "
+            f"got {_brief(equivalence)}"
+        )
+    if not canonical and equivalence not in (None, "exact"):
+        raise ValueError(
+            f"canonical, equivalence: canonical=False (exact strings) contradicts "
+            f"equivalence={equivalence!r}; give one of the two"
+        )
+    seconds = _finite_float(timeout)
+    if seconds is None or not seconds > 0:
+        raise ValueError(f"timeout: must be a finite number > 0 (seconds), got {_brief(timeout)}")
+    if (
+        not isinstance(max_classes, int | np.integer)
+        or isinstance(max_classes, bool | np.bool_)
+        or max_classes < 1
+    ):
+        raise ValueError(f"max_classes: must be an int >= 1, got {_brief(max_classes)}")
+    level = equivalence or ("presentation" if canonical else "exact")
     if isinstance(answers, str | bytes):
         raise ValueError(f"answers: expected a sequence of answers, got a {type(answers).__name__}")
     if not isinstance(answers, Sequence):
@@ -582,18 +902,39 @@ def majority_vote(answers: Sequence[Hashable | None], *, canonical: bool = True)
     n = len(answers)
     if n == 0:
         raise ValueError("answers: empty group")
-    counts: dict[Hashable, int] = {}
+    if level == "math_verify" and importlib.util.find_spec("math_verify") is None:
+        raise ImportError(  # pragma: no cover - environment
+            "equivalence: 'math_verify' needs the 'math-verify' package: pip install 'sharpen[math]'"
+        )
+    spellings: list[Hashable | None] = []
+    class_of: dict[Hashable, int] = {}  # key -> class, in first-seen order
+    labels: list[int | None] = []
     for a in answers:
-        if canonical and isinstance(a, str):
-            a = canonicalize(a)
-        if a is None:
-            continue
-        counts[a] = counts.get(a, 0) + 1  # dicts keep first-seen order
-    if not counts:
-        return Vote(answer=None, count=0, n=n, n_parsed=0)
-    best = max(counts.values())
-    winner = next(a for a, c in counts.items() if c == best)  # first seen among the tied
-    return Vote(answer=winner, count=best, n=n, n_parsed=sum(counts.values()))
+        spelling = key = a
+        if isinstance(a, str) and level != "exact":
+            spelling = key = canonicalize(a)
+            if level != "presentation" and spelling is not None:
+                key = _canonical_key(spelling)
+        spellings.append(spelling)
+        labels.append(None if key is None else class_of.setdefault(key, len(class_of)))
+    if level == "math_verify" and len(class_of) > 1:
+        labels = _merge_by_math_verify(labels, list(class_of), seconds, int(max_classes))
+    renumbered: dict[int, int] = {}
+    classes = tuple(
+        None if c is None else renumbered.setdefault(c, len(renumbered)) for c in labels
+    )
+    sizes = Counter(c for c in classes if c is not None)
+    if not sizes:
+        return Vote(answer=None, count=0, n=n, n_parsed=0, classes=classes)
+    best = max(sizes.values())
+    winner = min(c for c, k in sizes.items() if k == best)  # first seen among the tied
+    tally: dict[Hashable, int] = {}  # spellings of the winning class, in first-seen order
+    for spelling, c in zip(spellings, classes, strict=True):
+        if c == winner:
+            tally[spelling] = tally.get(spelling, 0) + 1
+    top = max(tally.values())
+    answer = next(s for s, k in tally.items() if k == top)
+    return Vote(answer=answer, count=best, n=n, n_parsed=sum(sizes.values()), classes=classes)
 
 
 def plurality_winners(counts: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -1,11 +1,12 @@
 """The ``sharpen`` command.
 
-Subcommands are discovered from the entry-point group ``sharpen.commands`` (each entry point is a
-``register(subparsers)`` function adding its own parser and setting ``func``), so ``sharpen/`` never imports the
-packages built on it (``sim``, ``empirical``, ...) and other packages can add commands. Only the command being
-run is imported; the others are listed with the first line of their module's docstring, read without importing
-them, so ``sharpen --help`` costs no torch import. ``sharpen demo`` runs the functions of the group
-``sharpen.demo`` in name order: the embedded default end to end.
+The commands are the table ``[project.entry-points."sharpen.commands"]`` in ``pyproject.toml``, one line each,
+``name = "module:register"`` (``register(subparsers)`` adds the command's parser and sets ``func``), so
+``sharpen/`` never imports the packages built on it (``sim``, ``empirical``, ...) and other packages can add
+commands. Only the command being run is imported; ``sharpen --help`` lists the others with the ``help=`` their
+``register`` passes to ``add_parser``, read from its source without importing it (so it costs no torch
+import). ``sharpen demo`` runs the functions of the group ``sharpen.demo`` in name order: the embedded default
+end to end.
 
 Every user error is one line, ``sharpen <cmd>: error: <arg>: <problem>``, with exit code 2: argparse errors,
 unknown options (with the closest valid one) and the ``ValueError`` a command's validation raises.
@@ -16,13 +17,12 @@ from __future__ import annotations
 import argparse
 import ast
 import importlib.util
-import os
 import sys
 import time
 from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 
-from sharpen._cli import CommandParser, closest, fail, output_dir, plain
+from sharpen._cli import CommandParser, closest, dispatch, fail, output_dir, plain
 
 
 def _unavailable(name: str, error: BaseException):
@@ -32,17 +32,46 @@ def _unavailable(name: str, error: BaseException):
     return run
 
 
+# a command module that cannot be found or read (ValueError: not UTF-8): listed without a help line
+_UNREADABLE = (
+    AttributeError,
+    ImportError,
+    OSError,
+    SyntaxError,
+    StopIteration,
+    TypeError,
+    ValueError,
+)
+
+
+def _register_help(tree: ast.Module, function: str) -> str | None:
+    """The constant ``help=`` of the ``add_parser(...)`` call in top-level function ``function``, if any."""
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef) and node.name == function:
+            for call in ast.walk(node):
+                if isinstance(call, ast.Call) and getattr(call.func, "attr", None) == "add_parser":
+                    for kw in call.keywords:
+                        if kw.arg == "help" and isinstance(kw.value, ast.Constant):
+                            return str(kw.value.value)
+    return None
+
+
 def _summary(ep: EntryPoint) -> str:
-    """First sentence of the entry point's module docstring, read from source without importing it."""
-    module = ep.value.split(":", 1)[0]
+    """The command's one-line help, read from source without importing it: the ``help=`` its ``register``
+    passes to ``add_parser``, else the first sentence of its module's docstring."""
+    module, _, function = ep.value.partition(":")
     top, *rest = module.split(".")
     try:
         spec = importlib.util.find_spec(top)
         base = Path(next(iter(spec.submodule_search_locations or []), Path(spec.origin).parent))
         path = base.joinpath(*rest[:-1], f"{rest[-1]}.py") if rest else Path(spec.origin)
-        doc = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))) or ""
-    except (AttributeError, ImportError, OSError, SyntaxError, StopIteration, TypeError):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+    except _UNREADABLE:
         return ""
+    help_text = _register_help(tree, function.strip())
+    if help_text:
+        return plain(help_text)
+    doc = ast.get_docstring(tree) or ""
     first = plain(doc.split("\n\n", 1)[0].replace("\n", " "))
     head, sep, tail = first.partition(": ")
     first = tail if sep and head.startswith("sharpen ") else first  # "sharpen fit: ..." -> "..."
@@ -111,12 +140,14 @@ def build_parser(load: str | None = None) -> CommandParser:
     demo.set_defaults(func=_demo)
     for ep in sorted(entry_points(group="sharpen.commands"), key=lambda ep: ep.name):
         if ep.name != load:
-            sub.add_parser(ep.name, help=_summary(ep), add_help=False)
+            sub.add_parser(ep.name, help=_summary(ep).replace("%", "%%"), add_help=False)
             continue
         try:
             register = ep.load()
         except ImportError as exc:
-            p = sub.add_parser(ep.name, help=f"(unavailable: {exc})")
+            p = sub.add_parser(
+                ep.name, help=f"(unavailable: {exc})", description=f"unavailable here: {exc}"
+            )
             p.set_defaults(func=_unavailable(ep.name, exc))
             continue
         register(sub)
@@ -131,22 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         hint = closest(name, commands)
         return fail("sharpen", f"{name}: unknown command" + (f"; did you mean {hint}?" if hint else "")
                     + f" (commands: {', '.join(sorted(commands))})")  # fmt: skip
-    parser = build_parser(load=name)
-    args, extra = parser.parse_known_args(argv)
-    if extra:
-        chosen = (
-            parser._subparsers._group_actions[0].choices.get(args.command) if args.command else None
-        )
-        (chosen or parser).unknown_options(extra)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 0
-    try:
-        return int(args.func(args) or 0)
-    except ValueError as exc:  # the commands' validation errors: "name: problem"
-        if os.environ.get("SHARPEN_DEBUG"):
-            raise
-        return fail(f"sharpen {args.command}", str(exc).splitlines()[0] if str(exc) else repr(exc))
+    return dispatch(build_parser(load=name), argv)
 
 
 if __name__ == "__main__":  # pragma: no cover

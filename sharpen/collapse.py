@@ -1,6 +1,6 @@
 r"""The Model Collapse Step of a run, and its prediction from the first part of the run by Theorem 1.
 
-1. :func:`metric_series` reads a logged series (under any of the names in :data:`METRIC_ALIASES`);
+1. :func:`metric_series` reads a logged series by its name (:data:`sharpen.records.METRICS`);
 2. :func:`detect_collapse` finds the Model Collapse Step with both rules of
    :func:`sharpen.metrics.model_collapse_step` (threshold and peak, the peak rule noise-aware by default) and the
    peak of held-out accuracy;
@@ -13,34 +13,30 @@ Numbers in, frozen dataclasses out; :class:`AnalysisConfig` holds every setting 
 Example
 -------
 >>> metric_series([{"step": 0, "reward_accuracy": 0.9}, {"step": 1, "reward_accuracy": 0.0}],
-...               METRIC_ALIASES["reward_accuracy"])
+...               [REWARD_ACCURACY])
 ('reward_accuracy', array([0., 1.]), array([0.9, 0. ]))
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy import special
 
 from sharpen.fitting import ProbeTrajectories, fit_trajectories
 from sharpen.metrics import model_collapse_step, step_noise
-from sharpen.records import Run
+from sharpen.records import HELDOUT_ACCURACY, REWARD_ACCURACY, Run
 from sharpen.theory import SharpeningFit
 
 __all__ = [
     "NOISE_SIGMAS",
-    "METRIC_ALIASES",
-    "EVAL_ALIASES",
     "AnalysisConfig",
     "CollapseReport",
     "CollapsePrediction",
     "metric_series",
-    "eval_metric_names",
     "step_noise",
     "detect_collapse",
     "predicted_reward_accuracy",
@@ -48,37 +44,11 @@ __all__ = [
     "early_prediction",
 ]
 
-# Names under which runs log the series this module reads, most specific first.
-METRIC_ALIASES: dict[str, tuple[str, ...]] = {
-    "reward_accuracy": ("reward_accuracy", "train/reward_accuracy"),
-    "label_accuracy": ("label_accuracy", "train/label_accuracy", "pseudo_label_acc"),
-    "majority_reward": ("majority_voting_reward", "reward_mean", "reward", "train/reward"),
-    "majority_ratio": ("majority_ratio", "train/majority_ratio"),
-    "gt_reward": ("ground_truth_ratio", "gt_reward", "accuracy"),
-    "entropy": ("entropy", "actor/entropy", "mean_token_entropy"),
-    "response_length": ("response_length", "response_length/mean", "length"),
-    "kl": ("kl", "kl_to_initial", "kl_to_init", "kl_to_ref"),
-}
-EVAL_ALIASES = ("accuracy", "val_accuracy", "greedy_accuracy", "majority_accuracy")
-
 NOISE_SIGMAS = 6.0
 """Default noise-aware peak rule of ``sharpen fit``: a decline must be at least this many step-to-step noise
 standard deviations (:func:`sharpen.metrics.step_noise`). Measured on pure Gaussian noise with ``patience=3``,
 the plain rule fires in every series and 4 sigmas still fire in about a fifth of 200-step and most
 1000-step series (the running maximum of noise keeps climbing); 6 sigmas fire in about 1% of 1000-step series."""
-
-
-def eval_metric_names(records: Iterable[Mapping[str, Any]]) -> tuple[str, ...]:
-    """Held-out accuracy names to try, best first: ``accuracy``, ``avg@k`` (any k), then
-    :data:`EVAL_ALIASES`, then any other key containing "acc".
-
-    >>> eval_metric_names([{"step": 0, "avg@8": 0.5, "maj@8": 0.6}])
-    ('accuracy', 'avg@8', 'val_accuracy', 'greedy_accuracy', 'majority_accuracy')
-    """
-    keys = sorted({k for r in records for k in r})
-    avg = [k for k in keys if k.startswith("avg@")]
-    rest = [k for k in keys if "acc" in k.lower() and k not in EVAL_ALIASES]
-    return (EVAL_ALIASES[0], *avg, *EVAL_ALIASES[1:], *rest)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -108,7 +78,7 @@ class AnalysisConfig:
     """
 
     level: float = 0.95
-    collapse_metric: str = "reward_accuracy"
+    collapse_metric: str = REWARD_ACCURACY
     threshold: float = 0.01
     consecutive: int = 1
     smoothing: int = 1
@@ -206,27 +176,14 @@ class CollapseReport:
 
 
 def _heldout_series(run: Run) -> dict[str, tuple[str, np.ndarray, np.ndarray]]:
+    """Per ``eval.jsonl`` split, its held-out accuracy series (:data:`sharpen.records.HELDOUT_ACCURACY`)."""
     out = {}
     splits = sorted({str(r.get("split", "heldout")) for r in run.evals})
     for split in splits:
         recs = [r for r in run.evals if str(r.get("split", "heldout")) == split]
-        name, st, v = metric_series(recs, eval_metric_names(recs))
+        name, st, v = metric_series(recs, [HELDOUT_ACCURACY])
         if name is not None:
             out[split] = (name, st, v)
-    # Simulated runs log held-out sets as metrics named eval/<split>/accuracy.
-    sim_keys = sorted(
-        {k for r in run.metrics for k in r if k.startswith("eval/") and k.endswith("accuracy")}
-    )
-    for key in sim_keys:
-        split = key.split("/")[1] if key.count("/") >= 2 else key
-        if split in out and out[split][0].endswith("greedy_accuracy") is False:
-            continue
-        name, st, v = metric_series(run.metrics, [key])
-        out.setdefault(split, (name, st, v))
-    if not out:  # sim result folders log held-out accuracy as the batch metric "val_accuracy"
-        name, st, v = metric_series(run.metrics, ["val_accuracy"])
-        if name is not None:
-            out["heldout"] = (name, st, v)
     return out
 
 
@@ -238,8 +195,7 @@ def detect_collapse(run: Run, config: AnalysisConfig = AnalysisConfig()) -> Coll
     """
     if not isinstance(run, Run):
         raise ValueError(f"run: expected a sharpen.records.Run, got {type(run).__name__}")
-    aliases = METRIC_ALIASES.get(config.collapse_metric, (config.collapse_metric,))
-    name, st, v = metric_series(run.metrics, aliases)
+    name, st, v = metric_series(run.metrics, [config.collapse_metric])
     thr = pk = None
     noise = step_noise(v, config.smoothing) if name is not None else math.nan
     if name is not None and v.size:
@@ -341,6 +297,8 @@ def predicted_reward_accuracy(
     use = np.asarray(fit.valid) & ~np.isnan(ic)
     if not use.any():
         return np.full(k.shape, np.nan)
+    from scipy import special  # here, not at the top: importing this module stays scipy-free
+
     pk = special.expit(fit.intercept[use, None] + fit.slope[use, None] * k[None, :])  # (Q', S)
     c = np.nan_to_num(np.asarray(c0, dtype=np.float64)[use], nan=0.0)
     p0 = np.asarray(p0_obs, dtype=np.float64)[use]

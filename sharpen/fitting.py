@@ -9,8 +9,8 @@ A run folder (:mod:`sharpen.records`) holds, per probe question and probe step, 
 3. classifies each question (:func:`classify_questions`): *sharpened* toward its initial majority (A1 and A2
    held), *flipped* (A1 broke), *no learning* (A2 broke), *saturated* (already deterministic at the first probe)
    or *insufficient* (fewer than two probes);
-4. pools the slopes (:func:`pool_slopes`) and maps the pooled :math:`\hat\beta` to the run's settings
-   (:func:`run_settings`, :func:`beta_mapping`).
+4. pools the slopes (:func:`pool_slopes`) and maps the pooled :math:`\hat\beta` to the run's learning
+   rate (:func:`beta_mapping`, with ``RunHeader.lr`` of :mod:`sharpen.records`).
 
 Numbers in, frozen dataclasses out. :mod:`sharpen.collapse` finds and predicts the collapse step;
 :mod:`sharpen.run_analysis` runs both on a run folder.
@@ -30,13 +30,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any, Literal
 
 import numpy as np
-from scipy import stats
 
+from sharpen.records import columns
 from sharpen.theory import SharpeningFit, fit_sharpening
 
 __all__ = [
@@ -50,7 +51,6 @@ __all__ = [
     "fit_trajectories",
     "classify_questions",
     "pool_slopes",
-    "run_settings",
     "beta_mapping",
 ]
 
@@ -149,17 +149,25 @@ _EXACT_FIELDS = {
     "initial_majority_answer": "exact_initial_majority_answer",
     "sample_accuracy": "exact_accuracy",
 }
-
-
-def _exact_view(rec: Mapping[str, Any]) -> Mapping[str, Any]:
-    """A probe record with its exact values in the sampled fields' places (no sample count: noise-free)."""
-    out = dict(rec)
-    for sampled, exact in _EXACT_FIELDS.items():
-        out[sampled] = rec.get(exact)
-    out["n_samples"] = None
-    label, answer = rec.get("label"), rec.get("exact_majority_answer")
-    out["majority_correct"] = None if label is None or answer is None else str(answer) == str(label)
-    return out
+_SAMPLED_FIELDS = (
+    "step",
+    "question_id",
+    "p_initial_majority",
+    "p_majority",
+    "n_samples",
+    "majority_answer",
+    "majority_correct",
+    "sample_accuracy",
+    "initial_majority_answer",
+)
+_REQUIRED = ("step", "question_id", "p_initial_majority")
+# why a record is skipped, in the order a record is checked (the warnings follow first occurrences)
+_REASONS = (
+    "not a record",
+    *_REQUIRED,
+    "p_initial_majority (not a probability)",
+    "step (not an integer)",
+)
 
 
 def _as_probability(v: Any) -> float | None:
@@ -178,6 +186,70 @@ def _as_bool_float(v: Any) -> float:
     return math.nan
 
 
+def _numbers(values: Sequence[Any]) -> np.ndarray | None:
+    """(R,) float64 of a column of plain numbers and None (None -> NaN), or None for any other column."""
+    if not set(map(type, values)) <= {float, int, type(None)}:
+        return None
+    try:
+        return np.array(values, dtype=np.float64)
+    except OverflowError:  # an integer beyond float range
+        return None
+
+
+def _probability_column(values: Sequence[Any]) -> np.ndarray:
+    """:func:`_as_probability` of each value, NaN for None (one numpy pass when the values are numbers)."""
+    x = _numbers(values)
+    if x is None:
+        return np.array([math.nan if (p := _as_probability(v)) is None else p for v in values])
+    with np.errstate(invalid="ignore"):
+        return np.where((x >= 0.0) & (x <= 1.0), x, math.nan)
+
+
+def _count_column(values: Sequence[Any]) -> np.ndarray:
+    """``n_samples``: the value as a float where it is >= 1, else NaN."""
+    x = _numbers(values)
+    if x is None:
+        out = []
+        for v in values:
+            try:
+                out.append(float(v))
+            except (TypeError, ValueError, OverflowError):
+                out.append(math.nan)
+        x = np.array(out, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        return np.where(x >= 1, x, math.nan)
+
+
+def _bool_column(values: Sequence[Any]) -> np.ndarray:
+    """:func:`_as_bool_float` of each value (one numpy pass when the values are bools and None)."""
+    if set(map(type, values)) <= {bool, type(None)}:
+        return np.array([math.nan if v is None else float(v) for v in values], dtype=np.float64)
+    return np.array([_as_bool_float(v) for v in values], dtype=np.float64)
+
+
+def _step_column(values: Sequence[Any]) -> list[int | None]:
+    """``int(step)`` of each value, None where that fails (the step is then not an integer)."""
+    if set(map(type, values)) <= {int}:
+        return list(values)
+    out: list[int | None] = []
+    for v in values:
+        try:
+            out.append(int(v))
+        except (TypeError, ValueError, OverflowError):
+            out.append(None)
+    return out
+
+
+def _taker(index: np.ndarray) -> Callable[[Sequence[Any]], list[Any]]:
+    """``take(values) = [values[i] for i in index]``, in one C call per column."""
+    if index.size == 0:
+        return lambda values: []
+    get = itemgetter(*index.tolist())
+    if index.size == 1:
+        return lambda values: [get(values)]
+    return lambda values: list(get(values))
+
+
 def trajectories_from_probes(
     records: Iterable[Mapping[str, Any]],
 ) -> tuple[ProbeTrajectories, tuple[str, ...]]:
@@ -187,7 +259,12 @@ def trajectories_from_probes(
     counted in the returned warnings (the readable part is still used). ``p_majority`` defaults
     to ``p_initial_majority`` and ``n_samples`` to NaN when absent. A repeated (question, step)
     keeps the last record (a resumed run re-logging a step). Questions are ordered by first
-    appearance, steps ascending.
+    appearance, steps ascending. Where every record carries ``exact_p_initial_majority``, the exact
+    fields are read instead of the sampled ones (``source = "exact"``).
+
+    One pass turns the records into columns (:func:`sharpen.records.columns`); the checks, the
+    question and step indices and the (Q, L) arrays are numpy operations on them, so a run of a few
+    hundred thousand probes converts in a fraction of a second.
 
     Parameters
     ----------
@@ -209,83 +286,112 @@ def trajectories_from_probes(
     >>> t.p_initial.tolist(), w
     ([[0.5, 0.7]], ())
     """
-    warnings: list[str] = []
-    records = list(records)
-    exact = bool(records) and all(
-        isinstance(r, Mapping) and r.get("exact_p_initial_majority") is not None for r in records
-    )
+    records = records if isinstance(records, list) else list(records)
+    n = len(records)
+    if all(type(r) is dict for r in records):  # what load_run gives: skip the slower ABC check
+        is_record = np.ones(n, dtype=bool)
+    else:
+        is_record = np.array([isinstance(r, Mapping) for r in records], dtype=bool)
+    flag = columns(records, ["exact_p_initial_majority"])["exact_p_initial_majority"]
+    exact = n > 0 and bool(is_record.all()) and None not in flag
     if exact:
-        records = [_exact_view(r) for r in records]
-    missing: dict[str, int] = {}
-    rows: dict[tuple[str, int], Mapping[str, Any]] = {}
-    order: dict[str, None] = {}
-    n_dup = 0
-    for rec in records:
-        if not isinstance(rec, Mapping):
-            missing["not a record"] = missing.get("not a record", 0) + 1
-            continue
-        bad = [k for k in ("step", "question_id", "p_initial_majority") if rec.get(k) is None]
-        if not bad and _as_probability(rec["p_initial_majority"]) is None:
-            bad = ["p_initial_majority (not a probability)"]
-        if not bad:
-            try:
-                step = int(rec["step"])
-            except (TypeError, ValueError):
-                bad = ["step (not an integer)"]
-        if bad:
-            for b in bad:
-                missing[b] = missing.get(b, 0) + 1
-            continue
-        key = (str(rec["question_id"]), step)
-        n_dup += key in rows
-        rows[key] = rec
-        order.setdefault(key[0], None)
-    for name, count in missing.items():
-        warnings.append(f"probes: skipped {count} record(s) missing field {name}")
-    if n_dup:
-        warnings.append(f"probes: {n_dup} repeated (question, step) record(s); kept the last")
-    if not rows:
+        raw = columns(records, ["step", "question_id", *_EXACT_FIELDS.values(), "label"])
+        col = {"step": raw["step"], "question_id": raw["question_id"], "n_samples": [None] * n}
+        col.update({sampled: raw[name] for sampled, name in _EXACT_FIELDS.items()})
+        col["majority_correct"] = [
+            None if lab is None or ans is None else str(ans) == str(lab)
+            for lab, ans in zip(raw["label"], raw["exact_majority_answer"], strict=True)
+        ]
+    else:
+        col = columns(records, _SAMPLED_FIELDS)
+
+    # which records are usable, and why not
+    reasons = {"not a record": ~is_record}
+    for name in _REQUIRED:
+        reasons[name] = is_record & np.array([v is None for v in col[name]], dtype=bool)
+    present = is_record & ~(
+        reasons["step"] | reasons["question_id"] | reasons["p_initial_majority"]
+    )
+    p_all = _probability_column(col["p_initial_majority"])
+    reasons["p_initial_majority (not a probability)"] = present & np.isnan(p_all)
+    steps_int = _step_column(col["step"])
+    no_int = np.array([s is None for s in steps_int], dtype=bool)
+    reasons["step (not an integer)"] = present & ~np.isnan(p_all) & no_int
+    use = present & ~np.isnan(p_all) & ~no_int
+    firsts = {r: int(np.argmax(m)) for r, m in reasons.items() if m.any()}
+    warnings = [
+        f"probes: skipped {int(reasons[r].sum())} record(s) missing field {r}"
+        for r in sorted(firsts, key=lambda r: (firsts[r], _REASONS.index(r)))
+    ]
+    idx = np.flatnonzero(use)
+    if idx.size == 0:
         raise ValueError(
             "records: no usable probe record (each needs step, question_id and p_initial_majority)"
         )
-    qids = tuple(order)
-    steps = np.array(sorted({s for _, s in rows}), dtype=np.float64)
-    q_index = {q: i for i, q in enumerate(qids)}
-    s_index = {int(s): j for j, s in enumerate(steps)}
-    shape = (len(qids), len(steps))
-    p_init = np.full(shape, np.nan)
-    p_maj = np.full(shape, np.nan)
-    n_samp = np.full(shape, np.nan)
-    maj_ans = np.full(shape, None, dtype=object)
-    maj_cor = np.full(shape, np.nan)
-    s_acc = np.full(shape, np.nan)
-    init_ans: list[str | None] = [None] * len(qids)
-    for (q, s), rec in sorted(rows.items(), key=lambda kv: kv[0][1]):
-        i, j = q_index[q], s_index[s]
-        p_init[i, j] = float(rec["p_initial_majority"])
-        pm = _as_probability(rec.get("p_majority"))
-        p_maj[i, j] = max(pm, p_init[i, j]) if pm is not None else p_init[i, j]
-        try:
-            n = float(rec.get("n_samples"))
-            n_samp[i, j] = n if n >= 1 else np.nan
-        except (TypeError, ValueError):
-            pass
-        maj_ans[i, j] = rec.get("majority_answer")
-        maj_cor[i, j] = _as_bool_float(rec.get("majority_correct"))
-        sa = _as_probability(rec.get("sample_accuracy"))
-        s_acc[i, j] = np.nan if sa is None else sa
-        if init_ans[i] is None and rec.get("initial_majority_answer") is not None:
-            init_ans[i] = str(rec["initial_majority_answer"])
+
+    # question and step indices of the usable records; a repeated (question, step) keeps the last
+    take = _taker(idx)
+    qcol = take(col["question_id"])
+    if not set(map(type, qcol)) <= {str}:
+        qcol = [str(q) for q in qcol]
+    q_order = {q: i for i, q in enumerate(dict.fromkeys(qcol))}
+    qi = np.fromiter(map(q_order.__getitem__, qcol), dtype=np.int64, count=idx.size)
+    step_values = take(steps_int)
+    try:
+        step_arr = np.array(step_values, dtype=np.int64)
+        steps, sj = np.unique(step_arr, return_inverse=True)
+        steps = steps.astype(np.float64)
+    except OverflowError:  # steps beyond int64: index them exactly in Python
+        grid = sorted(set(step_values))
+        position = {s: j for j, s in enumerate(grid)}
+        sj = np.fromiter(map(position.__getitem__, step_values), dtype=np.int64, count=idx.size)
+        steps = np.array(grid, dtype=np.float64)
+    shape = (len(q_order), steps.size)
+    key = qi * shape[1] + sj
+    _, from_end = np.unique(key[::-1], return_index=True)
+    last = np.sort(idx.size - 1 - from_end)  # positions in idx of the kept records
+    n_dup = idx.size - last.size
+    if n_dup:
+        warnings.append(f"probes: {n_dup} repeated (question, step) record(s); kept the last")
+    rows, qk, sk = idx[last], qi[last], sj[last]
+
+    def grid(values: np.ndarray, fill: Any = math.nan, dtype: Any = np.float64) -> np.ndarray:
+        out = np.full(shape, fill, dtype=dtype)
+        out[qk, sk] = values
+        return out
+
+    pick = _taker(rows)
+
+    def picked(name: str) -> list[Any]:
+        return pick(col[name])
+
+    p_init = grid(p_all[rows])
+    pm = _probability_column(picked("p_majority"))
+    p_maj = grid(np.where(np.isnan(pm), p_all[rows], np.maximum(pm, p_all[rows])))
+    n_samp = grid(_count_column(picked("n_samples")))
+    answers = np.empty(rows.size, dtype=object)
+    answers[:] = picked("majority_answer")
+    maj_ans = grid(answers, None, object)
+    maj_cor = grid(_bool_column(picked("majority_correct")))
+    s_acc = grid(_probability_column(picked("sample_accuracy")))
+    # the initial answer: the first (by step) non-None initial_majority_answer of the question
+    init_ans: list[str | None] = [None] * shape[0]
+    given = [i for i, a in enumerate(picked("initial_majority_answer")) if a is not None]
+    if given:
+        g = np.asarray(given)
+        order = np.lexsort((sk[g], qk[g]))
+        g = g[order]
+        first = np.concatenate([[True], qk[g][1:] != qk[g][:-1]])
+        initial = picked("initial_majority_answer")
+        for i in g[first]:
+            init_ans[int(qk[i])] = str(initial[i])
     # Initial correctness: majority_correct at the first probe where the majority is the initial one.
-    init_cor = np.full(len(qids), np.nan)
-    for i in range(len(qids)):
-        obs = np.flatnonzero(~np.isnan(p_init[i]))
-        for j in obs:
-            if p_init[i, j] >= p_maj[i, j] and not np.isnan(maj_cor[i, j]):
-                init_cor[i] = maj_cor[i, j]
-                break
+    with np.errstate(invalid="ignore"):
+        hit = ~np.isnan(p_init) & (p_init >= p_maj) & ~np.isnan(maj_cor)
+    first_hit = np.argmax(hit, axis=1)
+    init_cor = np.where(hit.any(axis=1), maj_cor[np.arange(shape[0]), first_hit], math.nan)
     traj = ProbeTrajectories(
-        question_ids=qids,
+        question_ids=tuple(q_order),
         steps=steps,
         p_initial=p_init,
         p_majority=p_maj,
@@ -484,7 +590,9 @@ def pool_slopes(slopes: Sequence[float], ses: Sequence[float], *, level: float =
     w = 1.0 / np.maximum(se, 1e-9) ** 2
     mean = float((w * s).sum() / w.sum())
     pse = float(1.0 / math.sqrt(w.sum()))
-    z = float(stats.norm.ppf(0.5 + level / 2))
+    from scipy import special  # here, not at the top; ndtri is what scipy.stats.norm.ppf returns
+
+    z = float(special.ndtri(0.5 + level / 2))
     lo, hi = mean - z * pse, mean + z * pse
     q = float((w * (s - mean) ** 2).sum())
     i2 = max(0.0, (q - (s.size - 1)) / q) if q > 0 else 0.0
@@ -503,55 +611,13 @@ def pool_slopes(slopes: Sequence[float], ses: Sequence[float], *, level: float =
 
 
 # ----------------------------------------------------------------------------------------------
-# the run's settings and the effective beta
+# the effective beta in the run's units
 # ----------------------------------------------------------------------------------------------
 
-_SETTING_KEYS: dict[str, tuple[str, ...]] = {
-    "lr": ("lr", "learning_rate"),
-    "n_rollouts": ("n_rollouts", "num_generations", "group_size", "rollouts", "n"),
-    "clip_eps": ("clip_eps", "epsilon", "clip_range", "clip"),
-    "batch_size": ("batch_size", "prompts_per_step", "train_batch_size"),
-    "epochs": ("epochs", "ppo_epochs", "num_iterations"),
-    "optimizer": ("optimizer",),
-    "reward": ("reward",),
-    "kl_coef": ("kl_coef", "beta_kl", "kl_loss_coef"),
-}
 
-
-def _find_key(d: Any, names: tuple[str, ...], depth: int = 0) -> Any:
-    if not isinstance(d, Mapping) or depth > 4:
-        return None
-    for name in names:
-        if name in d and not isinstance(d[name], Mapping | list):
-            return d[name]
-    for v in d.values():
-        found = _find_key(v, names, depth + 1)
-        if found is not None:
-            return found
-    return None
-
-
-def run_settings(config: Mapping[str, Any]) -> dict[str, Any]:
-    """The settings that set the effective step size, searched by name in a (nested) config.
-
-    Returns ``{name: value}`` for those of ``lr``, ``n_rollouts``, ``clip_eps``, ``batch_size``,
-    ``epochs``, ``optimizer``, ``reward``, ``kl_coef`` that the config holds (top level first).
-
-    >>> run_settings({"grpo": {"lr": 0.1, "n_rollouts": 8}, "reward": "majority_voting"})
-    {'lr': 0.1, 'n_rollouts': 8, 'reward': 'majority_voting'}
-    """
-    if not isinstance(config, Mapping):
-        raise ValueError(f"config: expected a mapping, got {type(config).__name__}")
-    out = {}
-    for key, names in _SETTING_KEYS.items():
-        v = _find_key(config, names)
-        if v is not None:
-            out[key] = v
-    return out
-
-
-def beta_mapping(pooled: PooledFit, settings: Mapping[str, Any]) -> dict[str, float | None]:
-    r"""Express the pooled :math:`\hat\beta` in the run's units.
+def beta_mapping(pooled: PooledFit, lr: float | None) -> dict[str, float | None]:
+    r"""Express the pooled :math:`\hat\beta` in the run's units, given the run's learning rate ``lr``
+    (``RunHeader.lr``; None where unknown).
 
     The experiments use no KL, so :math:`\beta` is an implicit step size: the log-odds gain per
     step :math:`1/\hat\beta` should scale with the learning rate. Reported: ``beta_steps``
@@ -561,10 +627,7 @@ def beta_mapping(pooled: PooledFit, settings: Mapping[str, Any]) -> dict[str, fl
     ``steps_to_halve_minority`` (:math:`\hat\beta \ln 2`: the non-majority odds halve).
     """
     s = pooled.slope
-    lr = settings.get("lr")
-    try:
-        lr = float(lr) if lr is not None else None
-    except (TypeError, ValueError):
+    if lr is not None and not (isinstance(lr, int | float) and math.isfinite(lr) and lr > 0):
         lr = None
     finite = math.isfinite(s) and s > 0
     return {

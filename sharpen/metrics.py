@@ -23,9 +23,8 @@ Conventions
 
 Bad input
 ---------
-Every error is a one-line ``ValueError`` whose message starts with the argument's name, written
-``name must ...`` / ``name is ...`` here (not the project's ``name: problem``: the messages are part of
-``tests/sharpen/test_metrics.py``):
+Every error is a one-line ``ValueError`` ``name: problem`` that names the argument at fault
+(``x: contains inf``, ``window: must be an integer >= 1``, ``answers[2]: is an unhashable list ...``):
 
 * numeric vectors (``correct``, ``proxy_rewards``, ``gt_rewards``, ``before``/``after``,
   ``log_probs_sum``, ``trailing_mean``'s ``x``): not 1-D, empty, not real numbers (str, object,
@@ -33,7 +32,7 @@ Every error is a one-line ``ValueError`` whose message starts with the argument'
   :func:`trailing_mean`), inf (``log_probs_sum``: only +inf; ``-inf`` is an underflow by
   definition); binary ones holding values other than 0/1; paired vectors of different lengths;
 * answers: a single string instead of a sequence, empty, a float NaN (use ``None`` for unparseable),
-  an unhashable entry (``answers[2] is an unhashable list``); ``groups`` a string or not a sequence, of
+  an unhashable entry (``answers[2]: is an unhashable list``); ``groups`` a string or not a sequence, of
   another length than the answers, holding ``None`` or an unhashable id; groups of unequal sizes or
   labels not constant within a group (``ttrl_metrics``); ``label`` None or NaN where a label is
   required (``labels[i]`` in ``ttrl_metrics``, which also needs hashable labels); ``equivalent`` not
@@ -65,7 +64,6 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
-from scipy import special
 
 from sharpen.answers import _brief, _finite_float, canonicalize, majority_vote
 
@@ -110,13 +108,13 @@ def _to_numpy(x: Any, name: str) -> np.ndarray:
     try:
         return np.asarray(x)
     except (TypeError, ValueError, OverflowError) as exc:  # ragged or too deeply nested lists
-        raise ValueError(f"{name} must be a rectangular array of numbers") from exc
+        raise ValueError(f"{name}: must be a rectangular array of numbers") from exc
 
 
 def _real(arr: np.ndarray, name: str, what: str = "numeric") -> np.ndarray:
     """``arr`` if it holds real numbers (bool, int, float); complex, str, object, dates raise."""
     if arr.dtype.kind not in "biuf":
-        raise ValueError(f"{name} must be {what}, got dtype {arr.dtype}")
+        raise ValueError(f"{name}: must be {what}, got dtype {arr.dtype}")
     return arr
 
 
@@ -142,7 +140,7 @@ def _number(v: Any, name: str) -> float:
     """``v`` as a finite float (bools and non-numbers raise)."""
     f = _finite_float(v)
     if f is None:
-        raise ValueError(f"{name} must be a finite number, got {_brief(v)}")
+        raise ValueError(f"{name}: must be a finite number, got {_brief(v)}")
     return f
 
 
@@ -150,14 +148,14 @@ def _float_vector(x: Any, name: str, *, allow_nan: bool = False) -> np.ndarray:
     """1-D float64 array, non-empty, finite (NaN only if ``allow_nan``)."""
     arr = _to_numpy(x, name)
     if arr.ndim != 1:
-        raise ValueError(f"{name} must be 1-D, got shape {arr.shape}")
+        raise ValueError(f"{name}: must be 1-D, got shape {arr.shape}")
     if arr.size == 0:
-        raise ValueError(f"{name} is empty")
+        raise ValueError(f"{name}: is empty")
     arr = _real(arr, name).astype(np.float64)
     if not allow_nan and np.isnan(arr).any():
-        raise ValueError(f"{name} contains NaN")
+        raise ValueError(f"{name}: contains NaN")
     if np.isinf(arr).any():
-        raise ValueError(f"{name} contains inf")
+        raise ValueError(f"{name}: contains inf")
     return arr
 
 
@@ -167,7 +165,7 @@ def _binary_vector(x: Any, name: str) -> np.ndarray:
     bad = (arr != 0.0) & (arr != 1.0)
     if bad.any():
         raise ValueError(
-            f"{name} must be binary (0/1); found {arr[bad][:3].tolist()} at "
+            f"{name}: must be binary (0/1); found {arr[bad][:3].tolist()} at "
             f"positions {np.flatnonzero(bad)[:3].tolist()}"
         )
     return arr
@@ -175,24 +173,24 @@ def _binary_vector(x: Any, name: str) -> np.ndarray:
 
 def _same_length(a: np.ndarray | Sequence, b: np.ndarray | Sequence, na: str, nb: str) -> None:
     if len(a) != len(b):
-        raise ValueError(f"{na} and {nb} must have the same length, got {len(a)} and {len(b)}")
+        raise ValueError(f"{na}, {nb}: must have the same length, got {len(a)} and {len(b)}")
 
 
 def _answer_list(answers: Any, name: str = "answers") -> list[Answer]:
     """Answers as a list; numpy/torch arrays are converted element-wise."""
     if isinstance(answers, str | bytes):
-        raise ValueError(f"{name} must be a sequence of answers, got a single string")
+        raise ValueError(f"{name}: must be a sequence of answers, got a single string")
     if hasattr(answers, "tolist"):
         answers = answers.tolist()
     try:
         out = list(answers)
     except TypeError as exc:
-        raise ValueError(f"{name} must be a sequence of answers, got {type(answers)!r}") from exc
+        raise ValueError(f"{name}: must be a sequence of answers, got {type(answers)!r}") from exc
     if not out:
-        raise ValueError(f"{name} is empty")
+        raise ValueError(f"{name}: is empty")
     for i, a in enumerate(out):
         if isinstance(a, float) and math.isnan(a):
-            raise ValueError(f"{name}[{i}] is NaN; use None for an unparseable answer")
+            raise ValueError(f"{name}[{i}]: is NaN; use None for an unparseable answer")
         _check_hashable(a, f"{name}[{i}]")
     return out
 
@@ -202,7 +200,7 @@ def _check_hashable(a: Any, name: str) -> None:
         hash(a)
     except TypeError:
         raise ValueError(
-            f"{name} is an unhashable {type(a).__name__} ({_brief(a, 40)}); "
+            f"{name}: is an unhashable {type(a).__name__} ({_brief(a, 40)}); "
             "use hashable values (str, int, tuple) or None"
         ) from None
 
@@ -210,13 +208,13 @@ def _check_hashable(a: Any, name: str) -> None:
 def _item_list(x: Any, name: str) -> list:
     """``x`` as a list (arrays element-wise); a single string or a non-iterable raises."""
     if isinstance(x, str | bytes):
-        raise ValueError(f"{name} must be a sequence, got a single {type(x).__name__}")
+        raise ValueError(f"{name}: must be a sequence, got a single {type(x).__name__}")
     if hasattr(x, "tolist"):
         x = x.tolist()
     try:
         return list(x)
     except TypeError:
-        raise ValueError(f"{name} must be a sequence, got {type(x).__name__}") from None
+        raise ValueError(f"{name}: must be a sequence, got {type(x).__name__}") from None
 
 
 def _group_index(groups: Any, n: int, name: str = "groups") -> list[np.ndarray]:
@@ -225,11 +223,11 @@ def _group_index(groups: Any, n: int, name: str = "groups") -> list[np.ndarray]:
         return [np.arange(n)]
     ids = _item_list(groups, name)
     if len(ids) != n:
-        raise ValueError(f"{name} must have length {n} (one id per rollout), got {len(ids)}")
+        raise ValueError(f"{name}: must have length {n} (one id per rollout), got {len(ids)}")
     order: dict[Any, list[int]] = {}
     for i, g in enumerate(ids):
         if g is None:
-            raise ValueError(f"{name}[{i}] is None; pass groups=None for a single group")
+            raise ValueError(f"{name}[{i}]: is None; pass groups=None for a single group")
         _check_hashable(g, f"{name}[{i}]")
         order.setdefault(g, []).append(i)
     return [np.asarray(v, dtype=np.int64) for v in order.values()]
@@ -252,6 +250,22 @@ def exact_match(gold: Any, pred: Any) -> bool:
         return False
     g, p = canonicalize(str(gold)), canonicalize(str(pred))
     return g is not None and g == p
+
+
+class _Canonical(dict):
+    """``str -> canonicalize(str)``, computed once per distinct string (a cache for one batch)."""
+
+    def __missing__(self, text: str) -> str | None:
+        value = self[text] = canonicalize(text)
+        return value
+
+
+def _exact_match(gold: Any, pred: Any, canon: _Canonical) -> bool:
+    """:func:`exact_match` with the canonical strings taken from ``canon``."""
+    if gold is None or pred is None:
+        return False
+    g = canon[str(gold)]
+    return g is not None and g == canon[str(pred)]
 
 
 def label_accuracy(
@@ -279,7 +293,7 @@ def label_accuracy(
     _check_label(label, "label")
     if not callable(equivalent):
         raise ValueError(
-            f"equivalent must be callable fn(gold, pred) -> bool, got {_brief(equivalent)}"
+            f"equivalent: must be callable fn(gold, pred) -> bool, got {_brief(equivalent)}"
         )
     winner = majority_vote(answers).answer
     if winner is None:
@@ -289,9 +303,9 @@ def label_accuracy(
 
 def _check_label(label: Any, name: str) -> None:
     if label is None:
-        raise ValueError(f"{name} is None; a ground-truth label is required")
+        raise ValueError(f"{name}: is None; a ground-truth label is required")
     if isinstance(label, float) and math.isnan(label):
-        raise ValueError(f"{name} is NaN; a ground-truth label is required")
+        raise ValueError(f"{name}: is NaN; a ground-truth label is required")
     _check_hashable(label, name)
 
 
@@ -404,30 +418,30 @@ def pass_at_k(n: Any, c: Any, k: Any) -> float | np.ndarray:
     for name, v in (("n", n), ("c", c), ("k", k)):
         a = _to_numpy(v, name)
         if a.size == 0:
-            raise ValueError(f"{name} is empty")
+            raise ValueError(f"{name}: is empty")
         if a.ndim > 32:  # numpy broadcasts at most 32 dimensions
-            raise ValueError(f"{name} has more than 32 dimensions ({a.ndim})")
+            raise ValueError(f"{name}: has more than 32 dimensions ({a.ndim})")
         if a.dtype.kind not in "iuf":
-            raise ValueError(f"{name} must be integer, got dtype {a.dtype}")
+            raise ValueError(f"{name}: must be integer, got dtype {a.dtype}")
         if a.dtype.kind == "f" and (not np.all(np.isfinite(a)) or not np.all(a == np.round(a))):
-            raise ValueError(f"{name} must hold integers")
+            raise ValueError(f"{name}: must hold integers")
         if a.dtype.kind == "u":
             too_big = a > np.iinfo(np.int64).max
         else:
             too_big = np.abs(a.astype(np.float64)) >= 2.0**63
         if a.dtype.kind in "uf" and np.any(too_big):
-            raise ValueError(f"{name} must hold integers below 2**63")
+            raise ValueError(f"{name}: must hold integers below 2**63")
         arrs[name] = a.astype(np.int64)
     try:
         nn, cc, kk = np.broadcast_arrays(arrs["n"], arrs["c"], arrs["k"])
     except ValueError as exc:
-        raise ValueError(f"n, c and k do not broadcast: {exc}") from exc
+        raise ValueError(f"n, c, k: do not broadcast ({exc})") from exc
     if np.any(nn < 1):
-        raise ValueError("n must be >= 1")
+        raise ValueError("n: must be >= 1")
     if np.any(cc < 0) or np.any(cc > nn):
-        raise ValueError("c must satisfy 0 <= c <= n")
+        raise ValueError("c: must satisfy 0 <= c <= n")
     if np.any(kk < 1) or np.any(kk > nn):
-        raise ValueError("k must satisfy 1 <= k <= n")
+        raise ValueError("k: must satisfy 1 <= k <= n")
 
     flat_n, flat_c, flat_k = nn.ravel(), cc.ravel(), kk.ravel()
     out = np.ones(flat_n.shape, dtype=np.float64)
@@ -449,6 +463,8 @@ def pass_at_k(n: Any, c: Any, k: Any) -> float | np.ndarray:
             log_ratio[rows] = terms.sum(axis=1)
     long = np.flatnonzero(width > _PASS_AT_K_TERMS)
     if long.size:
+        from scipy import special  # here, not at the top: importing this module stays free of scipy
+
         n_g, c_g, k_g = (x[long].astype(np.float64) for x in (n_l, c_l, k_l))
         log_ratio[long] = np.minimum(
             0.0,
@@ -497,7 +513,7 @@ def pseudo_label_acc(
     0.5
     """
     if not isinstance(ties, str) or ties not in ("mean", "first"):
-        raise ValueError(f"ties must be 'mean' or 'first', got {_brief(ties)}")
+        raise ValueError(f"ties: must be 'mean' or 'first', got {_brief(ties)}")
     proxy = _float_vector(proxy_rewards, "proxy_rewards")
     corr = _binary_vector(correct, "correct")
     _same_length(proxy, corr, "proxy_rewards", "correct")
@@ -564,23 +580,23 @@ def mean_token_entropy(logits: Any, mask: Any, temperature: float = 1.0) -> floa
     """
     t = _finite_float(temperature)
     if t is None or not t > 0:
-        raise ValueError(f"temperature must be a finite number > 0, got {_brief(temperature)}")
+        raise ValueError(f"temperature: must be a finite number > 0, got {_brief(temperature)}")
     if not hasattr(logits, "shape"):
         logits = _to_numpy(logits, "logits")
     shape = tuple(logits.shape)
     if len(shape) != 3:
-        raise ValueError(f"logits must be (B, T, V), got shape {shape}")
+        raise ValueError(f"logits: must be (B, T, V), got shape {shape}")
     m = _binary_array(mask, "mask")
     if m.shape != shape[:2]:
-        raise ValueError(f"mask must be (B, T) = {shape[:2]}, got {m.shape}")
+        raise ValueError(f"mask: must be (B, T) = {shape[:2]}, got {m.shape}")
     if m.sum() == 0:
-        raise ValueError("mask has no valid token")
+        raise ValueError("mask: has no valid token")
     if isinstance(logits, np.ndarray):
         _real(logits, "logits", "real numbers")
         if np.isnan(logits).any():
-            raise ValueError("logits contain NaN")
+            raise ValueError("logits: contains NaN")
     elif hasattr(logits, "isnan") and bool(logits.isnan().any()):
-        raise ValueError("logits contain NaN")
+        raise ValueError("logits: contains NaN")
     from sharpen.rewards import token_entropies  # torch: imported only when called
 
     ent = _to_numpy(token_entropies(logits, temperature=temperature), "logits")  # (B, T)
@@ -599,9 +615,9 @@ def response_length(mask: Any) -> float:
     """
     m = _to_numpy(mask, "mask")
     if m.ndim != 2:
-        raise ValueError(f"mask must be (B, T), got shape {m.shape}")
+        raise ValueError(f"mask: must be (B, T), got shape {m.shape}")
     if m.size == 0:
-        raise ValueError("mask is empty")
+        raise ValueError("mask: is empty")
     m = _binary_array(m, "mask")
     return float(m.sum(axis=1).mean())
 
@@ -610,7 +626,7 @@ def _binary_array(x: Any, name: str) -> np.ndarray:
     """float64 array of 0/1 values (bool, int or float), any shape."""
     m = _real(_to_numpy(x, name), name, "binary (0/1)").astype(np.float64)
     if ((m != 0) & (m != 1)).any():
-        raise ValueError(f"{name} must be binary (0/1)")
+        raise ValueError(f"{name}: must be binary (0/1)")
     return m
 
 
@@ -629,27 +645,27 @@ def underflow_fraction(log_probs_sum: Any, dtype: Any = np.float32) -> float:
     """
     arr = _to_numpy(log_probs_sum, "log_probs_sum")
     if arr.ndim != 1:
-        raise ValueError(f"log_probs_sum must be 1-D, got shape {arr.shape}")
+        raise ValueError(f"log_probs_sum: must be 1-D, got shape {arr.shape}")
     if arr.size == 0:
-        raise ValueError("log_probs_sum is empty")
+        raise ValueError("log_probs_sum: is empty")
     arr = _real(arr, "log_probs_sum").astype(np.float64)
     if np.isnan(arr).any():
-        raise ValueError("log_probs_sum contains NaN")
+        raise ValueError("log_probs_sum: contains NaN")
     if np.isposinf(arr).any():
-        raise ValueError("log_probs_sum contains +inf")
+        raise ValueError("log_probs_sum: contains +inf")
     if type(dtype).__module__ == "torch":
         import torch
 
         if not dtype.is_floating_point:
-            raise ValueError(f"dtype must be a floating type, got {dtype}")
+            raise ValueError(f"dtype: must be a floating type, got {dtype}")
         zero = torch.exp(torch.as_tensor(arr).to(dtype)) == 0
         return float(zero.double().mean())
     try:
         np_dtype = np.dtype(dtype)
     except (TypeError, ValueError, KeyError, AttributeError) as exc:  # np.dtype parses many things
-        raise ValueError(f"dtype must be a floating dtype, got {_brief(dtype)}") from exc
+        raise ValueError(f"dtype: must be a floating dtype, got {_brief(dtype)}") from exc
     if not np.issubdtype(np_dtype, np.floating):
-        raise ValueError(f"dtype must be a floating dtype, got {np_dtype}")
+        raise ValueError(f"dtype: must be a floating dtype, got {np_dtype}")
     with np.errstate(under="ignore", over="ignore"):
         zero = np.exp(arr.astype(np_dtype)) == 0
     return float(zero.mean())
@@ -689,10 +705,10 @@ def ttrl_metrics(
     (0.5, 0.6666666666666666, 0.5)
     """
     if not isinstance(prefix, str):
-        raise ValueError(f"prefix must be a string, got {type(prefix)!r}")
+        raise ValueError(f"prefix: must be a string, got {type(prefix)!r}")
     if not callable(equivalent):
         raise ValueError(
-            f"equivalent must be callable fn(gold, pred) -> bool, got {_brief(equivalent)}"
+            f"equivalent: must be callable fn(gold, pred) -> bool, got {_brief(equivalent)}"
         )
     answers = _answer_list(answers)
     labels = _item_list(labels, "labels")
@@ -702,12 +718,21 @@ def ttrl_metrics(
     index = _group_index(groups, len(answers))
     sizes = {len(idx) for idx in index}
     if len(sizes) != 1:
-        raise ValueError(f"groups must all have the same size N, got sizes {sorted(sizes)}")
+        raise ValueError(f"groups: must all have the same size N, got sizes {sorted(sizes)}")
     (n,) = sizes
 
+    # Each distinct answer and label string is canonicalised once for the batch (a rollout's answer was
+    # canonicalised about four times: two votes, its correctness, the label check); the vote and the
+    # default equivalence read the cache, with the same results as majority_vote and exact_match.
+    canon = _Canonical()
+    same = (
+        (lambda gold, pred: _exact_match(gold, pred, canon))
+        if equivalent is exact_match
+        else equivalent
+    )
     if correct is None:
         corr = np.array(
-            [1.0 if equivalent(lab, a) else 0.0 for lab, a in zip(labels, answers, strict=True)]
+            [1.0 if same(lab, a) else 0.0 for lab, a in zip(labels, answers, strict=True)]
         )
     else:
         corr = _binary_vector(correct, "correct")
@@ -717,30 +742,40 @@ def ttrl_metrics(
         proxy = _float_vector(proxy_rewards, "proxy_rewards")
         _same_length(proxy, answers, "proxy_rewards", "answers")
 
-    rows: dict[str, list[float]] = {
-        "label_accuracy": [],
-        "majority_ratio": [],
-        "ground_truth_ratio": [],
-        f"pass@{n}": [],
-    }
-    if proxy is not None:
-        rows["majority_voting_reward"] = []
-        rows["reward_accuracy"] = []
+    label_acc, majority = [], []
     for idx in index:
         group_labels = [labels[i] for i in idx]
         label = group_labels[0]
         if any(lab != label for lab in group_labels[1:]):
-            raise ValueError(f"labels must be constant within a group; group of rollout {idx[0]}")
-        group_answers = [answers[i] for i in idx]
-        rows["label_accuracy"].append(label_accuracy(group_answers, label, equivalent))
-        rows["majority_ratio"].append(majority_ratio(group_answers))
-        rows["ground_truth_ratio"].append(ground_truth_ratio(corr[idx]))
-        rows[f"pass@{n}"].append(pass_at_n(corr[idx]))
-        if proxy is not None:
-            rows["majority_voting_reward"].append(majority_voting_reward(proxy[idx]))
-            rows["reward_accuracy"].append(
-                reward_accuracy(proxy[idx], corr[idx], threshold=reward_threshold)
-            )
+            raise ValueError(f"labels: must be constant within a group; group of rollout {idx[0]}")
+        # majority_vote of the group's answers, its strings canonicalised from the cache: a vote at
+        # the "exact" level on the canonical strings has the same classes and spellings
+        vote = majority_vote(
+            [canon[answers[i]] if isinstance(answers[i], str) else answers[i] for i in idx],
+            equivalence="exact",
+        )
+        parsed = (
+            vote.answer is not None
+        )  # label_accuracy and majority_ratio are 0 if nothing parses
+        label_acc.append(1.0 if parsed and same(label, vote.answer) else 0.0)
+        majority.append(float(vote.count) / n if parsed else 0.0)
+    # the per-group means of the 0/1 and proxy metrics, one row per group (G, N)
+    order = np.concatenate(index)
+    corr_g = corr[order].reshape(len(index), n)
+    rows = {
+        "label_accuracy": label_acc,
+        "majority_ratio": majority,
+        "ground_truth_ratio": corr_g.mean(axis=1),  # sums of 0/1: exact in any order
+        f"pass@{n}": corr_g.max(axis=1),
+    }
+    if proxy is not None:
+        proxy_g = proxy[order].reshape(len(index), n)
+        rows["majority_voting_reward"] = [_mean(row) for row in proxy_g]
+        if reward_threshold is None:
+            binary = _binary_vector(proxy, "proxy_rewards")
+        else:
+            binary = (proxy >= _number(reward_threshold, "reward_threshold")).astype(np.float64)
+        rows["reward_accuracy"] = (binary[order].reshape(len(index), n) == corr_g).mean(axis=1)
     return {prefix + k: _mean(np.asarray(v, dtype=np.float64)) for k, v in rows.items()}
 
 
@@ -766,14 +801,18 @@ class CollapseStep:
 def trailing_mean(x: Any, window: int) -> np.ndarray:
     """Causal moving average: mean of the last ``window`` values (fewer at the start).
 
-    ``x`` is a non-empty 1-D vector of finite numbers (a NaN is kept: it makes every window that
-    holds it NaN, so drop unlogged entries first, as :func:`model_collapse_step` does); ``window``
-    an integer >= 1. Returns float64 of ``x``'s length. Computed on ``x`` scaled by a power of two
-    (exact), so the running sums of huge values do not overflow; the result is the same as unscaled
-    wherever that does not overflow.
+    ``x`` is a non-empty 1-D vector of finite numbers; ``window`` an integer >= 1. Returns float64 of
+    ``x``'s length. Computed from running sums of ``x`` scaled by a power of two (exact), so the sums of
+    huge values do not overflow; the result is the same as unscaled wherever that does not overflow.
+
+    A NaN is kept, and the running sum carries it on: the mean at the NaN and every later mean are NaN,
+    also once the NaN has left the window (with ``window=1`` only the NaN entry itself, which is
+    returned as it is). So drop unlogged entries first, as :func:`model_collapse_step` does.
 
     >>> trailing_mean([1.0, 3.0, 5.0], 2)
     array([1., 2., 4.])
+    >>> trailing_mean([1.0, np.nan, 3.0, 5.0, 7.0], 2)  # the NaN blanks everything after it
+    array([ 1., nan, nan, nan, nan])
     """
     x = _float_vector(x, "x", allow_nan=True)
     window = _positive_int(window, "window")
@@ -799,7 +838,7 @@ def _first_run(flags: np.ndarray, length: int) -> int | None:
 
 def _positive_int(v: Any, name: str) -> int:
     if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {_brief(v)}")
+        raise ValueError(f"{name}: must be an integer >= 1, got {_brief(v)}")
     return int(v)
 
 
@@ -830,7 +869,7 @@ def step_noise(values: Sequence[float], smoothing: int = 1) -> float:
     smoothing = _positive_int(smoothing, "smoothing")
     arr = _to_numpy(values, "values")
     if arr.ndim != 1:
-        raise ValueError(f"values must be 1-D, got shape {arr.shape}")
+        raise ValueError(f"values: must be 1-D, got shape {arr.shape}")
     if arr.size == 0:
         return math.nan
     x = _float_vector(arr, "values", allow_nan=True)
@@ -913,20 +952,20 @@ def model_collapse_step(
     (6, None)
     """
     if not isinstance(rule, str) or rule not in ("threshold", "peak"):
-        raise ValueError(f"rule must be 'threshold' or 'peak', got {_brief(rule)}")
+        raise ValueError(f"rule: must be 'threshold' or 'peak', got {_brief(rule)}")
     if not isinstance(nan, str) or nan not in ("skip", "raise"):
-        raise ValueError(f"nan must be 'skip' or 'raise', got {_brief(nan)}")
+        raise ValueError(f"nan: must be 'skip' or 'raise', got {_brief(nan)}")
     consecutive = _positive_int(consecutive, "consecutive")
     smoothing = _positive_int(smoothing, "smoothing")
     patience = _positive_int(patience, "patience")
     threshold = _number(threshold, "threshold")
     min_decline = _number(min_decline, "min_decline")
     if not min_decline > 0:
-        raise ValueError(f"min_decline must be finite and > 0, got {min_decline}")
+        raise ValueError(f"min_decline: must be finite and > 0, got {min_decline}")
     sigmas = None if noise_sigmas is None else _finite_float(noise_sigmas)
     if noise_sigmas is not None and (sigmas is None or sigmas < 0):
         raise ValueError(
-            f"noise_sigmas must be None or a finite number >= 0, got {_brief(noise_sigmas)}"
+            f"noise_sigmas: must be None or a finite number >= 0, got {_brief(noise_sigmas)}"
         )
 
     x = _float_vector(series, "series", allow_nan=(nan == "skip"))
@@ -936,10 +975,10 @@ def model_collapse_step(
         t_raw = _float_vector(steps, "steps")
         _same_length(t_raw, x, "steps", "series")
         if not np.all(t_raw == np.round(t_raw)) or np.any(np.abs(t_raw) >= 2.0**63):
-            raise ValueError("steps must hold integers (below 2**63)")
+            raise ValueError("steps: must hold integers (below 2**63)")
         t = t_raw.astype(np.int64)
         if np.any(np.diff(t) <= 0):
-            raise ValueError("steps must be strictly increasing")
+            raise ValueError("steps: must be strictly increasing")
     keep = ~np.isnan(x)
     x, t = x[keep], t[keep]
     if x.size == 0:

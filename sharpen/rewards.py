@@ -36,6 +36,9 @@ responses reach easily: call :func:`score` with ``log_space=True`` (or ``get_rew
 log_space=True)``) to get :math:`\log\pi_\theta(y\mid x)` instead.
 
 The calling convention shared by every reward is ``fn(rollouts: Rollouts) -> (B,) array`` (see :func:`get_reward`).
+The registry holds one :class:`RewardInfo` per reward -- its level (token / answer / external), its spec where it
+has one, what it needs and a one-line description -- so every list of rewards elsewhere is read from it
+(:func:`available_rewards`, :func:`reward_info`), and adding a reward is one :func:`register_reward` call.
 
 Bad input
 ---------
@@ -59,11 +62,16 @@ Every check raises ``ValueError`` with a one-line message ``name: problem`` nami
   arrays rejected). ``log_space``: not a bool (:func:`score`, :func:`aggregate_cross_entropies`, the presets).
 * :func:`group_indices`: ``batch_size`` not an int >= 0; ``groups`` a str or not iterable, an unhashable id, a
   length other than ``batch_size``.
-* :func:`get_reward`: an unknown ``name:`` (the valid names are listed); an option the reward does not take
-  (``foo: not an option of reward ...; accepted options: ...``); a bad option value (``aggregate``,
-  ``log_space`` / ``math_verify`` not bools, ``verifier`` not callable). A ``verifier`` returning something that
-  is not (B,) numbers in {0, 1} fails when the reward is called (``verifier:``). :func:`register_reward`: a
-  ``name`` that is not a non-empty str or is taken, a ``factory`` that is not callable.
+* :func:`get_reward` / :func:`reward_info`: an unknown ``name:`` (the valid names are listed); an option the
+  reward does not take (``foo: not an option of reward ...; accepted options: ...``); a bad option value
+  (``aggregate``, ``log_space`` / ``math_verify`` not bools, ``verifier`` or ``check`` not callable, both
+  ``math_verify`` and ``check``). A ``verifier`` returning something that is not (B,) numbers in {0, 1}, or a
+  ``check`` returning something other than a bool, fails when the reward is called (``verifier:``,
+  ``check:``). :func:`register_reward`: a ``name`` that is not a non-empty str or is taken, a ``factory`` that
+  is not callable, a ``level`` outside its choices or contradicting the ``spec``, ``needs`` outside
+  :data:`NEEDS` (or with ``logits`` for a reward that is not token-level, or without it for one that is), a
+  ``spec`` that is not a :class:`RewardSpec`, a ``description`` that is not a str.
+  :func:`available_rewards`: a ``level`` outside its choices.
 
 Values: valid input never gives NaN. Rewards are finite while the scaled logits stay within
 :math:`|z/\tau| \le 10^{30}` (log-probs within :math:`\pm 10^{30}`); beyond, a cross-entropy whose exact value
@@ -77,9 +85,9 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import math
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
 import torch
@@ -93,6 +101,9 @@ __all__ = [
     "PRESETS",
     "RewardFn",
     "RewardSpec",
+    "LEVELS",
+    "NEEDS",
+    "RewardInfo",
     "Rollouts",
     "SELF_CERTAINTY",
     "TOKEN_ENTROPY",
@@ -103,6 +114,7 @@ __all__ = [
     "get_reward",
     "group_indices",
     "register_reward",
+    "reward_info",
     "score",
     "token_cross_entropies",
     "token_entropies",
@@ -229,7 +241,8 @@ class Rollouts:
     groups : sequence of B hashables, optional
         Prompt id of each rollout (the GRPO group); ``None`` means one group.
     labels : sequence of B, optional
-        Ground-truth answer of each rollout's prompt (measurement, or the ``ground_truth`` reward).
+        Ground truth of each rollout's prompt (measurement, or the ``ground_truth`` reward): its answer, or what
+        that reward's ``check(gold, pred)`` reads (a trainer may pass the question itself).
     responses, prompts : sequence of B str, optional
         Decoded text, for verifiers.
     """
@@ -653,51 +666,192 @@ def score(spec: RewardSpec, rollouts: Rollouts, *, log_space: bool = False) -> A
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# The registry: one signature for every reward
+# The registry: one signature for every reward, and what each one needs
 # ----------------------------------------------------------------------------------------------------------------
 
 RewardFn = Callable[[Rollouts], Any]
 """Every reward: ``fn(rollouts) -> (B,) array``."""
 
-_REGISTRY: dict[str, Callable[..., RewardFn]] = {}
+Level = Literal["token", "answer", "external"]
+LEVELS: tuple[str, ...] = get_args(Level)
+NEEDS: tuple[str, ...] = (*_ARRAY_FIELDS, *_SEQUENCE_FIELDS, "verifier")
+"""What a reward may need: the :class:`Rollouts` fields it reads (``logits`` stands for ``logits`` or
+``logprobs``) and ``verifier``, an option its caller must supply."""
 
 
-def register_reward(name: str) -> Callable[[Callable[..., RewardFn]], Callable[..., RewardFn]]:
-    """Decorator registering a reward *factory* ``factory(**options) -> RewardFn`` under ``name``.
+@dataclass(frozen=True)
+class RewardInfo:
+    r"""A registered reward: what a caller reads before building it with :func:`get_reward`.
 
-    Raises ``ValueError`` if the name is taken.
+    Attributes
+    ----------
+    name : str
+    level : {"token", "answer", "external"}
+        ``token``: reads the policy's logits (computed from the trainer's forward pass); ``answer``: a function of
+        the extracted answers (and their groups or labels); ``external``: a judge outside the policy's numbers
+        (a verifier).
+    factory : callable
+        ``factory(**options) -> RewardFn``.
+    spec : RewardSpec or None
+        The :math:`r_{\rm uni}` instance the reward evaluates, when it is one (the presets and any reward
+        registered with ``spec=``); a caller that scores specs itself (e.g. from per-token quantities) reads it.
+    needs : frozenset of str
+        Its required inputs, names from :data:`NEEDS`: e.g. ``{"logits", "tokens"}``, ``{"answers", "labels"}``,
+        ``{"verifier"}``. Optional fields (``mask``, ``groups``) are not listed.
+    description : str
+        One line: what the reward is.
+    """
 
-    >>> @register_reward("my_length_penalty")        # doctest: +SKIP
-    ... def _make(scale=1.0):
-    ...     return lambda r: -scale * np.asarray(r.mask).sum(1)
+    name: str
+    level: Level
+    factory: Callable[..., RewardFn] = dataclasses.field(repr=False)
+    spec: RewardSpec | None = None
+    needs: frozenset[str] = frozenset()
+    description: str = ""
+
+    @property
+    def options(self) -> tuple[str, ...] | None:
+        """The keyword options ``factory`` accepts (None when it takes any: ``**options``)."""
+        params = inspect.signature(self.factory).parameters.values()
+        if any(p.kind is p.VAR_KEYWORD for p in params):
+            return None
+        return tuple(p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD))
+
+
+_REGISTRY: dict[str, RewardInfo] = {}
+
+
+def _spec_needs(spec: RewardSpec) -> frozenset[str]:
+    """The inputs :func:`score` reads for ``spec``."""
+    if spec.unit == "answer":
+        return frozenset({"answers"})
+    return frozenset({"logits", "tokens"} if spec.anchor == "sampled" else {"logits"})
+
+
+def _check_needs(needs: Any) -> frozenset[str]:
+    problem = f"needs: expected a set of names from {NEEDS}, got {_brief(needs)}"
+    if isinstance(needs, str | bytes) or not isinstance(needs, Iterable):
+        raise ValueError(problem)
+    try:
+        items = list(needs)
+    except TypeError:  # a 0-d array or tensor
+        raise ValueError(problem) from None
+    unknown = [n for n in items if not isinstance(n, str) or n not in NEEDS]
+    if unknown:
+        raise ValueError(f"needs: unknown {_brief(unknown[0])}; valid: {', '.join(NEEDS)}")
+    return frozenset(items)
+
+
+def register_reward(
+    name: str,
+    *,
+    level: Level | None = None,
+    needs: Iterable[str] | None = None,
+    spec: RewardSpec | None = None,
+    description: str = "",
+) -> Any:
+    r"""Register a reward under ``name``: every caller (training loops, the simulator, the TRL and veRL adapters,
+    the command lines' choices) finds it through :func:`reward_info` / :func:`available_rewards`.
+
+    Two forms:
+
+    * ``register_reward(name, spec=SPEC, description=...)`` registers :math:`r_{\rm uni}` of ``SPEC`` now, with
+      the presets' options (``aggregate``, ``log_space``); ``level`` and ``needs`` follow from the spec. Returns
+      the :class:`RewardInfo`.
+    * ``@register_reward(name, level=..., needs=..., description=...)`` decorates a *factory*
+      ``factory(**options) -> RewardFn`` and returns it unchanged. ``level`` defaults to ``"external"`` and
+      ``needs`` to nothing: declare them, so callers hand the reward what it reads.
+
+    Raises ``ValueError`` for a ``name`` that is not a non-empty str or is taken, a ``level`` outside
+    :data:`LEVELS` (or contradicting the spec), ``needs`` outside :data:`NEEDS` (``logits`` among them exactly
+    for a token-level reward), a ``spec`` that is not a :class:`RewardSpec`, a ``description`` that is not a
+    str, or a factory that is not callable.
+
+    >>> register_reward("sum_logprob", spec=RewardSpec("token", "sampled", -1, aggregate="sum"))  # doctest: +SKIP
+    >>> @register_reward("parses", level="answer", needs={"answers"})  # doctest: +SKIP
+    ... def _make(bonus=1.0):
+    ...     return lambda r: bonus * np.array([a is not None for a in r.answers], dtype=float)
     """
     if not isinstance(name, str) or not name:
         raise ValueError(f"name: must be a non-empty str, got {_brief(name)}")
+    if spec is not None and not isinstance(spec, RewardSpec):
+        raise ValueError(f"spec: expected a RewardSpec or None, got {type(spec).__name__}")
+    if level is not None and (not isinstance(level, str) or level not in LEVELS):
+        raise ValueError(f"level: must be one of {LEVELS}, got {_brief(level)}")
+    if spec is not None:
+        implied = "token" if spec.needs_logits else "answer"
+        if level is not None and level != implied:
+            raise ValueError(
+                f"level: the spec's unit {spec.unit!r} makes it {implied!r}, got {level!r}"
+            )
+        level = implied
+    needs = (
+        _check_needs(needs)
+        if needs is not None
+        else (_spec_needs(spec) if spec is not None else frozenset())
+    )
+    if (level == "token") != ("logits" in needs):  # callers choose the token path by either
+        raise ValueError(
+            f"needs: a token-level reward needs 'logits', and only a token-level one; got level "
+            f"{level or 'external'!r} and needs {sorted(needs)}"
+        )
+    if not isinstance(description, str):
+        raise ValueError(f"description: must be a str, got {_brief(description)}")
 
-    def decorator(factory: Callable[..., RewardFn]) -> Callable[..., RewardFn]:
+    def add(factory: Callable[..., RewardFn]) -> RewardInfo:
         if not callable(factory):
             raise ValueError(
                 f"factory: must be callable factory(**options) -> RewardFn, got {type(factory).__name__}"
             )
         if name in _REGISTRY:
             raise ValueError(f"name: reward {name!r} is already registered")
-        _REGISTRY[name] = factory
+        info = RewardInfo(name, level or "external", factory, spec, needs, description)
+        _REGISTRY[name] = info
+        return info
+
+    if spec is not None:
+        return add(_preset_factory(spec))
+
+    def decorator(factory: Callable[..., RewardFn]) -> Callable[..., RewardFn]:
+        add(factory)
         return factory
 
     return decorator
 
 
-def available_rewards() -> tuple[str, ...]:
-    """Names accepted by :func:`get_reward`, sorted."""
-    return tuple(sorted(_REGISTRY))
+def available_rewards(level: Level | None = None) -> tuple[str, ...]:
+    """Names accepted by :func:`get_reward`, sorted; only those of ``level`` ("token", "answer", "external")
+    when given.
+
+    >>> available_rewards(level="external")
+    ('self_verification',)
+    """
+    if level is not None and (not isinstance(level, str) or level not in LEVELS):
+        raise ValueError(f"level: must be one of {LEVELS} or None, got {_brief(level)}")
+    return tuple(sorted(n for n, info in _REGISTRY.items() if level is None or info.level == level))
+
+
+def reward_info(name: str) -> RewardInfo:
+    """The :class:`RewardInfo` of reward ``name`` (``ValueError`` listing the valid names if unknown).
+
+    >>> info = reward_info("trajectory_entropy")
+    >>> info.level, sorted(info.needs), info.spec == TRAJECTORY_ENTROPY
+    ('token', ['logits', 'tokens'], True)
+    """
+    if not isinstance(name, str) or name not in _REGISTRY:
+        raise ValueError(
+            f"name: unknown reward {_brief(name)}; valid names: {', '.join(available_rewards())}"
+        )
+    return _REGISTRY[name]
 
 
 def get_reward(name: str, **options: Any) -> RewardFn:
     """The reward registered as ``name``, as a callable ``fn(rollouts: Rollouts) -> (B,) array``.
 
     Options per reward: the presets take ``aggregate`` ("mean"/"sum") and ``log_space`` (bool);
-    ``ground_truth`` takes ``math_verify`` (bool); ``self_verification`` requires ``verifier``
-    (``fn(rollouts) -> (B,)`` scores in {0, 1}).
+    ``ground_truth`` takes ``math_verify`` (bool) or ``check`` (``check(gold, pred) -> bool``);
+    ``self_verification`` requires ``verifier`` (``fn(rollouts) -> (B,)`` scores in {0, 1}).
+    :attr:`RewardInfo.options` lists a reward's options.
 
     Raises
     ------
@@ -712,21 +866,16 @@ def get_reward(name: str, **options: Any) -> RewardFn:
     Traceback (most recent call last):
     ValueError: foo: not an option of reward 'majority_voting'; accepted options: aggregate, log_space
     """
-    if not isinstance(name, str) or name not in _REGISTRY:
-        raise ValueError(
-            f"name: unknown reward {_brief(name)}; valid names: {', '.join(available_rewards())}"
-        )
-    factory = _REGISTRY[name]
-    params = inspect.signature(factory).parameters.values()
-    if not any(p.kind is p.VAR_KEYWORD for p in params):
-        accepted = [p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    info = reward_info(name)
+    accepted = info.options
+    if accepted is not None:
         for option in options:
             if option not in accepted:
                 raise ValueError(
                     f"{option}: not an option of reward {name!r}; accepted options: "
                     f"{', '.join(accepted) or 'none'}"
                 )
-    return factory(**options)
+    return info.factory(**options)
 
 
 def _check_bool(value: Any, name: str) -> None:
@@ -742,20 +891,71 @@ def _preset_factory(preset: RewardSpec) -> Callable[..., RewardFn]:
         def reward(rollouts: Rollouts) -> Any:
             return score(spec, rollouts, log_space=log_space)
 
-        reward.spec = spec  # type: ignore[attr-defined]
+        reward.spec = spec  # type: ignore[attr-defined]  # the spec with the options applied, for inspection
         return reward
 
     return factory
 
 
-for _name, _spec in PRESETS.items():
-    register_reward(_name)(_preset_factory(_spec))
+register_reward(
+    "self_certainty",
+    spec=SELF_CERTAINTY,
+    description="mean cross-entropy H(U, pi^t) of the uniform distribution (Intuitor; KL(U||pi) + log V)",
+)
+register_reward(
+    "token_entropy",
+    spec=TOKEN_ENTROPY,
+    description="minus the mean token entropy H(pi^t) (RENT, EM-RL)",
+)
+register_reward(
+    "trajectory_entropy",
+    spec=TRAJECTORY_ENTROPY,
+    description="mean log-probability of the sampled tokens (EM-RL-sequence)",
+)
+register_reward(
+    "probability", spec=PROBABILITY, description="the response's probability pi(y|x) (RLSC)"
+)
+register_reward(
+    "majority_voting",
+    spec=MAJORITY_VOTING,
+    description="1 when the answer is its group's majority answer (TTRL)",
+)
+register_reward(
+    "vote_share", spec=VOTE_SHARE, description="the share of its group that gave the same answer"
+)
 
 
-@register_reward("ground_truth")
-def _ground_truth(*, math_verify: bool = False) -> RewardFn:
-    r"""Oracle reward :math:`\mathbb 1[\mathrm{ans}(y)\equiv\mathrm{label}]` (never used for training unless asked)."""
+@register_reward(
+    "ground_truth",
+    level="answer",
+    needs={"answers", "labels"},
+    description="oracle: 1 when the answer is equivalent to the label (the control, not an intrinsic reward)",
+)
+def _ground_truth(
+    *, math_verify: bool = False, check: Callable[[Any, Any], Any] | None = None
+) -> RewardFn:
+    r"""Oracle reward :math:`\mathbb 1[\mathrm{ans}(y)\equiv\mathrm{label}]` (never used for training unless asked).
+
+    Equivalence is :func:`sharpen.answers.equivalent` (``math_verify`` for its symbolic fallback), or the task's
+    own ``check(gold, pred) -> bool`` (``gold`` a ``labels`` entry, ``pred`` an ``answers`` entry, possibly None):
+    a task whose truth is not string equality with one reference (Countdown: any expression reaching the target)
+    supplies it, so callers need not know which task they train on.
+    """
     _check_bool(math_verify, "math_verify")
+    if check is not None and not callable(check):
+        raise ValueError(
+            f"check: must be callable check(gold, pred) -> bool, got {type(check).__name__}"
+        )
+    if check is not None and math_verify:
+        raise ValueError("math_verify, check: give one: check replaces the equivalence test")
+
+    def same(gold: Any, pred: Any) -> float:
+        if check is None:
+            return float(equivalent(gold, pred, math_verify=math_verify))
+        verdict = check(gold, pred)
+        if not isinstance(verdict, bool | np.bool_):
+            raise ValueError(f"check: returned {_brief(verdict)}, expected a bool")
+        return float(verdict)
 
     def reward(rollouts: Rollouts) -> np.ndarray:
         if rollouts.answers is None or rollouts.labels is None:
@@ -763,17 +963,19 @@ def _ground_truth(*, math_verify: bool = False) -> RewardFn:
         _check_hashable(rollouts.answers, "answers")
         _check_hashable(rollouts.labels, "labels")
         return np.asarray(
-            [
-                float(equivalent(g, a, math_verify=math_verify))
-                for a, g in zip(rollouts.answers, rollouts.labels, strict=True)
-            ],
+            [same(g, a) for a, g in zip(rollouts.answers, rollouts.labels, strict=True)],
             dtype=np.float64,
         )
 
     return reward
 
 
-@register_reward("self_verification")
+@register_reward(
+    "self_verification",
+    level="external",
+    needs={"verifier"},
+    description="a verifier's 0/1 judgement of each rollout (e.g. the policy itself, asked to check)",
+)
 def _self_verification(*, verifier: Callable[[Rollouts], Any] | None = None) -> RewardFn:
     """External reward: a verifier callable scores each rollout 0/1 (e.g. the policy itself, asked to check)."""
     if verifier is None or not callable(verifier):

@@ -45,10 +45,9 @@ from sharpen.fitting import (
     classify_questions,
     fit_trajectories,
     pool_slopes,
-    run_settings,
     trajectories_from_probes,
 )
-from sharpen.records import Run, load_run
+from sharpen.records import Run, RunHeader, load_run
 from sharpen.theory import SharpeningFit
 
 __all__ = ["RunAnalysis", "analyze", "analyze_run"]
@@ -58,8 +57,9 @@ _DEFAULT = AnalysisConfig()
 
 @dataclass(frozen=True)
 class RunAnalysis:
-    """Everything ``sharpen fit`` reports on one run (see :func:`analyze`); ``tolerance`` is the relative error
-    counted as a correct early prediction (``AnalysisConfig.tolerance``)."""
+    """Everything ``sharpen fit`` reports on one run (see :func:`analyze`): ``header`` is the run's
+    :class:`~sharpen.records.RunHeader`, ``kind`` and ``settings`` (:meth:`RunHeader.settings`) come from it;
+    ``tolerance`` is the relative error counted as a correct early prediction (``AnalysisConfig.tolerance``)."""
 
     run_dir: str
     kind: str
@@ -75,6 +75,7 @@ class RunAnalysis:
     needed_fraction: float | None
     warnings: tuple[str, ...] = field(default=())
     tolerance: float = AnalysisConfig.tolerance
+    header: RunHeader | None = None
 
 
 def _class_summary(questions: Sequence[QuestionFit]) -> dict[str, dict[str, float]]:
@@ -105,7 +106,7 @@ def analyze(run: Run, config: AnalysisConfig = _DEFAULT) -> RunAnalysis:
     if not isinstance(config, AnalysisConfig):
         raise ValueError(f"config: expected AnalysisConfig, got {type(config).__name__}")
     warnings = list(run.warnings)
-    settings = run_settings(run.config)
+    header = run.header
     collapse = detect_collapse(run, config)
     if collapse.metric is None:
         warnings.append(f"metrics: no {config.collapse_metric} series; no Model Collapse Step")
@@ -153,19 +154,20 @@ def analyze(run: Run, config: AnalysisConfig = _DEFAULT) -> RunAnalysis:
     )
     return RunAnalysis(
         run_dir=str(run.run_dir),
-        kind=str(run.config.get("kind", "unknown")),
-        settings=settings,
+        kind=header.kind,
+        settings=header.settings(),
         trajectories=traj,
         fit=fit,
         questions=questions,
         class_summary=_class_summary(questions),
         pooled=pooled,
-        beta_mapping=beta_mapping(main, settings),
+        beta_mapping=beta_mapping(main, header.lr),
         collapse=collapse,
         predictions=predictions,
         needed_fraction=needed,
         warnings=tuple(warnings),
         tolerance=config.tolerance,
+        header=header,
     )
 
 

@@ -74,9 +74,11 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-from scipy import special, stats
 
 from sharpen.answers import _brief
+
+# scipy.special is imported inside the functions that use it, so that importing this module (and the modules
+# and command-line help that import it) does not pay its ~0.3 s; scipy.stats (~1 s more) is not needed.
 
 __all__ = [
     "SharpeningFit",
@@ -118,6 +120,8 @@ _PLURALITY_MAX_ELEMENTS = 32_000_000
 _ROW_CONVOLVE_MIN_N = 64
 # Coefficients below this are set to 0 in the plurality computation (no subnormals).
 _TINY = 1e-280
+# Float64 elements of one (rows, L) temporary of fit_sharpening's blocks (1 MiB: they stay in cache).
+_FIT_BLOCK_ELEMENTS = 2**17
 
 
 # ----------------------------------------------------------------------------------------------
@@ -314,6 +318,8 @@ def majority_prob(p0, beta, k) -> np.ndarray:
     b = _as_beta("beta", beta)
     kk = _as_steps("k", k)
     _check_broadcast(p0=q, beta=b, k=kk)
+    from scipy import special
+
     with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
         out = special.expit(special.logit(q) + kk / b)
     # p_0 = 0 and 1 are fixed points (logit(0) + inf would be NaN); k = 0 gives p_0 exactly
@@ -336,6 +342,8 @@ def majority_gap(p0, beta, k) -> np.ndarray:
     b = _as_beta("beta", beta)
     kk = _as_steps("k", k)
     _check_broadcast(p0=q, beta=b, k=kk)
+    from scipy import special
+
     with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
         out = special.expit(-special.logit(q) - kk / b)
     out = np.where(q == 0, 1.0, np.where(q == 1, 0.0, out))
@@ -416,6 +424,8 @@ def steps_to_reach(p0, beta, target, *, integer: bool = True) -> np.ndarray:
     t = _as_prob("target", target)
     _check_broadcast(p0=q, beta=b, target=t)
     q, b, t = np.broadcast_arrays(q, b, t)
+    from scipy import special
+
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         k_real = b * (special.logit(t) - special.logit(q))
     # never: no tilt (beta = inf), nothing to tilt (p0 = 0) or a target of exactly 1; or k* is
@@ -629,6 +639,8 @@ def _poly_mul_truncated(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def _plurality_exact(p: np.ndarray, n: int) -> np.ndarray:
     """Core of :func:`plurality_win_probs` for a validated (G, K) block with every P > 0."""
+    from scipy import special
+
     n_groups, n_answers = p.shape
     total = p.sum(axis=1)
     p0 = np.clip(1.0 - total, 0.0, None)  # (G,) unparseable mass
@@ -819,6 +831,8 @@ def hoeffding_flip_bound(probs, n) -> np.ndarray:
 
 
 def _log_normalise(logp: np.ndarray) -> np.ndarray:
+    from scipy import special
+
     return logp - special.logsumexp(logp, axis=-1, keepdims=True)
 
 
@@ -1120,6 +1134,8 @@ class SharpeningFit:
         if np.isinf(k).any():
             raise ValueError("steps: contains inf")
         _check_broadcast(steps=k, fit=self.slope[..., None])
+        from scipy import special
+
         with np.errstate(over="ignore", invalid="ignore"):  # slope * step beyond the float range
             eta = self.intercept[..., None] + self.slope[..., None] * k
         return special.expit(eta)
@@ -1260,144 +1276,55 @@ def fit_sharpening(
             k_scale = math.ldexp(1.0, math.frexp(top)[1] - 1)
             k = k / k_scale
         p = p.reshape(math.prod(batch_shape), length)
-        k = np.broadcast_to(k, batch_shape + (length,)).reshape(-1, length)
-        n = np.broadcast_to(n, batch_shape + (length,)).reshape(-1, length)
-        edge = np.broadcast_to(edge, batch_shape + (length,)).reshape(-1, length)
-
-        # ---- logit-scale WLS ------------------------------------------------------------------------
-        observed = ~(np.isnan(p) | np.isnan(k))
-        kz = np.where(observed, k, 0.0)
-        pz = np.where(observed, p, 0.5)
-        pc = np.clip(pz, edge, 1.0 - edge)  # moves only exact 0/1 when edge = 1/(2n)
-        pc = np.where((pz > 0) & (pz < 1), pz, pc)  # interior points are never moved
-        y = special.logit(pc)
-        w0 = n * pc * (1.0 - pc)
-        slope, intercept, sxx, w = _logit_wls(kz, y, w0, observed, n)
-        # 0/1 points are censored values ("at least this extreme"). Where the fit to the interior
-        # points alone already puts every one of them beyond the correction, they carry no further
-        # information and the interior fit is kept (a saturated noiseless series is then fitted
-        # exactly); otherwise the continuity-corrected fit above stands.
-        inner = observed & (pz > 0) & (pz < 1)
-        i_slope, i_int, i_sxx, i_w = _logit_wls(kz, y, w0, inner, n)
-        with np.errstate(invalid="ignore"):
-            i_fit = special.expit(i_int[:, None] + i_slope[:, None] * kz)
-            beyond = np.where(pz >= 1, i_fit >= 1.0 - edge, i_fit <= edge)
-        censored = observed & ~inner
-        use_inner = (
-            censored.any(axis=1)
-            & np.isfinite(i_slope)
-            & np.isfinite(i_int)
-            & (i_sxx > 0)
-            & (beyond | ~censored).all(axis=1)
+        k, n, edge = (
+            np.broadcast_to(x, batch_shape + (length,)).reshape(-1, length) for x in (k, n, edge)
         )
-        slope = np.where(use_inner, i_slope, slope)
-        intercept = np.where(use_inner, i_int, intercept)
-        sxx = np.where(use_inner, i_sxx, sxx)
-        w = np.where(use_inner[:, None], i_w, w)
-        resid = y - intercept[:, None] - slope[:, None] * kz
-        # logit_wls "converges" where no continuity-corrected value entered the fit.
-        converged = use_inner | ~censored.any(axis=1)
 
-        # ---- binomial maximum likelihood (IRLS) on the trajectories that need it ---------------------
-        if method == "binomial":
-            converged[:] = False
-            span = np.where(observed, kz, -np.inf).max(axis=1) - np.where(observed, kz, np.inf).min(
-                axis=1
+        # Every row is fitted on its own, so the rows are fitted in blocks: the (rows, L) temporaries
+        # of one block stay in cache and their memory is reused by the next block, so the first call
+        # costs what later calls do and memory stays bounded for any number of trajectories.
+        # Results do not depend on the block size (tests/sharpen/test_theory.py checks it bit for bit).
+        block = max(1, _FIT_BLOCK_ELEMENTS // length)
+        parts = [
+            _fit_rows(
+                p[s : s + block],
+                k[s : s + block],
+                n[s : s + block],
+                edge[s : s + block],
+                method,
+                max_iter,
             )
-            active = np.flatnonzero((observed.sum(axis=1) >= 2) & (span > 0))
-            a_slope, a_int = slope[active], intercept[active]
-            for _ in range(max_iter):
-                if active.size == 0:
-                    break
-                ka, pa, na, oa = kz[active], pz[active], n[active], observed[active]
-                eta = a_int[:, None] + a_slope[:, None] * ka
-                mu = special.expit(eta)
-                var = mu * (1.0 - mu)  # 0 where mu rounds to 0 or 1: such a point carries no weight
-                use = oa & (var > 0)
-                wa = np.where(use, na * var, 0.0)
-                with np.errstate(invalid="ignore", divide="ignore"):
-                    z = np.where(use, eta + (pa - mu) / var, 0.0)
-                new_slope, new_int, new_sxx = _wls(ka, z, wa)
-                finite = np.isfinite(new_slope) & np.isfinite(new_int) & (new_sxx > 0)
-                new_slope = np.where(finite, new_slope, a_slope)
-                new_int = np.where(finite, new_int, a_int)
-                # Step halving: a Newton step from far away can overshoot; never lower the likelihood.
-                # Only steps that move some fitted logit by more than 0.5 are checked (near the
-                # optimum Newton is safe, and the check costs two likelihood evaluations).
-                k_abs = np.where(oa, np.abs(ka), 0.0).max(axis=1)
-                risky = np.flatnonzero(
-                    np.abs(new_int - a_int) + np.abs(new_slope - a_slope) * k_abs > 0.5
-                )
-                if risky.size:
-                    args = (ka[risky], pa[risky], na[risky], oa[risky])
-                    r_old_s, r_old_i = a_slope[risky], a_int[risky]
-                    r_s, r_i = new_slope[risky], new_int[risky]
-                    old_ll = _binomial_loglik(r_old_i, r_old_s, *args)
-                    new_ll = _binomial_loglik(r_i, r_s, *args)
-                    for _ in range(40):
-                        worse = ~(new_ll >= old_ll - 1e-12 * np.abs(old_ll))
-                        if not worse.any():
-                            break
-                        r_s = np.where(worse, (r_s + r_old_s) / 2, r_s)
-                        r_i = np.where(worse, (r_i + r_old_i) / 2, r_i)
-                        new_ll = np.where(worse, _binomial_loglik(r_i, r_s, *args), new_ll)
-                    new_slope[risky], new_int[risky] = r_s, r_i
-                step = np.abs(new_slope - a_slope) * (1.0 + span[active]) + np.abs(new_int - a_int)
-                # A separated series (no finite MLE) runs off: its slope keeps growing until max_iter.
-                done = finite & (step < 1e-9 * (1.0 + np.abs(new_slope) + np.abs(new_int)))
-                idx = active[done]
-                slope[idx], intercept[idx], sxx[idx] = new_slope[done], new_int[done], new_sxx[done]
-                w[idx] = wa[done]
-                resid[idx] = np.where(
-                    oa[done], z[done] - new_int[done, None] - new_slope[done, None] * ka[done], 0.0
-                )
-                converged[idx] = True
-                keep = finite & ~done
-                active, a_slope, a_int = active[keep], new_slope[keep], new_int[keep]
+            for s in range(0, max(p.shape[0], 1), block)
+        ]
+        slope, intercept, sxx, phi_hat, r2_logit, r2_p, n_points, valid, converged = (
+            np.concatenate(column) for column in zip(*parts, strict=True)
+        )
 
-        # ---- validity, uncertainty, goodness of fit -------------------------------------------------
-        n_points = observed.sum(axis=1)
-        k_min = np.where(observed, kz, np.inf).min(axis=1)
-        k_max = np.where(observed, kz, -np.inf).max(axis=1)
-        valid = (n_points >= 2) & (k_max > k_min) & np.isfinite(slope) & (sxx > 0)
-        resid = np.where(observed, resid, 0.0)
+        # ---- uncertainty (per row) ----------------------------------------------------------------
+        from scipy import special  # the quantiles below are what scipy.stats' t and norm ppf return
+
         dof = n_points - 2
-        slope_scaled, slope = slope, slope / k_scale  # per unit of the caller's steps
-        with np.errstate(invalid="ignore", divide="ignore", over="ignore", under="ignore"):
-            phi_hat = np.where(dof > 0, (w * resid**2).sum(axis=1) / np.maximum(dof, 1), np.nan)
-            if n_samples is None:
-                phi = phi_hat
-                quant = np.where(dof > 0, stats.t.ppf(0.5 + level / 2, np.maximum(dof, 1)), np.inf)
-            else:
-                phi = np.where(dof > 0, np.maximum(1.0, phi_hat), 1.0)
-                quant = np.full(phi.shape, stats.norm.ppf(0.5 + level / 2))
-            se = np.sqrt(phi / sxx) / k_scale
-            half = np.where(np.isinf(quant), np.inf, quant * se)
-            slope_ci = np.stack([slope - half, slope + half], axis=-1)
-            lo, hi = slope_ci[:, 0], slope_ci[:, 1]
-            beta_ci = np.stack(
-                [np.where(hi > 0, 1.0 / hi, np.inf), np.where(lo > 0, 1.0 / lo, np.inf)], axis=-1
-            )
-            beta = np.where(slope > 0, 1.0 / slope, np.inf)
-
-            eta_fit = np.where(observed, intercept[:, None] + slope_scaled[:, None] * kz, 0.0)
-            y_fit = np.where(observed, y, 0.0)
-            ybar = (w * y_fit).sum(axis=1) / w.sum(axis=1)
-            tss = (w * (y_fit - ybar[:, None]) ** 2).sum(axis=1)
-            rss = (w * (y_fit - eta_fit) ** 2).sum(axis=1)
-            r2_logit = np.where(tss > 0, 1.0 - rss / tss, np.nan)
-            p_obs = np.where(observed, p, 0.0)
-            pbar = p_obs.sum(axis=1) / n_points
-            rss_p = (np.where(observed, p_obs - special.expit(eta_fit), 0.0) ** 2).sum(axis=1)
-            tss_p = (np.where(observed, p_obs - pbar[:, None], 0.0) ** 2).sum(axis=1)
-            r2_p = np.where(tss_p > 0, 1.0 - rss_p / tss_p, np.nan)
+        slope = slope / k_scale  # per unit of the caller's steps
+        if n_samples is None:
+            phi = phi_hat
+            quant = np.where(dof > 0, special.stdtrit(np.maximum(dof, 1), 0.5 + level / 2), np.inf)
+        else:
+            phi = np.where(dof > 0, np.maximum(1.0, phi_hat), 1.0)
+            quant = np.full(phi.shape, special.ndtri(0.5 + level / 2))
+        se = np.sqrt(phi / sxx) / k_scale
+        half = np.where(np.isinf(quant), np.inf, quant * se)
+        slope_ci = np.stack([slope - half, slope + half], axis=-1)
+        lo, hi = slope_ci[:, 0], slope_ci[:, 1]
+        beta_ci = np.stack(
+            [np.where(hi > 0, 1.0 / hi, np.inf), np.where(lo > 0, 1.0 / lo, np.inf)], axis=-1
+        )
+        beta = np.where(slope > 0, 1.0 / slope, np.inf)
+        rho = np.exp(-slope)  # a slope below -709: rho = e^{-slope} is +inf
 
         def out(x: np.ndarray) -> np.ndarray:
             mask = valid if x.ndim == 1 else valid[:, None]
             return np.where(mask, x, np.nan).reshape(batch_shape + x.shape[1:])
 
-        with np.errstate(over="ignore"):  # a slope below -709: rho = e^{-slope} is +inf
-            rho = np.exp(-slope)
         return SharpeningFit(
             slope=out(slope),
             intercept=out(intercept),
@@ -1419,35 +1346,297 @@ def fit_sharpening(
         )
 
 
+def _shared_row(x: np.ndarray) -> np.ndarray:
+    """``x (R, L)`` as one row ``(1, L)`` when every row is the same view (a broadcast), else ``x``: the
+    arithmetic broadcasts it back, and gathering rows of it costs nothing."""
+    return x[:1] if x.shape[0] > 1 and x.strides[0] == 0 else x
+
+
+def _take_rows(x, idx: np.ndarray):
+    """Rows ``idx`` (indices or a boolean mask) of ``x``, to read. ``x`` itself where that is the same: one
+    row shared by all rows (see :func:`_shared_row`), ``None`` (a mask that keeps every point), or indices
+    that name every row (they come from ``np.flatnonzero``, so in order)."""
+    if x is None or x.shape[0] == 1 or (idx.dtype != bool and idx.size == x.shape[0]):
+        return x
+    return x[idx]
+
+
+def _keep(mask, x: np.ndarray, fill: float) -> np.ndarray:
+    """``x`` where ``mask`` holds, else ``fill``; ``mask=None`` keeps every point (and skips the pass)."""
+    return x if mask is None else np.where(mask, x, fill)
+
+
+def _fit_rows(p, k, n, edge, method: FitMethod, max_iter: int):
+    """The (R, L) part of :func:`fit_sharpening` on validated rows ``p, k, n, edge (R, L)``: per-row
+    ``(slope, intercept, S_kk, dispersion, r2_logit, r2_p, n_points, valid, converged)``, each ``(R,)``,
+    the slope per unit of ``k``. Floating-point warnings are the caller's to silence.
+
+    Masks are ``None`` where they keep every point of the block (the usual case: nothing missing), and
+    rows shared by every row (``k``, ``n``, ``edge`` broadcast from one row) stay one row; both only skip
+    work, the arithmetic on every point is the same.
+    """
+    from scipy import special
+
+    n, edge = _shared_row(n), _shared_row(edge)
+    # ---- logit-scale WLS ------------------------------------------------------------------------
+    missing = np.isnan(p) | np.isnan(_shared_row(k))
+    if missing.any():
+        observed = ~missing
+        kz, pz = np.where(observed, k, 0.0), np.where(observed, p, 0.5)
+    else:  # every point observed
+        observed, kz, pz = None, _shared_row(k), p
+    interior = (pz > 0) & (pz < 1)
+    pc = np.clip(pz, edge, 1.0 - edge)  # moves only exact 0/1 when edge = 1/(2n)
+    pc = np.where(interior, pz, pc)  # interior points are never moved
+    y = special.logit(pc)  # 0 where unobserved (pz = 0.5 there)
+    w0 = n * pc * (1.0 - pc)
+    # 0/1 points are censored values ("at least this extreme"). The fit to the interior points alone
+    # comes first; where it already puts every 0/1 point of its row beyond the correction, those points
+    # carry no further information and it is kept (a saturated noiseless series is then fitted exactly);
+    # otherwise the continuity-corrected fit to all observed points replaces it. A row without 0/1 points
+    # has the same fit both ways.
+    censored = ~interior if observed is None else observed & ~interior
+    has_censored = censored.any(axis=1)
+    inner = interior if observed is None else observed & interior
+    if observed is None and not has_censored.any():
+        inner = None  # every point observed and interior
+    slope, intercept, sxx, w = _logit_wls(kz, y, w0, inner, n)
+    # logit_wls "converges" where no continuity-corrected value entered the fit
+    converged = ~has_censored
+    rows = np.flatnonzero(has_censored)
+    if rows.size:
+        i_fit = special.expit(intercept[rows, None] + slope[rows, None] * _take_rows(kz, rows))
+        e_rows = _take_rows(edge, rows)
+        beyond = np.where(_take_rows(pz, rows) >= 1, i_fit >= 1.0 - e_rows, i_fit <= e_rows)
+        use_inner = (
+            np.isfinite(slope[rows])
+            & np.isfinite(intercept[rows])
+            & (sxx[rows] > 0)
+            & (beyond | ~_take_rows(censored, rows)).all(axis=1)
+        )
+        converged[rows[use_inner]] = True
+        redo = rows[~use_inner]
+        if redo.size:
+            slope[redo], intercept[redo], sxx[redo], w[redo] = _logit_wls(
+                *(_take_rows(x, redo) for x in (kz, y, w0, observed, n))
+            )
+
+    # ---- binomial maximum likelihood (IRLS) on the trajectories that need it ---------------------
+    if method == "logit_wls":
+        resid = y - intercept[:, None] - slope[:, None] * kz
+    else:
+        converged[:] = False
+        resid = np.empty_like(y)  # written row by row as the rows converge; the rest below
+        if observed is None:
+            span = kz.max(axis=1) - kz.min(axis=1)
+            n_obs = np.full(p.shape[0], p.shape[1])
+        else:
+            span = np.where(observed, kz, -np.inf).max(axis=1) - np.where(observed, kz, np.inf).min(
+                axis=1
+            )
+            n_obs = observed.sum(axis=1)
+        span = np.broadcast_to(span, p.shape[:1])
+        k_abs = np.broadcast_to(np.abs(kz).max(axis=1), p.shape[:1])  # kz is 0 where unobserved
+        active = np.flatnonzero((n_obs >= 2) & (span > 0))
+        a_slope, a_int = slope[active], intercept[active]
+        a_span, a_kabs = span[active], k_abs[active]
+        ka, pa, na, oa = (_take_rows(x, active) for x in (kz, pz, n, observed))
+        # the fitted logits and probabilities at (a_int, a_slope), carried from iteration to iteration
+        eta = a_int[:, None] + a_slope[:, None] * ka
+        mu = special.expit(eta)
+        a_ll = np.full(active.size, np.nan)  # log-likelihood at (a_int, a_slope) where known
+        p_fit = np.empty_like(y)  # sigma of the fitted logits, written as the rows converge
+        for _ in range(max_iter):
+            if active.size == 0:
+                break
+            var = mu * (1.0 - mu)  # 0 where mu rounds to 0 or 1: such a point carries no weight
+            use = var > 0 if oa is None else oa & (var > 0)
+            if use.all():
+                use = None
+            wa = _keep(use, na * var, 0.0)
+            z = _keep(use, eta + (pa - mu) / var, 0.0)
+            new_slope, new_int, new_sxx = _wls(ka, z, wa)
+            finite = np.isfinite(new_slope) & np.isfinite(new_int) & (new_sxx > 0)
+            new_slope = np.where(finite, new_slope, a_slope)
+            new_int = np.where(finite, new_int, a_int)
+            eta_new = new_int[:, None] + new_slope[:, None] * ka
+            mu_new = special.expit(eta_new)
+            # Step halving: a Newton step from far away can overshoot; never lower the likelihood.
+            # Only steps that move some fitted logit by more than 0.5 are checked (near the
+            # optimum Newton is safe); the likelihood is evaluated only where a cheap bound cannot
+            # show that it does not fall (_sure_ascent), which decides as the likelihood would.
+            risky = np.flatnonzero(
+                np.abs(new_int - a_int) + np.abs(new_slope - a_slope) * a_kabs > 0.5
+            )
+            new_ll = np.full(active.size, np.nan)
+            if risky.size:
+                r_ka, r_pa, r_na, r_oa = (_take_rows(x, risky) for x in (ka, pa, na, oa))
+                sure = _sure_ascent(
+                    *(x[risky] for x in (eta, mu, var, eta_new, mu_new)), r_pa, r_na, r_oa
+                )
+                check = np.flatnonzero(~sure)
+                if check.size:
+                    rows_c = risky[check]
+                    c_ka, c_pa, c_na, c_oa = (
+                        _take_rows(x, check) for x in (r_ka, r_pa, r_na, r_oa)
+                    )
+                    old_ll = a_ll[rows_c]
+                    unknown = np.flatnonzero(np.isnan(old_ll))
+                    old_ll[unknown] = _loglik(
+                        eta[rows_c[unknown]], c_pa[unknown], _take_rows(c_na, unknown),
+                        _take_rows(c_oa, unknown),
+                    )  # fmt: skip
+                    new_slope[rows_c], new_int[rows_c], new_ll[rows_c] = _halve_steps(
+                        a_int[rows_c], a_slope[rows_c], old_ll, new_int[rows_c], new_slope[rows_c],
+                        c_ka, c_pa, c_na, c_oa,
+                    )  # fmt: skip
+                    eta_new[rows_c] = new_int[rows_c, None] + new_slope[rows_c, None] * c_ka
+                    mu_new[rows_c] = special.expit(eta_new[rows_c])
+            step = np.abs(new_slope - a_slope) * (1.0 + a_span) + np.abs(new_int - a_int)
+            # A separated series (no finite MLE) runs off: its slope keeps growing until max_iter.
+            done = finite & (step < 1e-9 * (1.0 + np.abs(new_slope) + np.abs(new_int)))
+            if done.any():
+                idx = active[done]
+                slope[idx], intercept[idx], sxx[idx] = new_slope[done], new_int[done], new_sxx[done]
+                w[idx], p_fit[idx] = wa[done], mu_new[done]
+                resid[idx] = _keep(
+                    _take_rows(oa, done),
+                    z[done] - new_int[done, None] - new_slope[done, None] * _take_rows(ka, done),
+                    0.0,
+                )
+                converged[idx] = True
+            keep = finite & ~done
+            if not keep.all():
+                active, a_span, a_kabs = active[keep], a_span[keep], a_kabs[keep]
+                ka, pa, na, oa = (_take_rows(x, keep) for x in (ka, pa, na, oa))
+                eta_new, mu_new = eta_new[keep], mu_new[keep]
+            a_slope, a_int, a_ll = new_slope[keep], new_int[keep], new_ll[keep]
+            eta, mu = eta_new, mu_new
+        stale = np.flatnonzero(~converged)  # the logit_wls estimates stand there
+        k_stale = _take_rows(kz, stale)
+        resid[stale] = y[stale] - intercept[stale, None] - slope[stale, None] * k_stale
+
+    # ---- validity, goodness of fit ----------------------------------------------------------------
+    if observed is None:
+        n_points = np.full(p.shape[0], p.shape[1])
+        k_min, k_max = kz.min(axis=1), kz.max(axis=1)
+    else:
+        n_points = observed.sum(axis=1)
+        k_min = np.where(observed, kz, np.inf).min(axis=1)
+        k_max = np.where(observed, kz, -np.inf).max(axis=1)
+    valid = (n_points >= 2) & (k_max > k_min) & np.isfinite(slope) & (sxx > 0)
+    resid = _keep(observed, resid, 0.0)
+    dof = n_points - 2
+    phi_hat = np.where(dof > 0, (w * resid**2).sum(axis=1) / np.maximum(dof, 1), np.nan)
+    eta_fit = _keep(observed, intercept[:, None] + slope[:, None] * kz, 0.0)
+    ybar = (w * y).sum(axis=1) / w.sum(axis=1)  # y is 0 where unobserved
+    tss = (w * (y - ybar[:, None]) ** 2).sum(axis=1)
+    rss = (w * (y - eta_fit) ** 2).sum(axis=1)
+    r2_logit = np.where(tss > 0, 1.0 - rss / tss, np.nan)
+    p_obs = _keep(observed, p, 0.0)
+    pbar = p_obs.sum(axis=1) / n_points
+    if method == "binomial":  # sigma(eta_fit) is known where IRLS converged
+        p_fit[stale] = special.expit(eta_fit[stale])
+    else:
+        p_fit = special.expit(eta_fit)
+    rss_p = (_keep(observed, p_obs - p_fit, 0.0) ** 2).sum(axis=1)
+    tss_p = (_keep(observed, p_obs - pbar[:, None], 0.0) ** 2).sum(axis=1)
+    r2_p = np.where(tss_p > 0, 1.0 - rss_p / tss_p, np.nan)
+    return slope, intercept, sxx, phi_hat, r2_logit, r2_p, n_points, valid, converged
+
+
+def _sure_ascent(eta, mu, var, eta_new, mu_new, p, n, observed) -> np.ndarray:
+    r"""Rows ``(R,)`` where moving the fitted logits from ``eta`` to ``eta_new (R, L)`` provably does not
+    lower the binomial log-likelihood :math:`\ell` (so step halving would keep the step); ``mu`` and
+    ``var`` are :math:`\sigma(\eta)` and :math:`\sigma(\eta)(1 - \sigma(\eta))`, ``mu_new`` is
+    :math:`\sigma(\eta_{new})`.
+
+    Along the segment :math:`\eta + t d`, :math:`d = \eta_{new} - \eta`,
+    :math:`\ell'' = -\sum n \sigma'(\eta + t d) d^2` with :math:`\sigma' = \sigma(1 - \sigma)`, which
+    peaks at 0 and falls off on either side, so on the segment it is at most
+    :math:`c = 1/4` where the segment crosses 0, else the larger of its end values. Taylor's theorem
+    then gives :math:`\ell(\eta_{new}) - \ell(\eta) \ge \sum n (p - \mu) d - \frac12 \sum n c d^2`.
+    A row is sure where this bound is positive by more than its rounding error (``c`` is raised by
+    rounding slack, the margin is 1e-12 of the terms' size, far above their float error, and below the
+    1e-12 relative tolerance of the halving check, which computes :math:`\ell` to ~1e-14).
+    """
+    d = eta_new - eta
+    end = np.maximum(var, mu_new * (1.0 - mu_new))
+    curv = np.where(eta * eta_new > 0, end * (1.0 + 1e-9) + 1e-15, 0.25)
+    nd = n * d
+    gain = _keep(observed, nd * (p - mu), 0.0).sum(axis=1)
+    quad = 0.5 * _keep(observed, nd * d * curv, 0.0).sum(axis=1)
+    size = _keep(observed, np.abs(nd), 0.0).sum(axis=1)
+    bound = gain - quad
+    return np.isfinite(bound) & (bound > 1e-12 * (size + np.abs(gain) + quad))
+
+
+def _halve_steps(old_i, old_s, old_ll, new_i, new_s, k, p, n, observed):
+    """Halve the steps from ``(old_i, old_s)`` to ``(new_i, new_s)`` (R,) of the rows ``k, p, n, observed``
+    until the log-likelihood is not lower than ``old_ll`` (up to 1e-12 relative; at most 40 halvings):
+    ``(slope, intercept, log-likelihood)`` at the accepted points, (R,) each."""
+    new_ll = _binomial_loglik(new_i, new_s, k, p, n, observed)
+    for _ in range(40):
+        worse = np.flatnonzero(~(new_ll >= old_ll - 1e-12 * np.abs(old_ll)))
+        if worse.size == 0:
+            break
+        new_s[worse] = (new_s[worse] + old_s[worse]) / 2
+        new_i[worse] = (new_i[worse] + old_i[worse]) / 2
+        new_ll[worse] = _binomial_loglik(
+            new_i[worse], new_s[worse], *(_take_rows(x, worse) for x in (k, p, n, observed))
+        )
+    return new_s, new_i, new_ll
+
+
 def _binomial_loglik(intercept, slope, k, p, n, observed) -> np.ndarray:
     """Binomial log-likelihood (up to a constant) of observed fractions p under logit = a + s k."""
-    eta = intercept[:, None] + slope[:, None] * k
-    ll = n * (p * special.log_expit(eta) + (1.0 - p) * special.log_expit(-eta))
-    return np.where(observed, ll, 0.0).sum(axis=1)
+    return _loglik(intercept[:, None] + slope[:, None] * k, p, n, observed)
 
 
-def _logit_wls(k: np.ndarray, y: np.ndarray, w0: np.ndarray, use: np.ndarray, n: np.ndarray):
-    r"""Two-pass WLS of logits ``y`` on ``k`` over the points ``use``: first with the weights
-    ``w0``, then with :math:`n\hat p(1-\hat p)` from the first fit. (slope, intercept, S_kk, w)."""
-    w = np.where(use, w0, 0.0)
+def _loglik(eta, p, n, observed) -> np.ndarray:
+    r""":func:`_binomial_loglik` of the fitted logits ``eta (R, L)``:
+    :math:`\sum n\,(p \log\sigma(\eta) + (1 - p) \log\sigma(-\eta))` over the observed points.
+
+    One logarithm serves both terms: with :math:`t = \log\sigma(|\eta|) = -\log(1 + e^{-|\eta|})`,
+    :math:`\log\sigma(\pm\eta) = \min(\pm\eta, 0) + t`, which is how ``scipy.special.log_expit``
+    evaluates each of them (the same values, signed zeros aside) at half the cost.
+    """
+    from scipy import special
+
+    t = special.log_expit(np.abs(eta))
+    ll = n * (p * (np.minimum(eta, 0.0) + t) + (1.0 - p) * (np.minimum(-eta, 0.0) + t))
+    return _keep(observed, ll, 0.0).sum(axis=1)
+
+
+def _logit_wls(k: np.ndarray, y: np.ndarray, w0: np.ndarray, use, n: np.ndarray):
+    r"""Two-pass WLS of logits ``y`` on ``k`` over the points ``use`` (``None``: all): first with the
+    weights ``w0``, then with :math:`n\hat p(1-\hat p)` from the first fit. (slope, intercept, S_kk, w).
+    Floating-point warnings are the caller's to silence."""
+    from scipy import special
+
+    w = _keep(use, w0, 0.0)
     slope, intercept, _ = _wls(k, y, w)
-    with np.errstate(invalid="ignore"):
-        fitted = special.expit(intercept[:, None] + slope[:, None] * k)
-        w_fit = np.where(use, n * fitted * (1.0 - fitted), 0.0)
+    fitted = special.expit(intercept[:, None] + slope[:, None] * k)
+    w_fit = _keep(use, n * fitted * (1.0 - fitted), 0.0)
     w = np.where(w_fit > 0, w_fit, w)  # a fitted p rounding to 0/1 keeps its first weight
     slope, intercept, sxx = _wls(k, y, w)
     return slope, intercept, sxx, w
 
 
 def _wls(k: np.ndarray, y: np.ndarray, w: np.ndarray):
-    """Weighted least squares of y on k along the last axis: (slope, intercept, S_kk)."""
-    with np.errstate(invalid="ignore", divide="ignore"):
-        sw = w.sum(axis=-1)
-        kbar = (w * k).sum(axis=-1) / sw
-        ybar = (w * y).sum(axis=-1) / sw
-        dk = k - kbar[..., None]
-        sxx = (w * dk**2).sum(axis=-1)
-        sxy = (w * dk * (y - ybar[..., None])).sum(axis=-1)
-        slope = sxy / sxx
-        intercept = ybar - slope * kbar
+    """Weighted least squares of y on k along the last axis: (slope, intercept, S_kk). Floating-point
+    warnings are the caller's to silence."""
+    # kbar = sum(w k) / sum(w), ybar = sum(w y) / sum(w), dk = k - kbar, S_kk = sum(w dk^2),
+    # S_ky = sum(w dk (y - ybar)), written with two scratch arrays (fresh temporaries cost page faults).
+    sw = w.sum(axis=-1)
+    t = w * k
+    kbar = t.sum(axis=-1) / sw
+    ybar = np.multiply(w, y, out=t).sum(axis=-1) / sw
+    dk = k - kbar[..., None]
+    np.multiply(dk, dk, out=t)
+    sxx = np.multiply(w, t, out=t).sum(axis=-1)
+    np.multiply(w, dk, out=t)
+    sxy = np.multiply(t, np.subtract(y, ybar[..., None], out=dk), out=t).sum(axis=-1)
+    slope = sxy / sxx
+    intercept = ybar - slope * kbar
     return slope, intercept, sxx

@@ -7,7 +7,8 @@
     sharpen sim destination --steps 60 --seed 1     # any config field as --field-name
 
 Options are generated from the experiments' config dataclasses (one ``--field-name`` per scalar or tuple field;
-tuples comma-separated). An option applies to the named experiments, and each of them must have that field.
+tuples comma-separated; booleans ``--x`` / ``--no-x``); ``--config FILE`` reads them from a JSON, TOML or YAML
+file. An option applies to the named experiments, and each of them must have that field.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from sharpen._cli import closest, given_options, option_specs, output_dir
+from sharpen._cli import add_config_file_option, closest, given_options, option_specs, output_dir
 
 __all__ = ["register", "main", "demo", "add_experiment_arguments", "check_experiments"]
 
@@ -45,8 +46,10 @@ def check_experiments(args: argparse.Namespace, experiments, command: str) -> di
 
 
 def add_experiment_arguments(p: argparse.ArgumentParser, experiments, command: str) -> None:
-    """The positional experiment names, ``--list``, ``--quick``, ``--out`` and one ``--field-name`` option per
-    config field of any experiment in ``experiments`` (its help names every experiment that has it)."""
+    """The positional experiment names, ``--list``, ``--quick``, ``--out``, one ``--field-name`` option per
+    config field of any experiment in ``experiments`` (its help names every experiment that has it) and
+    ``--config FILE`` for the same fields (``sharpen._cli``'s rules: booleans ``--x/--no-x``, choices from
+    ``Literal`` types)."""
     p.add_argument("experiment", nargs="*", help=f"experiment name(s): {', '.join(experiments)}")
     p.add_argument("--list", action="store_true", help="list the experiments and exit")
     p.add_argument("--quick", action="store_true", help="start from the small preset")
@@ -64,6 +67,7 @@ def add_experiment_arguments(p: argparse.ArgumentParser, experiments, command: s
         for exp_name, spec in owners:
             texts.setdefault(spec.help, []).append(exp_name)
         owners[0][1].add_to(group, help="; ".join(f"{', '.join(n)}: {t}" for t, n in texts.items()))
+    add_config_file_option(group, [owners[0][1] for _name, owners in sorted(specs.items())])
     p.set_defaults(option_names=list(specs))
 
 

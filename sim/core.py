@@ -20,7 +20,7 @@ Its gradient in question q's logits is :math:`\\frac1N\\sum_i A_{qi}(e_{y_{qi}}-
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, get_args
+from typing import Literal
 
 import numpy as np
 
@@ -42,20 +42,7 @@ __all__ = [
     "GRPOConfig",
     "Optimizer",
     "grpo_logit_grad",
-    "ANSWER_REWARDS",
 ]
-
-RewardName = Literal[
-    "majority_voting",
-    "vote_share",
-    "ground_truth",
-    "self_verification",
-    "probability",
-    "trajectory_entropy",
-    "token_entropy",
-    "self_certainty",
-]
-ANSWER_REWARDS: tuple[str, ...] = get_args(RewardName)
 
 
 def _check_rng(rng: object) -> np.random.Generator:

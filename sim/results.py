@@ -1,7 +1,8 @@
 """Tidy experiment results: trajectories plus a verdict with its numbers, saved as a sharpen run folder.
 
-A result folder is a :mod:`sharpen.records` run folder (``config.json`` with ``kind = "sim"``,
-``metrics.jsonl`` with the per-step series, so the fitting and figure tools read simulated and real runs alike),
+A result folder is a :mod:`sharpen.records` run folder (``config.json`` with its
+:class:`~sharpen.records.RunHeader`, ``kind = "sim"``; ``metrics.jsonl`` with the per-step series, ``eval.jsonl``
+with the held-out accuracy, so the fitting and figure tools read simulated and real runs alike),
 plus ``verdict.json`` and ``trajectories.npz`` (every array, any shape, for :mod:`paper_figures` to plot without
 recomputation).
 """
@@ -15,7 +16,15 @@ from typing import Any, Literal
 
 import numpy as np
 
-from sharpen.records import ProbeRecord, RunWriter, environment_info
+from sharpen.records import (
+    HELDOUT_ACCURACY,
+    KL,
+    ProbeRecord,
+    RunHeader,
+    RunWriter,
+    environment_info,
+    probe_record,
+)
 
 __all__ = [
     "Verdict",
@@ -24,16 +33,26 @@ __all__ = [
     "probe_records",
     "holds_from_shares",
     "EXACT_PROBE_SAMPLES",
+    "HELDOUT_SERIES",
+    "METRIC_NAMES",
 ]
 
 EXACT_PROBE_SAMPLES = 1_000_000
 """``n_samples`` written in a probe record whose probabilities are exact (the simulator knows the policy)."""
 
+HELDOUT_SERIES = "val_accuracy"
+"""The (S,) trajectory an experiment stores its held-out accuracy under; written to ``eval.jsonl`` (split
+``"heldout"``) as :data:`sharpen.records.HELDOUT_ACCURACY`."""
+
+METRIC_NAMES = {"kl": KL}
+"""The simulator's series names that ``metrics.jsonl`` writes under :data:`sharpen.records.METRICS` names."""
+
 
 def probe_records(
     steps: np.ndarray, probs: np.ndarray, correct: np.ndarray, prefix: str = "q"
 ) -> list[ProbeRecord]:
-    """:class:`sharpen.records.ProbeRecord` s from exact answer distributions.
+    """:class:`sharpen.records.ProbeRecord` s from exact answer distributions (:func:`sharpen.records.probe_record`
+    with ``probs``).
 
     Parameters
     ----------
@@ -51,25 +70,23 @@ def probe_records(
     correct = np.asarray(correct)
     if correct.shape != (probs.shape[1],):
         raise ValueError(f"correct: expected shape ({probs.shape[1]},), got {correct.shape}")
-    m0 = probs[0].argmax(axis=1)
-    rows = np.arange(probs.shape[1])
+    answers = [str(k) for k in range(probs.shape[2])]
+    initial = [answers[k] for k in probs[0].argmax(axis=1)]
+    labels = [str(int(c)) for c in correct]
     out = []
     for i, s in enumerate(steps):
         p = np.clip(probs[i], 0.0, 1.0)
-        maj = p.argmax(axis=1)
-        for q in rows:
+        for q in range(probs.shape[1]):
             out.append(
-                ProbeRecord(
-                    step=int(s),
-                    question_id=f"{prefix}{q}",
+                probe_record(
+                    int(s),
+                    f"{prefix}{q}",
+                    answers,
+                    probs=p[q],
                     n_samples=EXACT_PROBE_SAMPLES,
-                    majority_answer=str(int(maj[q])),
-                    p_majority=float(p[q, maj[q]]),
-                    initial_majority_answer=str(int(m0[q])),
-                    p_initial_majority=float(p[q, m0[q]]),
-                    label=str(int(correct[q])),
-                    majority_correct=bool(maj[q] == correct[q]),
-                    sample_accuracy=float(p[q, correct[q]]),
+                    initial=initial[q],
+                    label=labels[q],
+                    grade=lambda a, c=labels[q]: a == c,
                 )
             )
     return out
@@ -122,7 +139,8 @@ class SimResult:
     ----------
     experiment : registry name
     config : the resolved configuration (plain JSON-able values)
-    trajectories : named arrays; ``step`` (S,) and any (S,)-long series are also written to ``metrics.jsonl``;
+    trajectories : named arrays; ``step`` (S,) and any (S,)-long series are also written to ``metrics.jsonl``
+        (under :data:`METRIC_NAMES` where renamed), :data:`HELDOUT_SERIES` also to ``eval.jsonl``;
         ``probe/step`` (L,), ``probe/probs`` (L, M, K) and ``probe/correct`` (M,), when present, to
         ``probes.jsonl`` (:func:`probe_records`)
     verdict : :class:`Verdict`
@@ -136,27 +154,35 @@ class SimResult:
     def save(self, run_dir: str | Path) -> Path:
         """Write the result folder; returns its path."""
         w = RunWriter(run_dir)
-        w.write_json("config.json", {"kind": "sim", "experiment": self.experiment, **self.config})
+        w.write_config(self.header(), {"experiment": self.experiment, **self.config})
         w.write_json("env.json", environment_info())
         w.write_json("verdict.json", asdict(self.verdict))
         np.savez_compressed(Path(run_dir) / "trajectories.npz", **self.trajectories)
         steps = self.trajectories.get("step")
-        metrics = Path(run_dir) / "metrics.jsonl"
-        if metrics.exists():
-            metrics.unlink()
-        probes = Path(run_dir) / "probes.jsonl"
-        if probes.exists():
-            probes.unlink()
+        for name in ("metrics.jsonl", "probes.jsonl", "eval.jsonl"):
+            (Path(run_dir) / name).unlink(missing_ok=True)
         if "probe/probs" in self.trajectories:
             t = self.trajectories
             w.log_probes(probe_records(t["probe/step"], t["probe/probs"], t["probe/correct"]))
         if steps is not None and steps.ndim == 1:
             series = {
-                k: v for k, v in self.trajectories.items() if k != "step" and v.shape == steps.shape
+                METRIC_NAMES.get(k, k): v
+                for k, v in self.trajectories.items()
+                if k != "step" and v.shape == steps.shape
             }
             for i, s in enumerate(steps):
                 w.log_metrics(int(s), {k: float(v[i]) for k, v in series.items()})
+            if HELDOUT_SERIES in series:
+                for i, s in enumerate(steps):
+                    w.log_eval(
+                        int(s), "heldout", {HELDOUT_ACCURACY: float(series[HELDOUT_SERIES][i])}
+                    )
         return Path(run_dir)
+
+    def header(self) -> RunHeader:
+        """The run header: kind "sim", the experiment as the task, and the config's settings that are single
+        values (a sweep over several, e.g. ``rewards``, is left out)."""
+        return RunHeader.from_fields("sim", self.config, task=self.experiment)
 
 
 def load_result(run_dir: str | Path) -> SimResult:
@@ -168,6 +194,7 @@ def load_result(run_dir: str | Path) -> SimResult:
     config = json.loads((d / "config.json").read_text())
     experiment = config.pop("experiment")
     config.pop("kind", None)
+    config.pop("header", None)
     v = json.loads((d / "verdict.json").read_text())
     with np.load(d / "trajectories.npz") as npz:
         traj = {k: npz[k] for k in npz.files}

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sharpen.grpo import group_advantages
-from sharpen.rewards import Rollouts, get_reward
+from sharpen.rewards import Rollouts, available_rewards, get_reward, reward_info
 from sim._threads import torch_single_thread
 from sim.core import Optimizer, softmax
 
@@ -51,17 +51,16 @@ __all__ = [
     "sample_sequences",
     "sequence_logit_grad",
     "train_token_level",
-    "TOKEN_REWARDS",
+    "token_rewards",
 ]
 
-TOKEN_REWARDS = (
-    "ground_truth",
-    "majority_voting",
-    "self_certainty",
-    "token_entropy",
-    "trajectory_entropy",
-    "probability",
-)
+BATCH_FIELDS = frozenset({"logits", "tokens", "mask", "answers", "groups", "labels"})
+"""What a batch of the toy gives a reward (:func:`batch_rewards`)."""
+
+
+def token_rewards() -> tuple[str, ...]:
+    """The registered rewards the toy trains with: those that need only :data:`BATCH_FIELDS` (no verifier)."""
+    return tuple(n for n in available_rewards() if reward_info(n).needs <= BATCH_FIELDS)
 
 
 @dataclass(frozen=True)
@@ -329,8 +328,8 @@ def train_token_level(
     ``reward_mean``, ``label_accuracy`` (majority answer correct), ``majority_ratio``; with ``val_policy`` (held-out
     questions sharing theta and alpha, their own untrained u) also ``val/<series>``.
     """
-    if reward not in TOKEN_REWARDS:
-        raise ValueError(f"reward: unknown {reward!r}; valid: {', '.join(TOKEN_REWARDS)}")
+    if reward not in token_rewards():
+        raise ValueError(f"reward: unknown {reward!r}; valid: {', '.join(token_rewards())}")
     if int(steps) < 0:
         raise ValueError(f"steps: must be >= 0, got {steps}")
     n = int(n_rollouts)

@@ -5,6 +5,7 @@ advantages (:func:`sharpen.grpo.group_advantages`), turn them into a gradient in
 policy's parameters, step the optimizer. Answer-level rewards with one value per answer class (majority voting,
 ground truth) use the *count path* (sample Multinomial counts, never the rollouts: exact because all rollouts
 of a class share one advantage); every other reward samples the rollouts and calls :func:`sharpen.rewards.get_reward`.
+Any registered reward that reads only what a sampled answer gives (:func:`answer_rewards`) trains here.
 """
 
 from __future__ import annotations
@@ -14,9 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from sharpen.grpo import group_advantages
-from sharpen.rewards import Rollouts, get_reward
+from sharpen.rewards import Rollouts, available_rewards, get_reward, reward_info
 from sim.core import (
-    ANSWER_REWARDS,
     GRPOConfig,
     Optimizer,
     binary_count_advantages,
@@ -28,9 +28,25 @@ from sim.core import (
     softmax,
 )
 
-__all__ = ["SimulatedVerifier", "train_answer_level", "categorical_kl", "COUNT_PATH_REWARDS"]
+__all__ = [
+    "SimulatedVerifier",
+    "train_answer_level",
+    "categorical_kl",
+    "answer_rewards",
+    "COUNT_PATH_REWARDS",
+]
 
 COUNT_PATH_REWARDS = ("majority_voting", "ground_truth")
+"""The rewards with an exact count-path implementation here (one value per answer class)."""
+
+ROLLOUT_FIELDS = frozenset({"answers", "groups", "labels", "logits", "tokens", "verifier"})
+"""What a sampled answer gives a reward: the answer (index), its question's group and correct answer, the
+question's logits with the answer as the response's one token, and a :class:`SimulatedVerifier`."""
+
+
+def answer_rewards() -> tuple[str, ...]:
+    """The registered rewards the answer-level loop trains with: those that need only :data:`ROLLOUT_FIELDS`."""
+    return tuple(n for n in available_rewards() if reward_info(n).needs <= ROLLOUT_FIELDS)
 
 
 @dataclass(frozen=True)
@@ -74,23 +90,12 @@ def _rollout_rewards(
     """(G, N) rewards of sampled answers, from :mod:`sharpen.rewards` (answer index = the one 'token')."""
     g, n = rollouts.shape
     flat = rollouts.ravel()
-    if reward in ("majority_voting", "vote_share", "ground_truth", "self_verification"):
-        ro = Rollouts(
-            answers=flat.tolist(),
-            groups=np.repeat(np.arange(g), n),
-            labels=np.repeat(correct, n).tolist(),
-        )
-        fn = (
-            get_reward(reward, verifier=verifier)
-            if reward == "self_verification"
-            else get_reward(reward)
-        )
-    else:
-        z = np.repeat(logits, n, axis=0)[
-            :, None, :
-        ]  # (B, 1, K): the answer is the response's only token
-        ro = Rollouts(logits=z, tokens=flat[:, None], groups=np.repeat(np.arange(g), n))
-        fn = get_reward(reward)
+    needs = reward_info(reward).needs
+    fields = {"answers": flat.tolist(), "labels": np.repeat(correct, n).tolist()}
+    if "logits" in needs:  # (B, 1, K): the answer is the response's only token
+        fields.update(logits=np.repeat(logits, n, axis=0)[:, None, :], tokens=flat[:, None])
+    ro = Rollouts(groups=np.repeat(np.arange(g), n), **fields)
+    fn = get_reward(reward, verifier=verifier) if "verifier" in needs else get_reward(reward)
     return np.asarray(fn(ro), dtype=np.float64).reshape(g, n)
 
 
@@ -114,7 +119,7 @@ def train_answer_level(
     ----------
     policy : TabularPolicy or SharedPolicy
     correct : (Q,) int, correct answer per question (for measurement, and the ground-truth reward)
-    reward : one of :data:`sim.core.ANSWER_REWARDS`
+    reward : one of :func:`answer_rewards`
     ref_logits : (Q, K), reference for the KL penalty and the KL metric (default: the initial policy)
     eval_questions : ``{name: (policy_like, correct)}`` extra question sets measured each step (held-out
         questions of a shared policy); each ``policy_like`` has ``logits()``.
@@ -129,8 +134,8 @@ def train_answer_level(
     ``label_accuracy`` (batch vote correct), ``majority_ratio``; plus ``eval/<name>/accuracy``; with ``probe``
     also ``probe_probs`` (steps + 1, M, K).
     """
-    if reward not in ANSWER_REWARDS:
-        raise ValueError(f"reward: unknown {reward!r}; valid: {', '.join(ANSWER_REWARDS)}")
+    if reward not in answer_rewards():
+        raise ValueError(f"reward: unknown {reward!r}; valid: {', '.join(answer_rewards())}")
     if int(steps) < 0:
         raise ValueError(f"steps: must be >= 0, got {steps}")
     correct = np.asarray(correct, dtype=np.int64)
@@ -144,7 +149,7 @@ def train_answer_level(
     bsz = q_all if grpo.batch_size is None else min(int(grpo.batch_size), q_all)
     opt = Optimizer(grpo.optimizer, grpo.lr)
     verifier = None
-    if reward == "self_verification":
+    if "verifier" in reward_info(reward).needs:
         verifier = SimulatedVerifier(verifier_accuracy, rng)
     use_counts = reward in COUNT_PATH_REWARDS and not force_rollouts and grpo.epochs == 1
     use_counts = use_counts and grpo.kl_coef == 0.0

@@ -82,8 +82,6 @@ def test_no_argparse_or_matplotlib_in_the_library_outside_its_cli_modules():
     import ast
 
     allowed = {"_cli.py", "_theory_cli.py", "cli.py"}
-    # the veRL adapter still builds its own argparse command; drop it from here once it uses sharpen._cli
-    allowed.add("integrations/verl.py")
     offenders = []
     for path in (ROOT / "sharpen").rglob("*.py"):
         if path.relative_to(ROOT / "sharpen").as_posix() in allowed:

@@ -42,9 +42,13 @@ __all__ = [
     "metric_series",
     "probe_trajectories",
     "mean_se",
+    "preset_fields",
+    "heldout_accuracy",
 ]
 
-RUN_FIELDS_IGNORED = frozenset({"out_dir", "progress", "checkpoint_every", "keep_checkpoints"})
+RUN_FIELDS_IGNORED = frozenset(
+    {"out_dir", "progress", "checkpoint_every", "keep_checkpoints", "report_to"}
+)
 """Fields that do not change a run's logs; left out of the folder digest."""
 
 
@@ -125,8 +129,15 @@ class LabRuns:
 
 
 def run_folder(cfg: TrainConfig, runs_dir: str | Path) -> Path:
-    """``runs_dir/<reward>-lr<lr>-seed<seed>-<digest>``; the digest covers every field that changes the run."""
-    d = {k: v for k, v in cfg.to_dict().items() if k not in RUN_FIELDS_IGNORED}
+    """``runs_dir/<reward>-lr<lr>-seed<seed>-<digest>``; the digest covers every field that changes the run and
+    differs from :class:`TrainConfig`'s default (so a new field, added with a default that keeps old behaviour,
+    leaves existing folders reusable)."""
+    default = TrainConfig().to_dict()
+    d = {
+        k: v
+        for k, v in cfg.to_dict().items()
+        if k not in RUN_FIELDS_IGNORED and v != default.get(k, object())
+    }
     digest = hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:10]
     return Path(runs_dir) / f"{cfg.reward}-lr{cfg.lr:g}-seed{cfg.seed}-{digest}"
 
@@ -143,20 +154,36 @@ def _finished(folder: Path, steps: int) -> bool:
         return False
 
 
-def ensure_runs(configs: Sequence[TrainConfig], runs_dir: str | Path) -> list[Path]:
+def ensure_runs(
+    configs: Sequence[TrainConfig], runs_dir: str | Path, *, workers: int = 1
+) -> list[Path]:
     """Train every configuration that has no finished folder yet; return the folders, in order.
 
     A folder whose ``metrics.jsonl`` reaches ``cfg.steps`` is taken as it is; any other is (re)started with
     ``resume=True`` (continuing from its last checkpoint). One line per run goes to stderr.
+
+    ``workers > 1`` trains that many runs at a time, each in its own process (``spawn``; each on its
+    ``torch_threads``), so two one-thread runs use two idle cores. A run's logs do not depend on the process it
+    ran in. The tiny priors the runs start from are built first, in this process (one cache write each), so
+    no two workers pretrain the same prior at once.
     """
     from empirical.train import train
 
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers: must be an integer >= 1, got {workers!r}")
     folders = [run_folder(c, runs_dir) for c in configs]
     todo = [
         i
         for i, (c, f) in enumerate(zip(configs, folders, strict=True))
         if not _finished(f, c.steps)
     ]
+    if workers > 1 and len(todo) > 1:
+        jobs = [configs[i].replace(out_dir=str(folders[i])) for i in todo]
+        for n, (name, seconds) in enumerate(_train_parallel(jobs, workers), 1):
+            print(
+                f"  lab run {n}/{len(todo)}: {name} ({seconds:.0f} s)", file=sys.stderr, flush=True
+            )
+        return folders
     for n, i in enumerate(todo, 1):
         cfg, folder = configs[i], folders[i]
         start = time.perf_counter()
@@ -164,6 +191,33 @@ def ensure_runs(configs: Sequence[TrainConfig], runs_dir: str | Path) -> list[Pa
         print(f"  lab run {n}/{len(todo)}: {folder.name} ({time.perf_counter() - start:.0f} s)",
               file=sys.stderr, flush=True)  # fmt: skip
     return folders
+
+
+def _train_one(cfg: TrainConfig) -> tuple[str, float]:
+    """Train (or resume) one run into ``cfg.out_dir``; its folder name and wall seconds."""
+    from empirical.train import train
+
+    start = time.perf_counter()
+    train(cfg, resume=True)
+    return Path(cfg.out_dir).name, time.perf_counter() - start
+
+
+def _train_parallel(jobs: Sequence[TrainConfig], workers: int):
+    """:func:`_train_one` of each job on ``workers`` spawned processes, yielding results as runs finish."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    from empirical.policy import resolve_model_path
+
+    for key in {(c.model, c.pretrain_corpus, c.pretrain_steps, c.pretrain_accuracy) for c in jobs}:
+        model, corpus, steps, accuracy = key  # the prior, as build_trainer resolves it
+        resolve_model_path(
+            model, pretrain_corpus=corpus, pretrain_steps=steps, pretrain_accuracy=accuracy
+        )
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=context) as pool:
+        for future in as_completed([pool.submit(_train_one, cfg) for cfg in jobs]):
+            yield future.result()
 
 
 def load_runs(folders: Sequence[Path]) -> list[Run]:
@@ -207,3 +261,29 @@ def mean_se(x: np.ndarray, axis: int = 0) -> tuple[np.ndarray, np.ndarray]:
     mean = x.mean(axis=axis)
     se = x.std(axis=axis, ddof=1) / math.sqrt(n) if n > 1 else np.full(mean.shape, math.nan)
     return mean, se
+
+
+def preset_fields(name: str, keys: Sequence[str]) -> dict:
+    """Fields ``keys`` of preset ``name`` (e.g. the task, prior and length cap of ``tiny-reason-ttrl``), as
+    ``changes`` for :meth:`LabRuns.train_config`, whose base is the arithmetic preset."""
+    p = preset(name)
+    return {k: getattr(p, k) for k in keys}
+
+
+def heldout_accuracy(run: Run, k: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    r"""``(steps, accuracy, se)`` of a run's sampled held-out ``avg@k`` evals (tasks without exact accuracy),
+    ``se`` over the held-out questions.
+
+    With ``k = 1`` each question scores 0/1, so the standard error is the binomial one,
+    :math:`\sqrt{a(1-a)/(n-1)}` (``n = n_questions`` of the eval: the sample standard deviation of the
+    scores over :math:`\sqrt n`). For ``k > 1`` the per-question scores are not logged: ``se`` is NaN.
+    """
+    key = f"avg@{k}"
+    steps, acc = metric_series(run, key, run.evals)
+    n_questions = {int(e["step"]): e.get("n_questions", math.nan) for e in run.evals if key in e}
+    n = np.array([float(n_questions[int(s)]) for s in steps.tolist()])
+    if k != 1:
+        return steps, acc, np.full(acc.shape, math.nan)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        se = np.sqrt(acc * (1 - acc) / (n - 1))
+    return steps, acc, np.where(n > 1, se, math.nan)

@@ -6,4 +6,5 @@ if [ ! -x "$VENV_DIR/bin/pytest" ]; then
     echo "no $VENV_DIR: run  bash scripts/verl/make_env.sh $VENV_DIR  first" >&2
     exit 2
 fi
-"$VENV_DIR/bin/pytest" -q -p no:cacheprovider tests/sharpen/integrations/test_verl_env.py tests/sharpen/integrations/test_verl_on_cpu.py
+"$VENV_DIR/bin/pytest" -q -p no:cacheprovider tests/sharpen/integrations/test_verl_env.py tests/sharpen/integrations/test_verl_on_cpu.py \
+    tests/sharpen/integrations/test_verl_probes_on_cpu.py tests/sharpen/integrations/test_verl_recipe_on_cpu.py

@@ -12,7 +12,8 @@ Modules (none is imported by ``import sharpen``; each imports its engine only wh
   veRL run to sharpen's run format. Pure Python: runs without veRL.
 - :mod:`sharpen.integrations.verl_trainer` -- the thin veRL trainer hook (extra ``verl``, pinned to
   :data:`sharpen.integrations.verl.SUPPORTED_VERL`, checked at import).
-- :mod:`sharpen.integrations.records` -- per-question probe records from sampled answers (shared by both).
+- :mod:`sharpen.integrations.records` -- per-question probe records from sampled answers, and the resume that
+  keeps a resumed run's records equal to an uninterrupted one's (shared by both).
 """
 
 from __future__ import annotations

@@ -53,7 +53,7 @@ import numpy as np
 import torch
 
 from sharpen.answers import canonicalize, extract_answer
-from sharpen.integrations.records import initial_majorities, probe_records
+from sharpen.integrations.records import probe_records, resume_run
 from sharpen.metrics import (
     exact_match,
     point_biserial,
@@ -61,8 +61,17 @@ from sharpen.metrics import (
     ttrl_metrics,
     underflow_fraction,
 )
-from sharpen.records import PROBES_FILE, RunWriter, environment_info, read_jsonl
-from sharpen.rewards import PRESETS, Rollouts, get_reward
+from sharpen.records import (
+    GROUND_TRUTH_RATIO,
+    HELDOUT_ACCURACY,
+    KL,
+    MAJORITY_REWARD,
+    PROBES_FILE,
+    RunHeader,
+    RunWriter,
+    environment_info,
+)
+from sharpen.rewards import PRESETS, Rollouts, available_rewards, get_reward, reward_info
 
 try:
     from transformers import TrainerCallback
@@ -79,16 +88,21 @@ __all__ = [
     "SelfVerificationReward",
     "SharpenGRPOTrainer",
     "SharpenRunCallback",
+    "certainty_rewards",
     "completion_text",
     "default_parse",
 ]
 
-CERTAINTY_REWARDS: tuple[str, ...] = (
-    "self_certainty",
-    "token_entropy",
-    "trajectory_entropy",
-    "probability",
-)
+CERTAINTY_REWARDS: tuple[str, ...] = tuple(n for n, spec in PRESETS.items() if spec.needs_logits)
+"""The certainty presets (self-certainty, token and trajectory entropy, probability); :class:`CertaintyReward`
+takes these and every other registered token-level reward with a spec (:func:`certainty_rewards`)."""
+
+
+def certainty_rewards() -> tuple[str, ...]:
+    """The registered rewards :class:`CertaintyReward` scores: token-level, with a spec."""
+    return tuple(n for n in available_rewards(level="token") if reward_info(n).spec is not None)
+
+
 OnPartial = Literal["gather", "raise"]
 
 REWARD_METRICS: tuple[str, ...] = (
@@ -450,7 +464,8 @@ class CertaintyReward:
 
     Parameters
     ----------
-    name : one of :data:`CERTAINTY_REWARDS`
+    name : one of :func:`certainty_rewards` (the presets :data:`CERTAINTY_REWARDS` and any token-level reward
+        registered with a spec)
     aggregate : {"mean", "sum"}, optional
         Token mean (URLVR, RENT, Intuitor; the preset) or sum (EM-RL).
     log_space : bool
@@ -469,16 +484,15 @@ class CertaintyReward:
         group_column: str = "prompt_id",
         label_column: str = "answer",
     ):
-        if name not in CERTAINTY_REWARDS:
-            raise ValueError(f"name: must be one of {CERTAINTY_REWARDS}, got {name!r}")
+        if name not in certainty_rewards():
+            raise ValueError(f"name: must be one of {certainty_rewards()}, got {name!r}")
         if aggregate not in (None, "mean", "sum"):
             raise ValueError(f"aggregate: must be None, 'mean' or 'sum', got {aggregate!r}")
         self.name = name
         self.__name__ = name
+        preset = reward_info(name).spec
         self.spec = (
-            PRESETS[name]
-            if aggregate is None
-            else dataclasses.replace(PRESETS[name], aggregate=aggregate)
+            preset if aggregate is None else dataclasses.replace(preset, aggregate=aggregate)
         )
         self.log_space = bool(log_space)
         self.parse = parse or default_parse
@@ -506,7 +520,7 @@ class CertaintyReward:
             raise ValueError("completion_ids: TRL must pass one token list per completion")
         values = trainer.score_certainty(self, completion_ids)
         log_metric = kwargs.get("log_metric")
-        if callable(log_metric) and self.name == "probability":
+        if callable(log_metric) and self.spec.unit == "sequence":  # a probability: its underflow
             finite = [v for v in trainer.score_certainty_log(completion_ids) if v is not None]
             if finite:
                 log_metric(
@@ -657,7 +671,18 @@ class SharpenGRPOTrainer(GRPOTrainer):
 # The callback: sharpen run records from a TRL run
 # ----------------------------------------------------------------------------------------------------------------
 
-_RENAMES = {"completions/mean_length": "response_length", "learning_rate": "lr"}
+# TRL's log names -> sharpen.records.METRICS (TRL's "kl" is to its reference model: the initial policy)
+_RENAMES = {"completions/mean_length": "response_length", "learning_rate": "lr", "kl": KL}
+# the header fields TRL's arguments set: field -> GRPOConfig argument
+_HEADER_ARGS = {
+    "lr": "learning_rate",
+    "n_rollouts": "num_generations",
+    "clip_eps": "epsilon",
+    "seed": "seed",
+    "epochs": "num_iterations",
+    "optimizer": "optim",
+    "kl_coef": "beta",
+}
 _SKIP = {
     "epoch",
     "total_flos",
@@ -671,11 +696,15 @@ _SKIP = {
 class SharpenRunCallback(TrainerCallback):
     """Writes sharpen's run folder from a TRL (or any HF ``Trainer``) run.
 
-    Files: ``config.json`` (``kind: "trl"``, the trainer arguments, ``config``), ``env.json``, ``metrics.jsonl``
-    (every numeric log entry at its global step, ``completions/mean_length`` also as ``response_length``),
-    ``eval.jsonl`` (``eval_*`` logs) and ``probes.jsonl``: every ``probe_every`` steps (and at step 0 and the
-    last step) ``probe_samples`` completions of each probe question are sampled from the current policy and
-    summarised by :func:`sharpen.integrations.records.probe_records`.
+    Files: ``config.json`` (its :class:`~sharpen.records.RunHeader`: ``kind: "trl"``, lr, N, clip, seed, steps,
+    model and the trainer's other settings, with ``reward`` / ``task`` from ``config``; beside it the trainer
+    arguments and ``config``), ``env.json``, ``metrics.jsonl`` (every numeric log entry at its global step,
+    ``completions/mean_length`` also as ``response_length``, ``kl`` also as ``kl_to_initial``, TRL's ``reward``
+    as ``majority_voting_reward`` where no sharpen reward logged it), ``eval.jsonl`` (``eval_*`` logs; the
+    chosen reward's ``ground_truth_ratio`` on the eval set is also the held-out ``accuracy``) and
+    ``probes.jsonl``: every ``probe_every`` steps (and at step 0 and the last step) ``probe_samples``
+    completions of each probe question are sampled from the current policy and summarised by
+    :func:`sharpen.integrations.records.probe_records`.
 
     **Metric names.** The sharpen rewards log :data:`REWARD_METRICS` as ``<reward name>/<metric>``; these are
     written as they are, and each bare name (``reward_accuracy``, ``label_accuracy``, ... -- what ``sharpen fit``
@@ -684,10 +713,10 @@ class SharpenRunCallback(TrainerCallback):
     several rewards' values.
 
     **Resuming.** When training begins at ``state.global_step = k > 0`` (``resume_from_checkpoint``), records
-    after step k are dropped (:meth:`sharpen.records.RunWriter.truncate_after`: an interrupted run may have logged
-    past its last checkpoint), the initial majorities are reloaded from ``probes.jsonl``
-    (:func:`sharpen.integrations.records.initial_majorities`), and the steps already probed are not probed again.
-    With the same seed the probe trajectories then equal an uninterrupted run's (probes are seeded by step).
+    after step k are dropped and the initial majorities are reloaded from ``probes.jsonl``
+    (:func:`sharpen.integrations.records.resume_run`: an interrupted run may have logged past its last
+    checkpoint), and the steps already probed are not probed again. With the same seed the probe trajectories
+    then equal an uninterrupted run's (probes are seeded by step).
 
     Parameters
     ----------
@@ -698,7 +727,9 @@ class SharpenRunCallback(TrainerCallback):
     probe_temperature : sampling temperature of the probes (default: the trainer's ``temperature``)
     seed : probes are sampled under ``torch.random.fork_rng`` seeded with ``seed`` and the step, so they neither
         consume nor depend on the trainer's random stream
-    config : extra entries for ``config.json`` (e.g. the reward name, the task)
+    config : extra entries for ``config.json`` (e.g. the reward name, the task); those named like
+        :class:`~sharpen.records.RunHeader` fields (``reward``, ``task``, ``n_questions``, ...) also fill the
+        header where the trainer's arguments do not
     metric_rewards : reward names, in priority order, whose metrics become the bare names (default
         ``("majority_voting",)``; e.g. ``("self_verification",)`` for a self-verification run with a
         ground-truth monitor)
@@ -753,9 +784,13 @@ class SharpenRunCallback(TrainerCallback):
             for k, v in args.to_dict().items()
             if isinstance(v, (int, float, str, bool, type(None)))
         }
-        self.writer.write_json(
-            "config.json", {"kind": "trl", "trainer": trainer_args, **self.config}
+        from_args = {f: trainer_args.get(a) for f, a in _HEADER_ARGS.items()}
+        name = getattr(model, "name_or_path", None) or None
+        header = RunHeader.from_fields(
+            "trl", {**self.config, **from_args, "steps": state.max_steps or None, "model": name}
         )
+        extra = {k: v for k, v in self.config.items() if k not in ("kind", "header")}
+        self.writer.write_config(header, {"trainer": trainer_args, **extra})
         self.writer.write_json("env.json", environment_info())
         if state.global_step > 0:
             self._resume(int(state.global_step), state)
@@ -765,13 +800,10 @@ class SharpenRunCallback(TrainerCallback):
         """Make the run folder what it was at checkpoint ``step`` and restore the probes' state from it."""
         if not state.is_world_process_zero:
             return  # only process 0 writes records and probes
-        self.writer.truncate_after(step)
-        path = self.writer.run_dir / PROBES_FILE
-        # after the truncation these rows are the checkpoint's: steps <= step only
-        rows = read_jsonl(path)[0] if path.exists() else []
-        self._initial = {**initial_majorities(rows), **self._initial}
+        resumed = resume_run(self.writer, step)  # rows after the checkpoint dropped, maj_0 reloaded
+        self._initial = {**resumed.initial, **self._initial}
         # the checkpoint's own step counts as probed: an uninterrupted run probed it (or not) before saving
-        self._probed |= {int(r["step"]) for r in rows} | {step}
+        self._probed |= resumed.probed | {step}
         missing = [q.qid for q in self.probes if str(q.qid) not in self._initial]
         if self.probes and missing:
             warnings.warn(
@@ -802,7 +834,11 @@ class SharpenRunCallback(TrainerCallback):
             if old in train:
                 train[new] = train[old]
         train.update(self._bare_metrics(train))
+        if "reward" in train:  # TRL's mean training reward, where no sharpen reward logged its own
+            train.setdefault(MAJORITY_REWARD, train["reward"])
         evals.update(self._bare_metrics(evals))
+        if GROUND_TRUTH_RATIO in evals:  # the eval samples' share correct: held-out accuracy
+            evals.setdefault(HELDOUT_ACCURACY, evals[GROUND_TRUTH_RATIO])
         if evals:
             self.writer.log_eval(state.global_step, "eval", evals)
         if train:

@@ -16,19 +16,19 @@ from sim.configs import OneOptimizer
 from sim.plots import mean_line
 from sim.registry import Experiment, register
 from sim.results import SimResult, Verdict, holds_from_shares
-from sim.token_toy import TOKEN_REWARDS, TokenToyConfig, init_token_policy, train_token_level
+from sim.token_toy import TokenToyConfig, init_token_policy, token_rewards, train_token_level
 
 __all__ = ["FailureModesConfig", "failure_modes", "classify_failure", "PREDICTED_MODE"]
 
 PREDICTED_MODE = {
-    "probability": "length collapse",
+    "ground_truth": "no collapse",
+    "majority_voting": "gradual degradation",
+    "self_certainty": "gradual degradation",
     "token_entropy": "repetition collapse",
     "trajectory_entropy": "repetition collapse",
-    "self_certainty": "gradual degradation",
-    "majority_voting": "gradual degradation",
-    "ground_truth": "no collapse",
+    "probability": "length collapse",
 }
-"""The failure mode the paper reports for each reward."""
+"""The failure mode the paper reports for each reward: the rewards this experiment trains and judges."""
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,7 @@ class FailureModesConfig(OneOptimizer):
     steps: int = 600
     lr: float = 0.03
     toy: TokenToyConfig = TokenToyConfig()
-    rewards: tuple[str, ...] = TOKEN_REWARDS
+    rewards: tuple[str, ...] = tuple(PREDICTED_MODE)
     n_val: int = 128
     length_ratio: float = 0.6
     repetition: float = 0.5
@@ -59,9 +59,11 @@ class FailureModesConfig(OneOptimizer):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        bad = [r for r in self.rewards if r not in TOKEN_REWARDS]
+        # the toy's rewards with a paper prediction to judge them by
+        valid = [r for r in PREDICTED_MODE if r in token_rewards()]
+        bad = [r for r in self.rewards if r not in valid]
         if bad or not self.rewards:
-            raise ValueError(f"rewards: unknown {bad}; valid: {', '.join(TOKEN_REWARDS)}")
+            raise ValueError(f"rewards: unknown {bad}; valid: {', '.join(valid)}")
         if self.n_val < 1:
             raise ValueError(f"n_val: must be >= 1, got {self.n_val}")
 

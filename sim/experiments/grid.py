@@ -25,7 +25,7 @@ import numpy as np
 
 from sharpen.answers import plurality_winners
 from sharpen.grpo import group_advantages
-from sharpen.rewards import Rollouts, get_reward
+from sharpen.rewards import PRESETS, Rollouts, available_rewards, get_reward, reward_info
 from sim._threads import torch_single_thread
 from sim.configs import GRPORuns
 from sim.core import Optimizer, PriorConfig, sample_counts, sample_prior, softmax
@@ -34,15 +34,23 @@ from sim.registry import Experiment, register
 from sim.results import SimResult, Verdict
 from sim.train import categorical_kl
 
-__all__ = ["GridConfig", "GridSetting", "run_grid", "GRID_REWARDS", "class_rewards"]
+__all__ = ["GridConfig", "GridSetting", "run_grid", "GRID_REWARDS", "grid_rewards", "class_rewards"]
 
-GRID_REWARDS = (
-    "majority_voting",
-    "self_certainty",
-    "token_entropy",
-    "trajectory_entropy",
-    "probability",
-)
+CLASS_REWARDS = ("majority_voting", "ground_truth")
+"""The rewards :func:`class_rewards` gives each answer class itself (the plurality winner, the correct class)."""
+
+GRID_REWARDS = ("majority_voting", *(name for name, spec in PRESETS.items() if spec.needs_logits))
+"""The default: majority voting and the four certainty presets, the five intrinsic rewards."""
+
+
+def grid_rewards() -> tuple[str, ...]:
+    """The rewards the grid trains with: :data:`CLASS_REWARDS` and every registered reward that reads only the
+    logits and tokens of a single-token response."""
+    needs = {n: reward_info(n).needs for n in available_rewards()}
+    single_token = [
+        n for n, need in needs.items() if "logits" in need and need <= {"logits", "tokens"}
+    ]
+    return (*CLASS_REWARDS, *(n for n in single_token if n not in CLASS_REWARDS))
 
 
 @dataclass(frozen=True)
@@ -82,7 +90,7 @@ class GridConfig(GRPORuns):
 
     Attributes
     ----------
-    rewards : answer-level rewards (default: the five intrinsic ones)
+    rewards : rewards, each one of :func:`grid_rewards` (default: the five intrinsic ones)
     settings : hyperparameter settings
     prior : per-run dataset (n_questions = the batch: every question every step)
     eps : added to the group std
@@ -97,7 +105,7 @@ class GridConfig(GRPORuns):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        ok = (*GRID_REWARDS, "ground_truth")
+        ok = grid_rewards()
         bad = [r for r in self.rewards if r not in ok]
         if bad or not self.rewards:
             raise ValueError(f"rewards: unknown {bad}; valid: {', '.join(ok)}")

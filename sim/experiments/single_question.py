@@ -10,11 +10,11 @@ import numpy as np
 
 from sim._threads import torch_single_thread
 from sim.configs import OneOptimizer
-from sim.core import ANSWER_REWARDS, GRPOConfig, PriorConfig, TabularPolicy, sample_prior, softmax
+from sim.core import GRPOConfig, PriorConfig, TabularPolicy, sample_prior, softmax
 from sim.plots import mean_line
 from sim.registry import Experiment, register
 from sim.results import SimResult, Verdict
-from sim.train import train_answer_level
+from sim.train import answer_rewards, train_answer_level
 
 __all__ = ["SingleQuestionConfig", "single_question"]
 
@@ -49,9 +49,9 @@ class SingleQuestionConfig(OneOptimizer):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        bad = [r for r in self.rewards if r not in ANSWER_REWARDS]
+        bad = [r for r in self.rewards if r not in answer_rewards()]
         if bad or not self.rewards:
-            raise ValueError(f"rewards: unknown {bad}; valid: {', '.join(ANSWER_REWARDS)}")
+            raise ValueError(f"rewards: unknown {bad}; valid: {', '.join(answer_rewards())}")
         if self.n_probe < 0 or self.probe_every < 1:
             raise ValueError(
                 f"n_probe, probe_every: need n_probe >= 0 and probe_every >= 1, got {self.n_probe}, "

@@ -209,6 +209,7 @@ _RANGE_CASES = {
             "keep_checkpoints",
             "mini_batch_size",
             "micro_batch_size",
+            "n_votes",
         )
     },
     "n_rollouts": (1, "must be >= 2 (a GRPO group of one rollout has no advantage)"),

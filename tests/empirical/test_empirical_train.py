@@ -31,6 +31,11 @@ def test_end_to_end_run_sharpens_and_records(tiny_config):
     assert len(run.probes) == 4 * cfg.n_probe
     assert [e["step"] for e in run.evals] == [0, 30]
     assert run.config["train"]["lr"] == 1e-3 and "packages" in run.env and not run.warnings
+    h = run.header  # the typed header that sharpen fit and the figures read
+    assert (h.kind, h.reward, h.lr, h.n_rollouts, h.clip_eps, h.seed, h.steps, h.task) == (
+        "empirical", cfg.reward, 1e-3, cfg.n_rollouts, cfg.clip_eps, cfg.seed, 30, cfg.task,
+    )  # fmt: skip
+    assert all(e["accuracy"] == e[f"avg@{cfg.eval_samples}"] for e in run.evals)
     for m in run.metrics:
         for key in (
             "label_accuracy",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import doctest
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -27,7 +28,7 @@ from paper_figures.data import (
     FigureData,
     SimSpec,
     cached,
-    config_value,
+    run_label,
     seed_series,
     sim_result,
     sim_run_dir,
@@ -35,7 +36,7 @@ from paper_figures.data import (
     tally,
 )
 from paper_figures.style import save
-from sharpen.records import ProbeRecord, RunWriter, load_run
+from sharpen.records import ProbeRecord, Run, RunHeader, RunWriter, load_run
 from sharpen.theory import majority_prob
 
 SIM_KINDS = (
@@ -169,7 +170,13 @@ def test_seed_series_band_and_helpers():
     with pytest.raises(ValueError, match="steps"):
         seed_series("a", v, steps=np.arange(4))
     assert tally(["a", "b", "a"]) == "a 2/3, b 1/3"
-    assert config_value({"x": {"n_questions": 5}}, "n_questions") == 5
+    # a legend reads the run's header, never the writer's configuration
+    run = Run(
+        Path("r"), {"x": {"n_questions": 6}}, {}, [], [], [], header=RunHeader("sim", n_questions=5)
+    )
+    assert run_label(run, ["n_questions"]) == "r, n_questions=5"
+    with pytest.raises(ValueError, match="vary"):
+        run_label(run, ["sizes"])
 
 
 # ----------------------------------------------------------------------------------------------
@@ -320,13 +327,17 @@ def test_stability_theory_and_simulation(cache, tmp_path):
 
 
 def test_curve_kinds_from_a_sim_run_folder(cache, tmp_path):
-    # a rise_then_fall result folder is a sharpen run folder: metrics.jsonl with TTRL names and val_accuracy
+    # a rise_then_fall result folder is a sharpen run folder: metrics.jsonl with TTRL names, and its held-out
+    # series (val_accuracy) in eval.jsonl as every writer's held-out accuracy
     d = sim_run_dir(quick(rise_fall), cache)
     fd = rise_fall.compute([d], cache=cache)
     by = {p["metric"]: p["series"] for p in fd.data["panels"]}
     assert (
-        by["heldout"][0]["name"] == "val_accuracy"
+        by["heldout"][0]["name"] == "accuracy"
         and by["reward_accuracy"][0]["name"] == "reward_accuracy"
+    )
+    assert (
+        by["heldout"][0]["x"] == sim_result(quick(rise_fall), cache).trajectories["step"].tolist()
     )
     assert by["entropy"] == []  # not logged: the panel says so instead of failing
     assert "run folders" in fd.caption

@@ -10,9 +10,11 @@ from scipy import stats
 
 from sharpen.answers import (
     canonicalize,
+    equivalence_key,
     equivalent,
     extract_answer,
     extract_answer_line,
+    extract_answer_phrase,
     extract_boxed,
     majority_vote,
     parse_verdict,
@@ -53,6 +55,48 @@ def test_extract_answer_line(text, expected):
     assert extract_answer_line(text) == expected
 
 
+# was: each of these gave None (or, with two labels on a line, the first one's value)
+@pytest.mark.parametrize(
+    ("text", "expected", "source"),
+    [
+        ("6 * 7 = 42. The answer is 42", "42", extract_answer_phrase),
+        ("So the answer is $\\frac{1}{2}$.", r"\frac{1}{2}", extract_answer_phrase),
+        ("the answer is: **-3**.", "-3", extract_answer_phrase),
+        ("Thus the final answer is $7$. I hope it is correct.", "7", extract_answer_phrase),
+        ("Final Answer: 56", "56", extract_answer_line),
+        ("**Final Answer:** 56", "56", extract_answer_line),
+        ("Final Answer: The final answer is $56$", "56", extract_answer_line),
+        (
+            "Final Answer: The final answer is $56$. I hope it is correct.",
+            "56",
+            extract_answer_line,
+        ),
+        (r"so the result is \boxed5", "5", extract_boxed),
+        (r"\boxed12.", "12.", extract_boxed),
+        ("所以答案是 5", "5", extract_answer_phrase),
+        ("答案是5。", "5", extract_answer_phrase),
+        ("答案：5", "5", extract_answer_line),
+        ("答案: 5", "5", extract_answer_line),
+        ("Answer: 3. Wait, no. Answer: 5", "5", extract_answer_line),
+        ("Answer: 3\nHmm, 3 is wrong. Answer: 5", "5", extract_answer_line),
+    ],
+)
+def test_extract_answer_formats(text, expected, source):
+    assert extract_answer(text) == expected
+    assert source(text) == expected  # the source that gives it
+
+
+def test_extract_answer_precedence_box_then_label_then_phrase():
+    text = "The answer is 3.\nAnswer: 4\nso \\boxed{5}"
+    assert extract_answer(text) == "5"
+    assert extract_answer(text.replace("\\boxed{5}", "")) == "4"
+    assert extract_answer("The answer is 3.\nno box, no label") == "3"
+    # precedence goes by source, not by position: a box anywhere beats a later label
+    assert extract_answer("\\boxed{5}\nAnswer: 4. The answer is 3.") == "5"
+    assert extract_answer("The answer is 3.", style="answer_line") is None
+    assert extract_answer("The answer is 3.", style="boxed") is None
+
+
 def test_extract_answer_prefers_boxed_then_answer_line():
     assert extract_answer("Answer: 3\n\\boxed{4}") == "4"
     assert extract_answer("Answer: 3") == "3"
@@ -82,6 +126,54 @@ def test_extract_answer_prefers_boxed_then_answer_line():
 )
 def test_canonicalize(raw, canon):
     assert canonicalize(raw) == canon
+
+
+@pytest.mark.parametrize(
+    ("answers", "key"),
+    [
+        (
+            [
+                r"\frac{1}{2}",
+                "1/2",
+                "0.5",
+                r"\dfrac12",
+                r"\tfrac{1}{2}",
+                "2/4",
+                ".5",
+                r"\frac{0.5}{1}",
+            ],
+            "1/2",
+        ),
+        (["3", "3.0", "+3", "003", "6/2", r"\frac{6}{2}", "3.", "$3$."], "3"),
+        ([r"-\frac{3}{4}", r"\frac{-3}{4}", "-0.75", "-3/4"], "-3/4"),
+        (["0", "-0", "0.000", "0/5"], "0"),
+        (["1,000", "1000", "1000.00"], "1000"),
+    ],
+)
+def test_equivalence_key_merges_spellings_of_one_rational(answers, key):
+    assert {equivalence_key(a) for a in answers} == {key}
+
+
+def test_equivalence_key_keeps_everything_else_as_its_canonical_string():
+    for a in (
+        r"\sqrt{2}",
+        "x+1",
+        r"50\%",
+        "1/0",
+        r"\frac{1}{0}",
+        "(1,2)",
+        "1e3",
+        r"\frac{a}{2}",
+        "1/2/3",
+    ):
+        assert equivalence_key(a) == canonicalize(a)
+    assert equivalence_key(None) is None and equivalence_key("$ $") is None
+    assert equivalence_key("1" * 201) == "1" * 201 and equivalence_key("0" + "1" * 199) == "1" * 199
+    assert (
+        equivalence_key("0" + "1" * 200) == "0" + "1" * 200
+    )  # over MAX_RATIONAL_DIGITS: its string
+    with pytest.raises(ValueError, match="^answer: expected a str"):
+        equivalence_key(3)  # type: ignore[arg-type]
 
 
 def test_equivalent_exact_and_symbolic():

@@ -338,7 +338,8 @@ PIECES = [
     "\\boxed{", "\\boxed ", "\\fbox{", "{", "}", "Answer:", "**Answer**: ", " answer :", "\n", " ", "\t",
     "$", "\\text{", "\\textbf{", "\\mathrm{", "\\left(", "\\right)", "\\dfrac", "\\frac{1}{2}", "1", "-0",
     "+3", "1,000", "0.50", ".", ",", "true", "False", "\\boxed{True}", "\\boxed{ false }", "\\,", "\\!",
-    "^\\circ", "é", "\u200b", "\u3000", "\x00", "\x1c", "\U0001f600", "\ud800",
+    "^\\circ", "é", "\u200b", "\u3000", "\x00", "\x1c", "\U0001f600", "\ud800", "The answer is ",
+    "Final Answer:", "答案是", "答案：", "。", ". ", "\\boxed5", "\\frac12", "1/2",
 ]  # fmt: skip
 SHORT_TEXT = st.one_of(
     st.text(max_size=30),
@@ -358,9 +359,11 @@ STYLES = ("auto", "boxed", "answer_line")
 @fuzz(
     answers.extract_boxed,
     answers.extract_answer_line,
+    answers.extract_answer_phrase,
     answers.extract_answer,
     answers.parse_verdict,
     answers.canonicalize,
+    answers.equivalence_key,
     text=st.none() | TEXTS | JUNK,
     style=st.sampled_from(STYLES) | JUNK | arrays(torch_too=False),
 )
@@ -375,23 +378,29 @@ def test_fuzz_text(text, style):
         assert len(text) <= answers.MAX_ANSWER_CHARS and re.search(r"\s", canonical) is None
         if "\\" not in text:  # a normal form (removing a command may join its neighbours: one pass)
             assert answers.canonicalize(canonical) == canonical
+    ok_k, key = attempt(answers.equivalence_key, text, names={"answer"})
+    assert ok_k == ok and (not ok or (key is None) == (canonical is None))
+    if ok_k and key is not None:  # the canonical string, or a rational in lowest terms
+        assert key == canonical or re.fullmatch(r"-?[0-9]+(/[0-9]+)?", key)
     names = {"text", "style"}
     ok_b, boxed = attempt(answers.extract_boxed, text, names=names)
     ok_l, line = attempt(answers.extract_answer_line, text, names=names)
+    ok_p, phrase = attempt(answers.extract_answer_phrase, text, names=names)
     ok_a, ans = attempt(answers.extract_answer, text, style, names=names)
     ok_v, verdict = attempt(answers.parse_verdict, text, names=names)
     if not isinstance(text, str):
-        assert not (ok_b or ok_l or ok_a or ok_v)  # "text: expected a str"
+        assert not (ok_b or ok_l or ok_p or ok_a or ok_v)  # "text: expected a str"
         return
-    assert ok_b and ok_l and ok_v
-    for value in (boxed, line):
+    assert ok_b and ok_l and ok_p and ok_v
+    for value in (boxed, line, phrase):
         assert value is None or (isinstance(value, str) and value and value == value.strip())
         assert value is None or value in text
     assert line is None or "\n" not in line
+    assert phrase is None or "\n" not in phrase
     assert type(verdict) is int and verdict in (0, 1)
     assert ok_a == (isinstance(style, str) and style in STYLES)
-    if ok_a:
-        auto = boxed if boxed is not None else line
+    if ok_a:  # auto: the box, else the answer label, else the answer phrase
+        auto = boxed if boxed is not None else line if line is not None else phrase
         assert ans == {"boxed": boxed, "answer_line": line, "auto": auto}[style]
 
 
@@ -450,13 +459,22 @@ VOTE_GROUPS = st.one_of(
 )
 
 
-@fuzz(answers.majority_vote, group=VOTE_GROUPS, canonical=st.booleans() | JUNK)
-def test_fuzz_majority_vote(group, canonical):
+@fuzz(
+    answers.majority_vote,
+    group=VOTE_GROUPS,
+    canonical=st.booleans() | JUNK,
+    equivalence=st.none() | st.sampled_from(["exact", "presentation", "canonical"]) | JUNK,
+    max_classes=st.integers(-1, 10) | JUNK,
+)
+def test_fuzz_majority_vote(group, canonical, equivalence, max_classes):
+    """Every level but "math_verify", whose checks run in a worker (``test_answers_vote.py``)."""
     ok, vote = attempt(
         answers.majority_vote,
         group,
         canonical=canonical,
-        names={"answers", "canonical"},
+        equivalence=equivalence,
+        max_classes=max_classes,
+        names={"answers", "canonical", "equivalence", "canonical, equivalence", "max_classes"},
         errors=(ValueError, TypeError),
     )
     if not ok:
@@ -467,6 +485,11 @@ def test_fuzz_majority_vote(group, canonical):
     assert 0 <= vote.count <= vote.n_parsed <= vote.n and vote.n >= 1
     assert (vote.answer is None) == (vote.count == 0) == (vote.n_parsed == 0)
     assert 0.0 <= vote.ratio <= 1.0
+    assert len(vote.classes) == len(vote.agrees) == vote.n
+    assert vote.n - vote.classes.count(None) == vote.n_parsed and sum(vote.agrees) == vote.count
+    seen = [c for c in vote.classes if c is not None]
+    firsts = [c for i, c in enumerate(seen) if c not in seen[:i]]
+    assert firsts == list(range(len(firsts)))  # numbered 0, 1, ... in first-seen order
 
 
 @fuzz(
@@ -890,6 +913,49 @@ def test_fuzz_registry(name, options, factory, groups, batch_size):
         assert all(isinstance(i, np.ndarray) and i.dtype == np.int64 for i in idx)
         flat = np.sort(np.concatenate(idx)) if idx else np.zeros(0, dtype=np.int64)
         assert (flat == np.arange(batch_size)).all()
+
+
+@fuzz(
+    rewards.register_reward,
+    rewards.reward_info,
+    rewards.available_rewards,
+    rewards.RewardInfo,
+    name=st.sampled_from(rewards.available_rewards()) | SHORT_TEXT | JUNK,
+    level=st.none() | st.sampled_from([*rewards.LEVELS, "sequence"]) | JUNK,
+    needs=st.none()
+    | st.lists(st.sampled_from([*rewards.NEEDS, "weights"]), max_size=3)
+    | SHORT_TEXT
+    | JUNK,
+    spec=st.none() | st.sampled_from(list(rewards.PRESETS.values())) | JUNK,
+    description=st.sampled_from(["", "a reward"]) | JUNK,
+)
+def test_fuzz_registry_metadata(name, level, needs, spec, description):
+    known = isinstance(name, str) and name in rewards.available_rewards()
+    ok, info = attempt(rewards.reward_info, name, names={"name"})
+    assert ok == known and (not ok or (isinstance(info, rewards.RewardInfo) and info.name == name))
+    ok, listed = attempt(rewards.available_rewards, level, names={"level"})
+    assert ok == (level is None or (isinstance(level, str) and level in rewards.LEVELS))
+    if ok and level is not None:
+        assert all(rewards.reward_info(n).level == level for n in listed)
+
+    fresh = isinstance(name, str) and bool(name) and not known
+    names = {"name", "level", "needs", "spec", "description", "factory"}
+    try:
+        ok, out = attempt(rewards.register_reward, name, level=level, needs=needs, spec=spec,
+                          description=description, names=names)  # fmt: skip
+        if ok and spec is None:  # the decorator form
+            ok, _ = attempt(out, lambda: lambda r: np.zeros(r.batch_size), names=names)
+            out = rewards.reward_info(name) if ok else None
+        if ok:
+            assert (
+                fresh and out is rewards.reward_info(name) and isinstance(out, rewards.RewardInfo)
+            )
+            assert out.level in rewards.LEVELS and out.needs <= set(rewards.NEEDS)
+            assert out.spec is None or out.level == ("token" if out.spec.needs_logits else "answer")
+            assert name in rewards.available_rewards(level=out.level)
+    finally:
+        if fresh:
+            rewards._REGISTRY.pop(name, None)
 
 
 # ----------------------------------------------------------------------------------------------------------

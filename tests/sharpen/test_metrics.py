@@ -59,7 +59,7 @@ def test_majority_ratio_hand_computed():
 
 @pytest.mark.parametrize(
     "bad, match",
-    [([], "answers is empty"), ("333", "single string"), ([float("nan")], "NaN")],
+    [([], "answers: is empty"), ("333", "single string"), ([float("nan")], "NaN")],
 )
 def test_answer_validation(bad, match):
     with pytest.raises(ValueError, match=match):
@@ -108,7 +108,7 @@ def test_reward_accuracy_lucky_hit():
 
 def test_reward_accuracy_threshold_for_continuous_proxy():
     assert M.reward_accuracy([0.9, 0.2, 0.5], [1, 0, 0], threshold=0.5) == pytest.approx(2 / 3)
-    with pytest.raises(ValueError, match="proxy_rewards must be binary"):
+    with pytest.raises(ValueError, match="proxy_rewards: must be binary"):
         M.reward_accuracy([0.9, 0.2], [1, 0])
     with pytest.raises(ValueError, match="threshold"):
         M.reward_accuracy([0.9, 0.2], [1, 0], threshold=float("nan"))
@@ -119,7 +119,7 @@ def test_reward_accuracy_threshold_for_continuous_proxy():
     [M.ground_truth_ratio, M.pass_at_n],
 )
 def test_binary_validation(fn):
-    with pytest.raises(ValueError, match="correct is empty"):
+    with pytest.raises(ValueError, match="correct: is empty"):
         fn([])
     with pytest.raises(ValueError, match="binary"):
         fn([0, 2])
@@ -132,12 +132,12 @@ def test_binary_validation(fn):
 def test_reward_accuracy_length_mismatch():
     with pytest.raises(ValueError, match="same length"):
         M.reward_accuracy([1, 0], [1, 0, 1])
-    with pytest.raises(ValueError, match="gt_rewards must be binary"):
+    with pytest.raises(ValueError, match="gt_rewards: must be binary"):
         M.reward_accuracy([1, 0], [1, 0.5])
 
 
 def test_majority_voting_reward_validation():
-    with pytest.raises(ValueError, match="proxy_rewards contains NaN"):
+    with pytest.raises(ValueError, match="proxy_rewards: contains NaN"):
         M.majority_voting_reward([1.0, float("nan")])
     with pytest.raises(ValueError, match="inf"):
         M.majority_voting_reward([1.0, float("inf")])
@@ -214,14 +214,14 @@ def test_pass_at_k_monotone_in_k_and_c(n, data):
 @pytest.mark.parametrize(
     "args, match",
     [
-        ((0, 0, 1), "n must be >= 1"),
-        ((4, 5, 1), "c must satisfy"),
-        ((4, -1, 1), "c must satisfy"),
-        ((4, 1, 0), "k must satisfy"),
-        ((4, 1, 5), "k must satisfy"),
-        ((4.5, 1, 1), "n must hold integers"),
+        ((0, 0, 1), "n: must be >= 1"),
+        ((4, 5, 1), "c: must satisfy"),
+        ((4, -1, 1), "c: must satisfy"),
+        ((4, 1, 0), "k: must satisfy"),
+        ((4, 1, 5), "k: must satisfy"),
+        ((4.5, 1, 1), "n: must hold integers"),
         (([3, 4], [1, 1, 1], 1), "broadcast"),
-        (([], 1, 1), "n is empty"),
+        (([], 1, 1), "n: is empty"),
     ],
 )
 def test_pass_at_k_validation(args, match):
@@ -253,11 +253,11 @@ def test_pseudo_label_acc_tie_rules():
 def test_pseudo_label_acc_interleaved_groups_and_validation():
     # groups need not be contiguous
     assert M.pseudo_label_acc([0.9, 0.1, 0.2, 0.8], [1, 1, 0, 0], [0, 1, 0, 1]) == 0.5
-    with pytest.raises(ValueError, match="groups must have length"):
+    with pytest.raises(ValueError, match="groups: must have length"):
         M.pseudo_label_acc([0.9, 0.1], [1, 0], [0])
     with pytest.raises(ValueError, match="same length"):
         M.pseudo_label_acc([0.9, 0.1], [1, 0, 1])
-    with pytest.raises(ValueError, match="correct must be binary"):
+    with pytest.raises(ValueError, match="correct: must be binary"):
         M.pseudo_label_acc([0.9, 0.1], [1, 2])
 
 
@@ -294,7 +294,7 @@ def test_point_biserial_undefined_returns_none():
     assert M.point_biserial([0.1] * 7, [1, 0] * 3 + [1]) is None  # constant up to rounding
     assert M.point_biserial([0.0, 0.0], [1, 0]) is None
     assert M.point_biserial([0.3], [1]) is None  # one rollout
-    with pytest.raises(ValueError, match="gt_rewards must be binary"):
+    with pytest.raises(ValueError, match="gt_rewards: must be binary"):
         M.point_biserial([0.3, 0.5], [1, 0.5])
 
 
@@ -328,9 +328,9 @@ def test_mean_token_entropy_uniform_and_validation():
     assert M.mean_token_entropy(z, m) == pytest.approx(math.log(5))
     with pytest.raises(ValueError, match="no valid token"):
         M.mean_token_entropy(z, np.zeros((2, 3)))
-    with pytest.raises(ValueError, match="mask must be"):
+    with pytest.raises(ValueError, match="mask: must be"):
         M.mean_token_entropy(z, np.ones((2, 4)))
-    with pytest.raises(ValueError, match="logits must be"):
+    with pytest.raises(ValueError, match="logits: must be"):
         M.mean_token_entropy(np.zeros((2, 3)), m)
     with pytest.raises(ValueError, match="temperature"):
         M.mean_token_entropy(z, m, temperature=0.0)
@@ -341,7 +341,7 @@ def test_mean_token_entropy_uniform_and_validation():
 def test_response_length():
     assert M.response_length([[1, 1, 1, 0], [1, 0, 0, 0]]) == 2.0
     assert M.response_length(torch.ones(3, 5, dtype=torch.bool)) == 5.0
-    with pytest.raises(ValueError, match="mask must be"):
+    with pytest.raises(ValueError, match="mask: must be"):
         M.response_length([1, 1])
     with pytest.raises(ValueError, match="binary"):
         M.response_length([[1, 3]])
@@ -417,6 +417,94 @@ def test_ttrl_metrics_matches_per_group_functions():
     assert m["label_accuracy"] == pytest.approx(np.mean(per))
 
 
+def _ttrl_reference(answers, labels, groups, proxy=None, correct=None, threshold=None, eq=None):
+    """ttrl_metrics written plainly: the per-group functions, group by group, then a mean over groups."""
+    eq = eq or M.exact_match
+    ids = list(dict.fromkeys(groups))
+    rows = []
+    for g in ids:
+        idx = [i for i, h in enumerate(groups) if h == g]
+        a, lab = [answers[i] for i in idx], labels[idx[0]]
+        c = [correct[i] for i in idx] if correct is not None else [eq(lab, x) for x in a]
+        row = {
+            "label_accuracy": M.label_accuracy(a, lab, eq),
+            "majority_ratio": M.majority_ratio(a),
+            "ground_truth_ratio": M.ground_truth_ratio(c),
+            f"pass@{len(idx)}": M.pass_at_n(c),
+        }
+        if proxy is not None:
+            p = [proxy[i] for i in idx]
+            row["majority_voting_reward"] = M.majority_voting_reward(p)
+            row["reward_accuracy"] = M.reward_accuracy(p, c, threshold=threshold)
+        rows.append(row)
+    return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
+
+
+def test_ttrl_metrics_equals_the_per_group_functions_exactly():
+    rng = np.random.default_rng(8)
+    spellings = [
+        "12",
+        "12.0",
+        "1,000",
+        "1000",
+        r"\frac{1}{2}",
+        r"\dfrac{1}{2}",
+        "$7$",
+        "7",
+        None,
+        "",
+        7,
+        12,
+    ]
+    for trial in range(60):
+        g, n = int(rng.integers(1, 7)), int(rng.integers(1, 9))
+        answers = [spellings[i] for i in rng.integers(0, len(spellings), g * n)]
+        groups = [int(x) for x in rng.permutation(np.repeat(np.arange(g), n))]
+        label_of = {
+            h: ["12", 12, "7", "1000", r"\frac12"][int(rng.integers(0, 5))] for h in range(g)
+        }
+        labels = [label_of[h] for h in groups]
+        kw, ref = {}, {}
+        if trial % 3 == 1:
+            kw["proxy_rewards"] = ref["proxy"] = rng.integers(0, 2, g * n).astype(float)
+        if trial % 3 == 2:
+            kw["proxy_rewards"] = ref["proxy"] = rng.normal(0, 1, g * n)
+            kw["reward_threshold"] = ref["threshold"] = 0.2
+        if trial % 4 == 3:
+            kw["correct"] = ref["correct"] = rng.integers(0, 2, g * n)
+        if trial % 5 == 4:
+            kw["equivalent"] = ref["eq"] = lambda gold, pred: str(gold)[:1] == str(pred)[:1]
+        # exactly equal, not approximately: the same numbers in the same order
+        assert M.ttrl_metrics(answers, labels, groups, **kw) == _ttrl_reference(
+            answers, labels, groups, **ref
+        )
+
+
+def test_ttrl_metrics_canonicalises_each_distinct_string_once(monkeypatch):
+    calls = []
+
+    def counting(text):
+        calls.append(text)
+        return canonicalize(text)
+
+    from sharpen.answers import canonicalize
+
+    monkeypatch.setattr(M, "canonicalize", counting)
+    answers = ["1,000", "1000", r"\frac{1}{2}", None] * 8  # 4 groups of 8, 3 distinct strings
+    m = M.ttrl_metrics(answers, ["1000"] * 32, np.repeat(np.arange(4), 8))
+    assert m["label_accuracy"] == 1.0 and m["majority_ratio"] == 0.5
+    assert (
+        len(calls) == len(set(calls)) <= 3 + 1 + 1
+    )  # the answers, the label, the winner's spelling
+
+
+def test_trailing_mean_keeps_a_nan_from_there_on():
+    # documented: the running sum carries a NaN, so every mean from the NaN on is NaN
+    x = [1.0, 3.0, np.nan, 5.0, 7.0, 9.0]
+    np.testing.assert_array_equal(M.trailing_mean(x, 2), [1.0, 2.0, np.nan, np.nan, np.nan, np.nan])
+    np.testing.assert_array_equal(M.trailing_mean(x, 1), x)  # window 1: the values as they are
+
+
 def test_ttrl_metrics_validation():
     with pytest.raises(ValueError, match="same size"):
         M.ttrl_metrics(["1", "1", "2"], ["1"] * 3, [0, 0, 1])
@@ -424,7 +512,7 @@ def test_ttrl_metrics_validation():
         M.ttrl_metrics(["1", "1"], ["1", "2"], [0, 0])
     with pytest.raises(ValueError, match="same length"):
         M.ttrl_metrics(["1", "1"], ["1"], None)
-    with pytest.raises(ValueError, match="proxy_rewards must be binary"):
+    with pytest.raises(ValueError, match="proxy_rewards: must be binary"):
         M.ttrl_metrics(["1", "1"], ["1", "1"], None, proxy_rewards=[0.3, 0.2])
     with pytest.raises(ValueError, match="groups.*None"):
         M.ttrl_metrics(["1", "1"], ["1", "1"], [None, None])
@@ -465,7 +553,7 @@ def test_mcs_nan_handling():
     series = [0.9, float("nan"), 0.005, float("nan"), 0.0]
     out = M.model_collapse_step(series, steps=[0, 10, 20, 30, 40], consecutive=2)
     assert out.step == 20  # NaN entries skipped; 0.005 and 0.0 are consecutive kept entries
-    with pytest.raises(ValueError, match="series contains NaN"):
+    with pytest.raises(ValueError, match="series: contains NaN"):
         M.model_collapse_step(series, nan="raise")
     assert M.model_collapse_step([float("nan")] * 3) is None
     with pytest.raises(ValueError, match="inf"):
@@ -517,7 +605,7 @@ def test_mcs_validation():
         M.model_collapse_step([0.5, 0.4], steps=[3, 3])
     with pytest.raises(ValueError, match="same length"):
         M.model_collapse_step([0.5, 0.4], steps=[3])
-    with pytest.raises(ValueError, match="series is empty"):
+    with pytest.raises(ValueError, match="series: is empty"):
         M.model_collapse_step([])
     with pytest.raises(ValueError, match="nan"):
         M.model_collapse_step([0.5], nan="zero")
@@ -628,7 +716,7 @@ def test_step_noise_nan_short_and_validation():
         M.step_noise([0.1, 0.2, 0.3], 0)
     with pytest.raises(ValueError, match="smoothing"):
         M.step_noise([0.1, 0.2, 0.3], 1.5)
-    with pytest.raises(ValueError, match="values must be 1-D"):
+    with pytest.raises(ValueError, match="values: must be 1-D"):
         M.step_noise([[0.1, 0.2, 0.3]])
     with pytest.raises(ValueError, match="inf"):
         M.step_noise([0.1, float("inf"), 0.3])
@@ -640,5 +728,5 @@ def test_gt_gain():
     assert M.gt_gain(0.3, 0.2) == pytest.approx(-0.1)
     with pytest.raises(ValueError, match="before"):
         M.gt_gain(float("nan"), 0.2)
-    with pytest.raises(ValueError, match="after is empty"):
+    with pytest.raises(ValueError, match="after: is empty"):
         M.gt_gain(0.1, [])

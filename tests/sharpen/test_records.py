@@ -1,4 +1,5 @@
-"""Run records: append-only, readable after a kill, truncatable for resume."""
+"""Run records: append-only, readable after a kill, truncatable for resume; the typed header, old folders, the
+one probe-record builder, and the fast reader against a plain one."""
 
 from __future__ import annotations
 
@@ -9,14 +10,26 @@ import os
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from sharpen.records import (
+    KL,
+    LOG_KEYS,
+    MAJORITY_REWARD,
     MAX_LISTED,
+    UNSET,
     ProbeRecord,
+    RunHeader,
     RunWriter,
+    columns,
     environment_info,
+    initial_majorities,
     load_run,
+    probe_record,
+    probe_records,
     read_jsonl,
+    read_log,
 )
 
 
@@ -181,3 +194,310 @@ def test_rewrites_are_fsynced_file_and_folder(tmp_path, monkeypatch):
     w.truncate_after(0)
     assert synced == [str(tmp_path / "metrics.jsonl.tmp"), str(tmp_path)]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "metrics.jsonl"]
+
+
+# ------------------------------------------------------------------------------------------------------------
+# the fast reader equals a plain line-by-line one
+# ------------------------------------------------------------------------------------------------------------
+
+
+def reference_read_log(path):
+    """Line by line, record by record: what read_log must return."""
+    records, problems = [], []
+    for number, raw in enumerate(path.read_bytes().split(b"\n"), start=1):
+        try:
+            line = raw.decode("utf-8").strip()
+        except UnicodeDecodeError:
+            problems.append((number, "not valid UTF-8, line skipped"))
+            continue
+        if not line:
+            continue
+        try:
+            obj = json.loads(line)
+        except (ValueError, RecursionError):  # also an int past the digit limit, nesting too deep
+            problems.append((number, "not valid JSON (a write cut short?), line skipped"))
+            continue
+        if not isinstance(obj, dict):
+            problems.append((number, "not a JSON object, line skipped"))
+            continue
+        step = obj.get("step")
+        if not isinstance(step, int) or isinstance(step, bool):
+            problems.append((number, f"step must be an integer, got {step!r}; line skipped"))
+            continue
+        if path.name == "probes.jsonl":
+            bad = [n for n in ProbeRecord.SHARES if obj.get(n) is not None and not (
+                isinstance(obj[n], int | float) and not isinstance(obj[n], bool) and 0 <= obj[n] <= 1)]  # fmt: skip
+            if bad:
+                problems.append(
+                    (
+                        number,
+                        ", ".join(f"{n} = {obj[n]!r}" for n in bad)
+                        + " outside [0, 1]; line skipped",
+                    )
+                )
+                continue
+        records.append((number, obj))
+    names = LOG_KEYS.get(path.name, ("step",))
+    seen = {}
+    for number, obj in records:
+        key = tuple(json.dumps(obj.get(n), sort_keys=True) if isinstance(obj.get(n), dict | list) else obj.get(n)
+                    for n in names)  # fmt: skip
+        if key in seen:
+            what = " ".join(f"{n} {obj.get(n)!r}" for n in names)
+            problems.append((number, f"{what} repeats line {seen[key]}"))
+        else:
+            seen[key] = number
+    problems.sort()
+    warnings = [f"{path.name}:{n}: {p}" for n, p in problems[:MAX_LISTED]]
+    if len(problems) > MAX_LISTED:
+        warnings.append(f"{path.name}: {len(problems) - MAX_LISTED} more problem(s) not listed")
+    return [obj for _, obj in records], warnings
+
+
+_LINES = st.one_of(
+    st.builds(lambda s, q, p: json.dumps({"step": s, "question_id": q, "p_majority": p, "p_initial_majority": 0.5}),
+              st.one_of(st.integers(0, 3), st.sampled_from([True, "1", None, 1.0, 10**30])),
+              st.sampled_from(["a", "b", 1, [1], {"x": 1}]),
+              st.one_of(st.floats(-1, 2), st.sampled_from([None, True, "0.5", 10**400, float("nan")]))),
+    st.sampled_from([
+        "", "   ", "\r", '{"step": 1}\r', ' {"step": 2} ', '{"step": 3} x', '{"step": 4}{"step": 5}', "[1, 2]",
+        '{"step": 6, "p_majority": NaN}', '{"step": 7,', '"step": 8}', "{", "null", '{"step": 9, "p_majority":',
+        '{"step": 10, "question_id": "a"}', '{"step":11}\x0c', "\ufeff{\"step\": 12}", '{"step": 13, "k": "\u2028"}',
+        '{"step": 14, "x": ' + "[" * 100_000 + "]" * 100_000 + "}", '{"step": 15, "x": 1' + "0" * 5000 + "}",
+    ]),
+)  # fmt: skip
+
+
+@pytest.mark.parametrize("name", ["metrics.jsonl", "probes.jsonl", "eval.jsonl"])
+@given(
+    lines=st.lists(_LINES, max_size=30),
+    bad_utf8=st.booleans(),
+    newline=st.sampled_from(["\n", "\r\n"]),
+)
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_read_log_equals_a_line_by_line_reader(tmp_path, name, lines, bad_utf8, newline):
+    path = tmp_path / name
+    data = newline.join(lines).encode()
+    if bad_utf8 and lines:
+        data += b"\n" + b'{"step": 1, "x": "\xff"}' + b"\n" + lines[0].encode()
+    path.write_bytes(data)
+    assert read_log(path) == reference_read_log(path)
+
+
+def test_columns_one_pass_and_missing_fields():
+    assert columns([{"a": 1, "b": 2}, {"a": 3, "b": 4}], ["a", "b"]) == {"a": [1, 3], "b": [2, 4]}
+    assert columns([{"a": 1}, 5, {"b": 2}], ["a", "b"]) == {
+        "a": [1, None, None],
+        "b": [None, None, 2],
+    }
+    assert columns([], ["a"]) == {"a": []}
+
+
+# ------------------------------------------------------------------------------------------------------------
+# the run header: written by every writer, read by every reader; old folders reconstructed once
+# ------------------------------------------------------------------------------------------------------------
+
+
+def test_header_roundtrip_settings_and_clear_errors(tmp_path):
+    h = RunHeader(
+        "trl", reward="majority_voting", lr=1e-6, n_rollouts=8, clip_eps=0.2, seed=3, steps=100
+    )
+    assert RunHeader.from_dict(json.loads(json.dumps(h.to_dict()))) == h
+    assert h.settings() == {
+        "lr": 1e-6,
+        "n_rollouts": 8,
+        "clip_eps": 0.2,
+        "reward": "majority_voting",
+    }
+    assert RunHeader("sim", lr=1).lr == 1.0 and isinstance(RunHeader("sim", lr=1).lr, float)
+    for kwargs, match in (
+        ({"kind": "mine"}, "kind: must be one of"),
+        ({"kind": "sim", "n_rollouts": 0}, "n_rollouts: must be >= 1"),
+        ({"kind": "sim", "n_rollouts": 2.0}, "n_rollouts: must be an integer"),
+        ({"kind": "sim", "lr": float("nan")}, "lr: must be finite"),
+        ({"kind": "sim", "lr": True}, "lr: must be a number"),
+        ({"kind": "sim", "reward": 3}, "reward: must be a string"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            RunHeader(**kwargs)
+    with pytest.raises(ValueError, match=r"header: unknown field\(s\) \['learning_rate'\]"):
+        RunHeader.from_dict({"kind": "sim", "learning_rate": 0.1})
+    with pytest.raises(ValueError, match="header: no kind"):
+        RunHeader.from_dict({"lr": 0.1})
+    with pytest.raises(ValueError, match=r"header\.lr: must be finite"):
+        RunHeader.from_dict({"kind": "sim", "lr": -1})
+    assert RunHeader.from_fields("sim", {"lr": (0.1, 0.2), "seed": 4, "reward": None}).seed == 4
+    w = RunWriter(tmp_path)
+    with pytest.raises(ValueError, match="header: expected a RunHeader"):
+        w.write_config({"kind": "sim"})
+    with pytest.raises(ValueError, match=r"config: may not hold \['kind'\]"):
+        w.write_config(RunHeader("sim"), {"kind": "sim"})
+
+
+def test_written_header_is_read_and_a_bad_one_is_reported(tmp_path):
+    w = RunWriter(tmp_path)
+    w.write_config(RunHeader("empirical", lr=3e-5, n_rollouts=8), {"train": {"lr": 1.0}})
+    w.log_metrics(0, {"reward_accuracy": 0.5})
+    run = load_run(tmp_path)
+    assert run.config["kind"] == "empirical" and run.config["train"] == {"lr": 1.0}
+    assert run.header == RunHeader("empirical", lr=3e-5, n_rollouts=8) and run.warnings == ()
+    config = json.loads((tmp_path / "config.json").read_text())
+    config["header"]["lr"] = "fast"
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    run = load_run(tmp_path)
+    assert run.warnings == (
+        "config.json: header.lr: must be a number or None, got 'fast'; header reconstructed from the old layout",
+    )
+    assert run.header == RunHeader("empirical", lr=1.0)  # the empirical layout's "train" section
+
+
+def _old_folder(path, config, metrics=(), evals=()):
+    """A run folder as the writers wrote it before the header: config.json without one."""
+    path.mkdir(parents=True)
+    (path / "config.json").write_text(json.dumps(config))
+    (path / "metrics.jsonl").write_text("".join(json.dumps(m) + "\n" for m in metrics))
+    if evals:
+        (path / "eval.jsonl").write_text("".join(json.dumps(e) + "\n" for e in evals))
+    return path
+
+
+def test_old_run_folders_still_load(tmp_path):
+    # each writer's layout before the header, as it wrote it
+    train = {"reward": "majority_voting", "lr": 3e-5, "n_rollouts": 8, "clip_eps": 0.2, "seed": 0, "model": "tiny",
+             "task": "arith", "steps": 300, "kl_coef": 0.0, "n_train": 2000, "rollout_batch_size": 128}  # fmt: skip
+    emp = load_run(_old_folder(
+        tmp_path / "empirical", {"kind": "empirical", "train": train, "model_path": "/cache/tiny-400"},
+        metrics=[{"step": 1, "reward_accuracy": 0.9, "majority_voting_reward": 0.7, "kl_to_initial": 0.01}],
+        evals=[{"step": 0, "split": "heldout", "avg@4": 0.6, "maj@4": 0.7, "greedy_accuracy": 0.65}],
+    ))  # fmt: skip
+    assert emp.header == RunHeader("empirical", reward="majority_voting", lr=3e-5, n_rollouts=8, clip_eps=0.2,
+                                   seed=0, model="/cache/tiny-400", task="arith", steps=300, batch_size=16,
+                                   kl_coef=0.0, n_questions=2000)  # fmt: skip
+    assert emp.evals[0]["accuracy"] == 0.6 and emp.metrics[0][KL] == 0.01
+    trainer = {"learning_rate": 1e-6, "num_generations": 8, "epsilon": 0.2, "seed": 42, "max_steps": 40,
+               "num_iterations": 1, "optim": "adamw_torch", "beta": 0.0}  # fmt: skip
+    trl = load_run(_old_folder(
+        tmp_path / "trl", {"kind": "trl", "trainer": trainer, "reward": "majority_voting", "task": "arith"},
+        metrics=[{"step": 1, "reward": 0.5, "kl": 0.02}],
+        evals=[{"step": 2, "split": "eval", "ground_truth_ratio": 0.4, "label_accuracy": 0.6, "reward": 0.3}],
+    ))  # fmt: skip
+    assert trl.header == RunHeader("trl", reward="majority_voting", lr=1e-6, n_rollouts=8, clip_eps=0.2, seed=42,
+                                   task="arith", steps=40, epochs=1, optimizer="adamw_torch", kl_coef=0.0)  # fmt: skip
+    assert trl.metrics[0][MAJORITY_REWARD] == 0.5 and trl.metrics[0][KL] == 0.02
+    # as the older reader took it: the first key holding "acc"
+    assert trl.evals[0]["accuracy"] == 0.6
+    recipe = {"reward": "majority_voting", "lr": 1e-6, "n_rollouts": 8, "clip_eps": 0.2, "use_kl": False,
+              "kl_coef": 0.005, "model_path": "Qwen/Qwen3-1.7B-Base", "prompts_per_step": 64, "name": "dapo"}  # fmt: skip
+    verl = load_run(_old_folder(
+        tmp_path / "verl", {"kind": "verl", "verl": "0.9.1", "source": "m.jsonl", **recipe},
+        metrics=[{"step": 1, "reward": 0.25, "entropy": 0.5}],
+        evals=[{"step": 1, "split": "val", "val-core/math_dapo/acc/mean@8": 0.1}],
+    ))  # fmt: skip
+    assert verl.header == RunHeader("verl", reward="majority_voting", lr=1e-6, n_rollouts=8, clip_eps=0.2,
+                                    model="Qwen/Qwen3-1.7B-Base", task="dapo", batch_size=64, kl_coef=0.0)  # fmt: skip
+    assert verl.metrics[0][MAJORITY_REWARD] == 0.25 and verl.evals[0]["accuracy"] == 0.1
+    sim = load_run(_old_folder(
+        tmp_path / "sim", {"kind": "sim", "experiment": "rise_then_fall", "steps": 3, "seeds": 3, "seed": 0,
+                           "n_rollouts": 8, "n_questions": 512, "task": {"n_answers": 6}, "lr": [0.1, 0.2]},
+        metrics=[{"step": k, "val_accuracy": v, "kl": 0.1 * k} for k, v in enumerate([0.2, 0.5, 0.4])],
+    ))  # fmt: skip
+    assert sim.header == RunHeader(
+        "sim", n_rollouts=8, seed=0, task="rise_then_fall", steps=3, n_questions=512
+    )
+    assert [(e["step"], e["split"], e["accuracy"]) for e in sim.evals] == [(0, "heldout", 0.2), (1, "heldout", 0.5),
+                                                                           (2, "heldout", 0.4)]  # fmt: skip
+    assert [m[KL] for m in sim.metrics] == [0.0, 0.1, 0.2]
+    bare = load_run(_old_folder(tmp_path / "bare", {}, metrics=[{"step": 0, "x": 1}]))
+    assert (
+        bare.header == RunHeader("unknown")
+        and bare.metrics == [{"step": 0, "x": 1}]
+        and bare.evals == []
+    )
+
+
+def test_a_header_written_folder_is_read_as_written(tmp_path):
+    # the old layout's renames apply to old folders only: a folder with a header says what it logged
+    w = RunWriter(tmp_path)
+    w.write_config(RunHeader("trl"))
+    w.log_metrics(0, {"reward": 0.5, "kl": 0.1})
+    w.log_eval(0, "eval", {"avg@4": 0.5})
+    run = load_run(tmp_path)
+    assert run.metrics == [{"step": 0, "reward": 0.5, "kl": 0.1}] and run.evals == [
+        {"step": 0, "split": "eval", "avg@4": 0.5}
+    ]
+
+
+# ------------------------------------------------------------------------------------------------------------
+# the one probe-record builder, against plain counting
+# ------------------------------------------------------------------------------------------------------------
+
+
+def reference_probe(step, qid, answers, initial, label):
+    """Plain counting over the M samples, canonical strings, TTRL's first-seen tie rule."""
+    from sharpen.answers import canonicalize, equivalent
+
+    keys = [None if a is None else canonicalize(str(a)) for a in answers]
+    counts = {}
+    for k in keys:
+        if k is not None:
+            counts[k] = counts.get(k, 0) + 1
+    majority = max(counts, key=lambda k: (counts[k], -keys.index(k))) if counts else None
+    first = majority if initial is UNSET else initial
+    fk = None if first is None else canonicalize(first)
+    m = len(answers)
+    return ProbeRecord(
+        step, qid, m, majority, (counts[majority] / m) if counts else 0.0, first,
+        0.0 if fk is None else sum(k == fk for k in keys) / m, label,
+        None if label is None else equivalent(label, majority),
+        None if label is None else sum(equivalent(label, None if a is None else str(a)) for a in answers) / m,
+    )  # fmt: skip
+
+
+@given(
+    answers=st.lists(st.one_of(st.none(), st.sampled_from(["3", " 3 ", "$3$", "5", "1/2", "0.5", "x"]),
+                               st.integers(0, 5)), min_size=1, max_size=12),
+    initial=st.one_of(st.just(UNSET), st.none(), st.sampled_from(["3", "5", "7"])),
+    label=st.one_of(st.none(), st.sampled_from(["3", "5"])),
+)  # fmt: skip
+def test_probe_record_equals_plain_counting(answers, initial, label):
+    assert probe_record(4, "q", answers, initial=initial, label=label) == reference_probe(
+        4, "q", answers, initial, label
+    )
+
+
+def test_probe_records_of_a_batch_and_exact_probes():
+    recs, initial = probe_records(
+        0, ["a", "b", "a", "b"], ["1", "2", "1", None], labels=["1", "1", "1", "1"]
+    )
+    assert [r.question_id for r in recs] == ["a", "b"] and initial == {"a": "1", "b": "2"}
+    assert recs[1].majority_correct is False and recs[1].sample_accuracy == 0.0
+    again, kept = probe_records(3, ["b", "b"], ["1", "1"], initial=initial)
+    assert (
+        again[0].initial_majority_answer == "2"
+        and again[0].p_initial_majority == 0.0
+        and kept == initial
+    )
+    r = probe_record(2, "q", ["0", "1", "2"], probs=[0.25, 0.5, 0.25], n_samples=100, initial="2",
+                     label="2", exact={"exact_entropy": 1.0})  # fmt: skip
+    assert (r.majority_answer, r.p_majority, r.p_initial_majority, r.sample_accuracy) == (
+        "1",
+        0.5,
+        0.25,
+        0.25,
+    )
+    assert r.majority_correct is False and r.n_samples == 100 and r.exact_entropy == 1.0
+    for kwargs, match in (
+        ({"step": -1}, "step"),
+        ({"answers": []}, "answers: empty"),
+        ({"probs": [0.5]}, "probs: need one probability per answer"),
+        ({"n_samples": 3}, "n_samples: a sampled probe"),
+        ({"exact": {"label": "x"}}, "exact: not exact_"),
+    ):
+        args = {"step": 0, "answers": ["1", "2"], **kwargs}
+        with pytest.raises(ValueError, match=match):
+            probe_record(args.pop("step"), "q", args.pop("answers"), **args)
+    with pytest.raises(ValueError, match="n_samples: required with probs"):
+        probe_record(0, "q", ["1"], probs=[1.0])
+    assert initial_majorities([{"step": 2, "question_id": "a", "initial_majority_answer": 1}]) == {
+        "a": "1"
+    }

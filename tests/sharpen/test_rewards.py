@@ -348,7 +348,11 @@ def test_bad_input_names_the_argument():
             {"foo": 1},
             r"^foo: not an option of reward 'majority_voting'; accepted options: aggregate, log_space$",
         ),
-        ("ground_truth", {"aggregate": "sum"}, r"^aggregate: .* accepted options: math_verify$"),
+        (
+            "ground_truth",
+            {"aggregate": "sum"},
+            r"^aggregate: .* accepted options: math_verify, check$",
+        ),
         (
             "self_verification",
             {"verifier": print, "log_space": True},

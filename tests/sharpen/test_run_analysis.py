@@ -18,7 +18,7 @@ from paper_figures.fit_report import reading, register, short_table, write_repor
 from sharpen import collapse, fitting, run_analysis
 from sharpen.collapse import AnalysisConfig
 from sharpen.fitting import trajectories_from_probes
-from sharpen.records import ProbeRecord, RunWriter
+from sharpen.records import ProbeRecord, RunHeader, RunWriter
 from sharpen.run_analysis import analyze_run
 from sharpen.theory import majority_prob
 
@@ -46,9 +46,7 @@ def make_run(tmp_path, *, noise: bool, beta=40.0, seed=0, n_sharp=6, flip=True, 
     """A run with `n_sharp` sharpening questions, one planted flip and one no-learning question."""
     rng = np.random.default_rng(seed)
     w = RunWriter(tmp_path)
-    w.write_json(
-        "config.json", {"kind": "sim", "grpo": {"lr": 0.5, "n_rollouts": 8, "clip_eps": 0.2}}
-    )
+    w.write_config(RunHeader("sim", lr=0.5, n_rollouts=8, clip_eps=0.2), {"grpo": {"lr": 0.5}})
 
     def obs(p):
         return rng.binomial(M, p) / M if noise else p
@@ -184,12 +182,25 @@ def test_reading_names_classes_and_heldout(tmp_path):
 
 
 def test_sim_folder_heldout_from_val_accuracy_metric(tmp_path):
+    # a simulator folder written before eval.jsonl: its batch metric val_accuracy is read, once, at load, as
+    # the held-out accuracy (the metric was named val_accuracy here; it is eval.jsonl's accuracy now)
     w = RunWriter(tmp_path)
     w.write_json("config.json", {"kind": "sim"})
     for k, v in enumerate([0.2, 0.4, 0.6, 0.5, 0.3, 0.2, 0.1]):
         w.log_metrics(k, {"val_accuracy": v, "reward_accuracy": 0.9})
     h = analyze_run(tmp_path).collapse.heldout["heldout"]
-    assert h["metric"] == "val_accuracy" and h["peak_step"] == 2 and h["peak_value"] == 0.6
+    assert h["metric"] == "accuracy" and h["peak_step"] == 2 and h["peak_value"] == 0.6
+
+
+def test_settings_and_kind_come_from_the_header(tmp_path):
+    res = analyze_run(make_run(tmp_path, noise=False))
+    assert res.kind == "sim" and res.header == RunHeader("sim", lr=0.5, n_rollouts=8, clip_eps=0.2)
+    assert res.settings == {"lr": 0.5, "n_rollouts": 8, "clip_eps": 0.2}
+    # nothing is searched for: a setting only the writer's own configuration holds is not a setting
+    w = RunWriter(tmp_path / "bare")
+    w.write_config(RunHeader("sim"), {"grpo": {"lr": 0.5}})
+    w.log_metrics(0, {"reward_accuracy": 0.5})
+    assert analyze_run(tmp_path / "bare").settings == {}
 
 
 def test_docstring_examples_run():
@@ -264,7 +275,9 @@ def test_cli_prints_table_and_writes_report(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "sharpened" in out and "collapse" in out
     assert (tmp_path / "run" / "fit_summary.json").exists()
-    assert args.noise_sigmas == collapse.NOISE_SIGMAS
+    # an option not given is absent (sharpen._cli): the analysis runs with AnalysisConfig's default
+    assert "noise_sigmas" not in vars(args)
+    assert collapse.AnalysisConfig().noise_sigmas == collapse.NOISE_SIGMAS
     noisy = _noisy_metrics_run(tmp_path / "noisy", sigma=0.06)
     for flag, fired in (("6", False), ("0", True)):
         args = parser.parse_args(["fit", str(noisy), "--no-figure", "--noise-sigmas", flag])

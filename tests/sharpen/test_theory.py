@@ -399,6 +399,89 @@ def test_fit_vectorised_equals_one_at_a_time():
         np.testing.assert_allclose(one.slope_ci, batch.slope_ci[i], rtol=1e-10)
 
 
+def _hard_fit_batch(rng):
+    """Trajectories that take every path of fit_sharpening: noisy, saturated, separated, missing points."""
+    k = np.arange(25.0)
+    p = th.majority_prob(rng.uniform(0.05, 0.9, (60, 1)), rng.uniform(0.5, 20.0, (60, 1)), k)
+    obs = rng.binomial(8, p) / 8
+    obs[:10] = rng.choice([0.0, 1.0, 0.5, 0.125], size=(10, k.size), p=[0.4, 0.4, 0.1, 0.1])
+    obs[10:15] = np.sort(obs[10:15], axis=1)  # separated or nearly so
+    obs[15:25][rng.random((10, k.size)) < 0.3] = np.nan
+    n = rng.integers(1, 40, size=obs.shape).astype(float)
+    return k, obs, n
+
+
+@pytest.mark.parametrize("method", ["binomial", "logit_wls"])
+def test_fit_blocks_do_not_change_results(method, monkeypatch):
+    # Rows are fitted in blocks of rows; a block of 1 row, of 7 rows and one block for all must agree
+    # bit for bit (every row is fitted on its own).
+    k, obs, n = _hard_fit_batch(np.random.default_rng(11))
+    for kw in ({"n_samples": n}, {"n_samples": 8}, {}):
+        fits = []
+        for rows in (1, 7, 10**6):
+            monkeypatch.setattr(th, "_FIT_BLOCK_ELEMENTS", rows * k.size)
+            fits.append(th.fit_sharpening(k, obs, method=method, max_iter=12, **kw))
+        for other in fits[1:]:
+            for name in ("slope", "intercept", "slope_se", "slope_ci", "r2_logit", "r2_p",
+                         "dispersion", "n_points", "valid", "converged"):  # fmt: skip
+                np.testing.assert_array_equal(getattr(other, name), getattr(fits[0], name))
+
+
+def test_fit_memory_does_not_grow_with_the_rows():
+    # The (rows, L) temporaries live one block at a time: 4x the trajectories, not 4x the peak.
+    import tracemalloc
+
+    k = np.arange(20.0)
+    rng = np.random.default_rng(3)
+    peaks = []
+    for m in (20_000, 80_000):
+        obs = rng.binomial(8, th.majority_prob(rng.uniform(0.1, 0.6, (m, 1)), 10.0, k)) / 8
+        tracemalloc.start()
+        th.fit_sharpening(k, obs, n_samples=8)
+        peaks.append(tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+    # what grows is the (M,) results (a few hundred bytes per row), not the (M, L) work arrays
+    assert peaks[1] - peaks[0] < 60_000 * 400
+
+
+def _loglik_reference(eta, p, n):
+    """Binomial log-likelihood with one log_expit per term (the plain formula)."""
+    from scipy.special import log_expit
+
+    return (n * (p * log_expit(eta) + (1.0 - p) * log_expit(-eta))).sum(axis=1)
+
+
+def test_fit_loglik_equals_the_plain_formula():
+    rng = np.random.default_rng(4)
+    eta = np.concatenate([rng.normal(0, s, (50, 40)) for s in (1e-3, 1.0, 10.0, 400.0)])
+    p = rng.choice([0.0, 1.0, 0.25, 0.5, 0.875], size=eta.shape)
+    n = rng.integers(1, 100, size=eta.shape).astype(float)
+    np.testing.assert_array_equal(th._loglik(eta, p, n, None), _loglik_reference(eta, p, n))
+
+
+def test_fit_step_bound_only_vouches_for_steps_that_do_not_lower_the_likelihood():
+    # _sure_ascent replaces likelihood evaluations in the step control: wherever it says a step is
+    # sure, the likelihood (plain formula) must not fall; and it must say so for ordinary steps.
+    rng = np.random.default_rng(6)
+    rows, length = 4000, 30
+    k = np.arange(length, dtype=float)
+    a, s = rng.normal(0, 2, (rows, 1)), rng.normal(0, 0.3, (rows, 1))
+    da, ds = (
+        rng.normal(0, 1, (rows, 1)) * rng.choice([1e-3, 0.1, 1.0, 5.0], (rows, 1)),
+        rng.normal(0, 0.1, (rows, 1)),
+    )
+    eta, eta_new = a + s * k, (a + da) + (s + ds) * k
+    p = rng.binomial(8, th.majority_prob(rng.uniform(0.05, 0.95, (rows, 1)), 5.0, k)) / 8
+    n = np.full((1, length), 8.0)
+    from scipy.special import expit
+
+    mu, mu_new = expit(eta), expit(eta_new)
+    sure = th._sure_ascent(eta, mu, mu * (1 - mu), eta_new, mu_new, p, n, None)
+    gain = _loglik_reference(eta_new, p, n) - _loglik_reference(eta, p, n)
+    assert sure.sum() > 200 and (~sure).sum() > 200  # both outcomes occur
+    assert (gain[sure] >= 0).all()
+
+
 def test_fit_missing_and_short_series():
     k = np.arange(5.0)
     p = th.majority_prob(0.3, 2.0, k)

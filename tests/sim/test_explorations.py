@@ -90,6 +90,19 @@ def test_rise_then_fall_writes_probes_readable_by_sharpen_analysis(tmp_path):
     assert {"majority_voting_reward", "reward_accuracy", "label_accuracy", "val_accuracy"} <= set(
         metrics[1]
     )
+    # the run contract: a header, the held-out series in eval.jsonl, KL under its METRICS name
+    from sharpen.records import KL, load_run
+
+    folder = load_run(tmp_path / "r")
+    h = folder.header
+    assert (h.kind, h.task, h.n_rollouts, h.seed) == (
+        "sim",
+        "rise_then_fall",
+        res.config["n_rollouts"],
+        0,
+    )
+    assert [e["accuracy"] for e in folder.evals] == res.trajectories["val_accuracy"].tolist()
+    assert [m[KL] for m in folder.metrics] == res.trajectories["kl"].tolist()
 
 
 def test_single_question_writes_exact_probes_that_sharpen_fit_reads(tmp_path):

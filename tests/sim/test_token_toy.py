@@ -7,13 +7,13 @@ import pytest
 
 from sim.core import softmax
 from sim.token_toy import (
-    TOKEN_REWARDS,
     TokenToyConfig,
     backward,
     batch_rewards,
     init_token_policy,
     sample_sequences,
     sequence_logit_grad,
+    token_rewards,
     train_token_level,
 )
 
@@ -102,7 +102,7 @@ def test_token_mean_gradient_sums_to_zero_over_vocab():
     assert np.abs(g[~b.mask]).max() == 0.0
 
 
-@pytest.mark.parametrize("reward", TOKEN_REWARDS)
+@pytest.mark.parametrize("reward", token_rewards())
 def test_training_runs_and_is_deterministic(reward):
     def go():
         pol = init_token_policy(CFG, np.random.default_rng(0))

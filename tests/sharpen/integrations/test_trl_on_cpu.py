@@ -241,7 +241,17 @@ def test_grpo_trainer_runs_with_each_reward_and_writes_a_run_sharpen_fit_reads(t
     assert set(trainer._logs["rewards"]) == {f.__name__ for f in rewards}
     run = load_run(run_dir)
     assert run.config["kind"] == "trl" and run.config["trainer"]["num_generations"] == N
+    # the typed header, from the trainer's arguments and the config
+    h, args = run.header, trainer.args
+    assert (h.kind, h.reward, h.task, h.n_rollouts, h.lr, h.clip_eps, h.seed, h.steps, h.kl_coef) == (
+        "trl", "majority_voting+self_verification", "arith", N, args.learning_rate, args.epsilon, args.seed, 2,
+        args.beta,
+    )  # fmt: skip
     assert [m["step"] for m in run.metrics] == [1, 2]
+    assert all(
+        m["majority_voting_reward"] == m["majority_voting/majority_voting_reward"]
+        for m in run.metrics
+    )
     for key in ("label_accuracy", "reward_accuracy", "majority_ratio", "ground_truth_ratio", "pass@4",
                 "pseudo_label_acc", "response_length", "entropy", "rewards/self_certainty/mean"):  # fmt: skip
         assert key in run.metrics[0], key
@@ -420,6 +430,15 @@ def test_a_resumed_trl_run_writes_the_uninterrupted_runs_probe_trajectories(tmp_
     by_key = lambda recs: sorted(recs, key=lambda p: (p["step"], p["question_id"]))  # noqa: E731
     assert by_key(got.probes) == by_key(want.probes)
     assert [m["step"] for m in got.metrics] == [m["step"] for m in want.metrics] == [1, 2, 3, 4]
+    # what sharpen fit reads is the same: the header and the (Q, L) trajectories
+    from sharpen.fitting import trajectories_from_probes
+
+    assert got.header == want.header and got.header.kind == "trl" and got.header.n_rollouts == N
+    t_got = trajectories_from_probes(got.probes)[0]
+    t_want = trajectories_from_probes(want.probes)[0]
+    assert t_got.question_ids == t_want.question_ids
+    assert t_got.initial_answer == t_want.initial_answer
+    np.testing.assert_array_equal(t_got.p_initial, t_want.p_initial)
 
 
 def test_resume_reloads_the_initial_majorities_from_the_run_folder(tmp_path):
@@ -485,6 +504,49 @@ def test_certainty_rewards_are_fp32_under_trls_bf16_default(tmp_path):
     trainer.train()
     diffs = [d for r in rewards for d in r.diffs]
     assert diffs and max(diffs) < 1e-5
+
+
+def test_certainty_rewards_under_bf16_autocast_equal_the_fp32_rewards_of_the_same_logits(tmp_path):
+    # was: the reward forward ran inside accelerate's bf16 autocast wrapper; now the batch the trainer scores gives
+    # exactly the logits of an fp32 forward of that batch, and every certainty reward -- called under an enclosing
+    # bf16 autocast too -- equals the fp32 reward of those logits to 1e-6
+    rewards = [CertaintyReward(name) for name in strl.CERTAINTY_REWARDS]
+    trainer = _trainer(tmp_path, rewards, bf16=True, temperature=0.7, steps=1)
+    trainer.train()  # one real step: accelerate prepares (wraps) the model as in any run
+    model = trainer.accelerator.unwrap_model(trainer.model).eval()
+    assert "_original_forward" in model.__dict__  # accelerate did wrap forward in bf16 autocast
+    tok = trainer.processing_class
+    prompts = [tok("12+34=")["input_ids"], tok("5+6=")["input_ids"]]
+    completions = [[5, 6, 2], [7]]
+    trainer._sharpen_prompt_ids = prompts
+    # the batch policy_logits builds: left-padded prompts, right-padded completions
+    p_len, c_len = max(map(len, prompts)), max(map(len, completions))
+    pad = tok.pad_token_id
+    ids = torch.tensor([[pad] * (p_len - len(p)) + p + c + [pad] * (c_len - len(c))
+                        for p, c in zip(prompts, completions, strict=True)])  # fmt: skip
+    attn = torch.tensor([[0] * (p_len - len(p)) + [1] * (len(p) + len(c)) + [0] * (c_len - len(c))
+                         for p, c in zip(prompts, completions, strict=True)])  # fmt: skip
+    window = slice(p_len - 1, p_len + c_len - 1)
+    with torch.no_grad():
+        with torch.autocast("cpu", enabled=False):
+            fp32 = model.__dict__["_original_forward"](input_ids=ids, attention_mask=attn).logits[
+                :, window
+            ]
+        wrapped = model(input_ids=ids, attention_mask=attn).logits[:, window].float()
+    assert fp32.dtype == torch.float32
+    logits, tokens, mask = trainer.policy_logits(prompts, completions)
+    assert torch.equal(tokens, ids[:, p_len:]) and torch.equal(mask, attn[:, p_len:].bool())
+    torch.testing.assert_close(logits, fp32, rtol=0, atol=1e-6)
+    gaps = []
+    for name, fn in zip(strl.CERTAINTY_REWARDS, rewards, strict=True):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            got = fn(["p", "p"], ["x", "y"], completion_ids=completions)
+        r = dict(tokens=tokens, mask=mask, temperature=0.7)
+        want = score(PRESETS[name], Rollouts(logits=fp32, **r)).tolist()
+        assert got == pytest.approx(want, rel=0, abs=1e-6), name
+        gaps.append(max(abs(a - b) for a, b in zip(score(PRESETS[name], Rollouts(logits=wrapped, **r)).tolist(),
+                                                   want, strict=True)))  # fmt: skip
+    assert max(gaps) > 1e-6  # the check is not vacuous: the bf16 forward's rewards are off by more
 
 
 def test_docstring_examples_run():

@@ -185,3 +185,107 @@ def test_hook_falls_back_to_a_prompt_hash_loudly(tmp_path):
         trainer._sharpen_after_generation(batch, {})
     ids = [p["question_id"] for p in load_run(tmp_path).probes]
     assert len(ids) == 2 and all(i.startswith("prompt:") for i in ids) and "u1" not in ids
+
+
+def test_recipe_logger_offload_micro_batch_and_probe_fields_compose():
+    recipe = VerlRecipe(
+        logger=("console", "file", "tensorboard"), param_offload=True, optimizer_offload=True,
+        use_dynamic_bsz=False, micro_batch_size_per_gpu=4, answer_style="boxed",
+    )  # fmt: skip
+    cfg = _compose(recipe.overrides())
+    assert list(cfg.trainer.logger) == ["console", "file", "tensorboard"]
+    assert cfg.actor_rollout_ref.actor.fsdp_config.param_offload is True
+    assert cfg.actor_rollout_ref.actor.fsdp_config.optimizer_offload is True
+    assert cfg.actor_rollout_ref.ref.fsdp_config.param_offload is True
+    assert cfg.actor_rollout_ref.actor.use_dynamic_bsz is False
+    assert cfg.actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu == 4
+    assert cfg.actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu == 4
+    assert cfg.actor_rollout_ref.ref.log_prob_micro_batch_size_per_gpu == 4
+    assert list(cfg.data.val_files) == [recipe.val_files, recipe.probe_files]
+    assert cfg.sharpen.probe_files == recipe.probe_files
+    assert cfg.reward.custom_reward_function.reward_kwargs.answer_style == "boxed"
+    # what the launch script appends wins
+    cfg = _compose(
+        [*recipe.overrides(), "trainer.logger=[console,file,wandb]", "sharpen.reward=ground_truth"]
+    )
+    assert (
+        list(cfg.trainer.logger) == ["console", "file", "wandb"]
+        and cfg.sharpen.reward == "ground_truth"
+    )
+
+
+def test_hook_records_the_probe_set_in_verls_own_validation_metrics(tmp_path):
+    """The real ``RayPPOTrainer._val_metrics_update`` runs after the hook's; its metrics are unchanged."""
+    import pandas as pd
+    from omegaconf import OmegaConf
+    from verl.trainer.ppo.ray_trainer import RayPPOTrainer
+
+    from sharpen.integrations.verl import to_verl_rows, write_verl_parquet
+    from sharpen.integrations.verl_trainer import SharpenRayPPOTrainer
+    from sharpen.records import load_run
+
+    qs = [
+        type("Q", (), {"qid": f"dapo-{i}", "prompt": f"p{i}", "label": str(i)})() for i in range(2)
+    ]
+    probe = write_verl_parquet(
+        to_verl_rows(qs, data_source="math_dapo", uid=True), tmp_path / "probe.parquet"
+    )
+    assert list(pd.read_parquet(probe)["uid"]) == ["dapo-0", "dapo-1"]
+    trainer = object.__new__(SharpenRayPPOTrainer)
+    trainer.config = OmegaConf.create({"trainer": {"balance_batch": True}, "sharpen": {
+        "reward": "majority_voting", "run_dir": str(tmp_path / "run"), "probe_files": str(probe)}})  # fmt: skip
+    trainer.tokenizer = None
+    trainer.global_steps = 0
+    trainer._sharpen_setup()
+    sources = np.array(["math_dapo"] * 8 + ["aime24"] * 2, dtype=object)
+    uids = ["dapo-0"] * 4 + ["dapo-1"] * 4 + ["aime-x"] * 2
+    infos = {"pred": ["0", "0", "0", "5", "", "1", "1", "1"] + ["3", "3"],
+             "acc": [True, True, True, False, False, True, True, True, False, False]}  # fmt: skip
+    infos["score"] = [float(a) for a in infos["acc"]]
+    ours = trainer._val_metrics_update(sources, uids, dict(infos), [])
+    theirs = RayPPOTrainer._val_metrics_update(trainer, sources, uids, dict(infos), [])
+    assert ours == theirs and any(k.startswith("val-core/math_dapo/") for k in ours)
+    probes = load_run(tmp_path / "run").probes
+    assert [(p["question_id"], p["majority_answer"], p["p_majority"]) for p in probes] == [
+        ("dapo-0", "0", 0.75), ("dapo-1", "1", 0.75),
+    ]  # fmt: skip
+
+
+def test_hook_writes_its_header_and_resumes_its_records_exactly(tmp_path, monkeypatch):
+    """The hook's config.json header from the resolved Hydra config; on resume (veRL's ``_load_checkpoint``
+    sets ``global_steps`` to the checkpoint's step) the records after it are dropped, the initial majorities
+    reloaded from probes.jsonl, and the checkpoint's own validation pass is not probed twice."""
+    from omegaconf import OmegaConf
+    from verl.trainer.ppo.ray_trainer import RayPPOTrainer
+
+    from sharpen.integrations.records import probe_records
+    from sharpen.integrations.verl_trainer import SharpenRayPPOTrainer
+    from sharpen.records import RunHeader, RunWriter, load_run
+
+    run_dir = tmp_path / "run"
+    w = RunWriter(run_dir)
+    for step, answers in ((0, ["3", "3", "5"]), (2, ["5", "5", "5"]), (4, ["5", "5", "3"])):
+        w.log_probes(probe_records(step, ["q"] * 3, answers, initial={"q": "3"})[0])
+        w.log_metrics(step, {"reward": 0.5})
+    cfg = _compose(VerlRecipe(reward="majority_voting", run_root=str(tmp_path)).overrides())
+    cfg = OmegaConf.merge(cfg, {"sharpen": {"run_dir": str(run_dir), "probe_files": ""}})
+    trainer = object.__new__(SharpenRayPPOTrainer)
+    trainer.config = cfg
+    trainer.tokenizer = None
+    trainer.total_training_steps = 40
+    with pytest.warns(UserWarning, match="NO PROBE SET"):
+        trainer._sharpen_setup()
+    h = load_run(run_dir).header
+    assert h == RunHeader("verl", reward="majority_voting", lr=1e-6, n_rollouts=8, clip_eps=0.2,
+                          model="Qwen/Qwen3-1.7B-Base", task=h.task, steps=40, batch_size=64, epochs=1,
+                          optimizer="adamw", kl_coef=0.0)  # fmt: skip
+
+    def veRL_resume(self):  # what veRL's own _load_checkpoint does to the loop's state
+        self.global_steps = 2
+
+    monkeypatch.setattr(RayPPOTrainer, "_load_checkpoint", veRL_resume)
+    trainer._sharpen_initial = {}
+    trainer._load_checkpoint()
+    run = load_run(run_dir)
+    assert [p["step"] for p in run.probes] == [0, 2] and [m["step"] for m in run.metrics] == [0, 2]
+    assert trainer._sharpen_initial == {"q": "3"} and trainer._sharpen_probed == {0, 2}

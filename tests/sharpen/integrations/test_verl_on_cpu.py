@@ -76,8 +76,8 @@ def test_compute_score_dispatches_on_data_source():
     assert compute_score("aime24", "Answer: 33", "33")["score"] == 1.0
     assert compute_score("aime24", r"\boxed{33}", "33")["score"] == 1.0
     assert (
-        compute_score("unknown/source", "The answer is 42.", "42")["score"] == 0.0
-    )  # auto ignores prose
+        compute_score("unknown/source", "The answer is 42.", "42")["score"] == 1.0
+    )  # was 0.0: the math scorer reads "the answer is" phrases too, after boxes and Answer: labels
     # an explicit answer_style overrides the dispatch
     assert compute_score("math_dapo", r"\boxed{14}", "14", answer_style="auto")["score"] == 1.0
     assert compute_score("x", "#### 9", "9", answer_style="gsm8k")["score"] == 1.0
@@ -86,6 +86,40 @@ def test_compute_score_dispatches_on_data_source():
     assert [answer_style_for(s) for s in ("math_dapo", "gsm8k", "lighteval/MATH", "aime25", "?")] == [
         "answer_line", "gsm8k", "boxed", "auto", "auto",
     ]  # fmt: skip
+
+
+def test_compute_score_dispatch_by_source_on_the_formats_models_write():
+    cot = "Step 1 ... Step 3: so she has 42 apples. The answer is 42."
+    for source in ("openai/gsm8k", "gsm8k", "math", "aime24", "sharpen/any"):
+        assert compute_score(source, cot, "42")["score"] == 1.0, source
+    minerva = "Final Answer: The final answer is $\\frac{1}{2}$. I hope it is correct."
+    assert compute_score("math_dapo", minerva, "\\frac{1}{2}")["score"] == 1.0
+    assert compute_score("math_dapo", "Answer: 13. No wait, Answer: 14", "14")["score"] == 1.0
+    assert compute_score("aime25", "so \\boxed5", "5")["score"] == 1.0
+    # MATH reads boxes only, DAPO Answer: labels only
+    assert compute_score("HuggingFaceH4/MATH-500", cot, "42")["score"] == 0.0
+    assert compute_score("math_dapo", cot, "42")["score"] == 0.0
+    assert compute_score("openai/gsm8k", "#### 1,234", "1234")["pred"] == "1234"
+
+
+def test_compute_score_warns_once_per_unknown_source(monkeypatch):
+    import warnings
+
+    import sharpen.integrations.verl as verl_module
+
+    monkeypatch.setattr(verl_module, "_warned_sources", set())
+    unknown = r"'my/source' is not one sharpen knows.*math scorer"
+    with pytest.warns(UserWarning, match=unknown) as caught:
+        assert compute_score("my/source", "The answer is 42.", "42")["score"] == 1.0
+    assert len(caught) == 1
+    with warnings.catch_warnings():  # no second warning, none for known sources or a chosen style
+        warnings.simplefilter("error")
+        compute_score("my/source", "Answer: 1", "1")
+        for known in ("math_dapo", "openai/gsm8k", "HuggingFaceH4/MATH-500", "aime2025", "math"):
+            compute_score(known, "Answer: 1", "1")
+        compute_score("another/source", "Answer: 1", "1", answer_style="auto")
+    with pytest.warns(UserWarning, match="'another/source'"):
+        compute_score("another/source", "Answer: 1", "1")
 
 
 def test_compute_score_against_a_pseudo_label_keeps_the_truth_for_measurement():
@@ -328,7 +362,6 @@ def test_write_recipe_and_cli(tmp_path, capsys):
                 "--reward",
                 "probability",
                 "--use-kl",
-                "true",
             ]
         )
         == 0
