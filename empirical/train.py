@@ -440,6 +440,12 @@ def lr_factor(cfg: TrainConfig, step: int) -> float:
     return 1.0
 
 
+def model_path(cfg: TrainConfig) -> str:
+    """Folder (or hub id) of the run's initial policy, pretraining and caching the tiny prior if needed."""
+    return resolve_model_path(cfg.model, pretrain_corpus=cfg.pretrain_corpus, pretrain_steps=cfg.pretrain_steps,
+                              pretrain_accuracy=cfg.pretrain_accuracy, progress=cfg.progress)  # fmt: skip
+
+
 def build_trainer(cfg: TrainConfig) -> Trainer:
     """Model, reference copy, backend, optimizer and data -- everything before step 1."""
     want_cuda = cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
@@ -449,8 +455,7 @@ def build_trainer(cfg: TrainConfig) -> Trainer:
     if cfg.torch_threads:
         torch.set_num_threads(cfg.torch_threads)
     task = build_task(cfg)
-    path = resolve_model_path(cfg.model, pretrain_corpus=cfg.pretrain_corpus, pretrain_steps=cfg.pretrain_steps,
-                              pretrain_accuracy=cfg.pretrain_accuracy, progress=cfg.progress)  # fmt: skip
+    path = model_path(cfg)
     model, tokenizer = load_model(path, device, trust_remote_code=cfg.trust_remote_code,
                                   gradient_checkpointing=cfg.gradient_checkpointing)  # fmt: skip
     eos_id = tokenizer.eos_token_id

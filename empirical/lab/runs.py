@@ -167,8 +167,6 @@ def ensure_runs(
     ran in. The tiny priors the runs start from are built first, in this process (one cache write each), so
     no two workers pretrain the same prior at once.
     """
-    from empirical.train import train
-
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers: must be an integer >= 1, got {workers!r}")
     folders = [run_folder(c, runs_dir) for c in configs]
@@ -185,11 +183,8 @@ def ensure_runs(
             )
         return folders
     for n, i in enumerate(todo, 1):
-        cfg, folder = configs[i], folders[i]
-        start = time.perf_counter()
-        train(cfg.replace(out_dir=str(folder)), resume=True)
-        print(f"  lab run {n}/{len(todo)}: {folder.name} ({time.perf_counter() - start:.0f} s)",
-              file=sys.stderr, flush=True)  # fmt: skip
+        name, seconds = _train_one(configs[i].replace(out_dir=str(folders[i])))
+        print(f"  lab run {n}/{len(todo)}: {name} ({seconds:.0f} s)", file=sys.stderr, flush=True)
     return folders
 
 
@@ -207,13 +202,10 @@ def _train_parallel(jobs: Sequence[TrainConfig], workers: int):
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
-    from empirical.policy import resolve_model_path
+    from empirical.train import model_path
 
-    for key in {(c.model, c.pretrain_corpus, c.pretrain_steps, c.pretrain_accuracy) for c in jobs}:
-        model, corpus, steps, accuracy = key  # the prior, as build_trainer resolves it
-        resolve_model_path(
-            model, pretrain_corpus=corpus, pretrain_steps=steps, pretrain_accuracy=accuracy
-        )
+    for cfg in jobs:  # pretrains each missing prior once, here; a cached one is a file check
+        model_path(cfg)
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=context) as pool:
         for future in as_completed([pool.submit(_train_one, cfg) for cfg in jobs]):
