@@ -199,7 +199,7 @@ def phase_clock(trainer):
     wrap(torch.Tensor, "backward", "backward")
     wrap(torch.nn.utils, "clip_grad_norm_", "grad clip")
     wrap(trainer.optimizer, "step", "optimizer")
-    wrap(T, "step_metrics", "metrics (TTRL names)")
+    wrap(T, "batch_metrics", "metrics (TTRL names, behaviour)")
     try:
         yield acc
     finally:

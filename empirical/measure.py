@@ -1,5 +1,7 @@
-"""What a run records, computed from parsed answers and rewards (no model here): the per-step batch metrics
-under TTRL's names, the per-question probe records that Theorem 1 is fitted to, and held-out accuracy.
+"""What a run records, computed from parsed answers, rewards and the batch's tensors (no model here): a step's
+rows -- every sample that votes (:class:`Vote`) and the rows GRPO trains on (:func:`trained_rows`) -- and its
+batch metrics under TTRL's names (:func:`step_metrics`, all of them with :func:`batch_metrics`), the
+per-question probe records that Theorem 1 is fitted to, and held-out accuracy.
 
 >>> from empirical.tasks import arithmetic_task
 >>> task = arithmetic_task(n_train=2, n_heldout=1, seed=0)
@@ -10,16 +12,94 @@ under TTRL's names, the per-question probe records that Theorem 1 is fitted to, 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from empirical.behaviour import behaviour_metrics
 from empirical.config import TrainConfig
 from empirical.tasks import Question, Task
 from sharpen import metrics as M
 from sharpen.answers import majority_vote
 from sharpen.exact import AnswerSummary
 from sharpen.records import HELDOUT_ACCURACY, UNSET, ProbeRecord, RunHeader, probe_record
+
+if TYPE_CHECKING:
+    import torch
+
+# ----------------------------------------------------------------------------------------------------------
+# a step's rows: every sample that votes, and the rows trained on
+# ----------------------------------------------------------------------------------------------------------
+
+
+def trained_rows(n_prompts: int, n_votes: int, n_rollouts: int) -> np.ndarray:
+    """The rows GRPO trains on among ``n_prompts * n_votes`` samples grouped by prompt: the first ``n_rollouts``
+    of each prompt's ``n_votes``, in sampling order, ``(n_prompts * n_rollouts,)``. A prompt's samples are
+    i.i.d. draws, so these are a uniform random subset of its vote (as TTRL trains on the first
+    ``n_samples_per_prompt`` of its ``n_votes_per_prompt``). All rows when ``n_votes == n_rollouts``.
+
+    >>> trained_rows(2, 4, 2).tolist()
+    [0, 1, 4, 5]
+    """
+    return (np.arange(n_prompts)[:, None] * n_votes + np.arange(n_rollouts)[None, :]).reshape(-1)
+
+
+@dataclass(frozen=True)
+class Vote:
+    """Every sample of one step, ``size`` (``n_votes``) consecutive per prompt, and the rows trained on: what an
+    answer-level reward scores against and the vote metrics (``majority_ratio``, ``label_accuracy``) describe."""
+
+    questions: list[Question]  # (V,) V = G * size, row i answers question i // size
+    answers: list[str | None]  # (V,) parsed answers
+    texts: list[str]  # (V,) decoded responses
+    size: int  # samples per prompt, n_votes
+    keep: np.ndarray  # (B,) the trained rows (trained_rows), B = G * n_rollouts
+
+    @classmethod
+    def of(
+        cls,
+        questions: Sequence[Question],
+        texts: Sequence[str],
+        parse: Callable[[str], str | None],
+        n_rollouts: int,
+    ) -> Vote:
+        """The vote of ``texts`` (V,), ``V // G`` consecutive per question of ``questions`` (G,), their answers by
+        ``parse`` (a function of the text: each distinct text is parsed once), trained on the first
+        ``n_rollouts`` of each question's."""
+        size = len(texts) // max(len(questions), 1)
+        if not questions or size * len(questions) != len(texts) or size < n_rollouts:
+            raise ValueError(
+                f"texts: need the same number (>= n_rollouts={n_rollouts}) per question for "
+                f"{len(questions)} (>= 1) questions, got {len(texts)}"
+            )
+        # a sharpened policy repeats a few texts
+        parsed = {t: parse(t) for t in dict.fromkeys(texts)}
+        rows = [q for q in questions for _ in range(size)]
+        keep = trained_rows(len(questions), size, n_rollouts)
+        return cls(rows, [parsed[t] for t in texts], list(texts), size, keep)
+
+    @property
+    def n_rollouts(self) -> int:
+        """Trained rows per question (the GRPO group size)."""
+        return len(self.keep) * self.size // len(self.questions)
+
+    def trained(self) -> tuple[list[Question], list[str | None], list[str]]:
+        """The trained rows' questions, answers and texts, ``(B,)`` each, row ``i`` answering question
+        ``i // n_rollouts``."""
+        keep = self.keep.tolist()
+        return (
+            [self.questions[i] for i in keep],
+            [self.answers[i] for i in keep],
+            [self.texts[i] for i in keep],
+        )
+
+
+# ----------------------------------------------------------------------------------------------------------
+# a step's metrics
+# ----------------------------------------------------------------------------------------------------------
 
 
 def grade(task: Task, questions: Sequence[Question], answers: Sequence[str | None]) -> np.ndarray:
@@ -78,7 +158,9 @@ def step_metrics(
         correct=correct,
         equivalent=_checker(task),
     )
-    if votes is not None:  # the vote's own metrics, over all of its samples
+    # the vote's own metrics, over all of its samples; when the vote is the trained rows themselves
+    # (n_votes = n_rollouts), ttrl_metrics' values are already those (the same vote, the same mean)
+    if votes is not None and list(votes) != list(answers):
         m = len(votes) // n_groups
         blocks = [list(votes[g * m : (g + 1) * m]) for g in range(n_groups)]
         label = [questions[g * n] for g in range(n_groups)]
@@ -104,6 +186,46 @@ def step_metrics(
 def _checker(task: Task):
     """``task.check`` as a bool-valued equivalence ``(question, answer) -> bool``."""
     return lambda q, a: bool(task.check(q, a))
+
+
+def batch_metrics(
+    task: Task,
+    vote: Vote,
+    rewards: np.ndarray,
+    correct: np.ndarray,
+    *,
+    tokens: torch.Tensor,
+    mask: torch.Tensor,
+    eos_id: int,
+    logprobs: torch.Tensor,
+    ref_logprobs: torch.Tensor | None,
+    entropy_sum: float,
+    sequence_reward: bool = False,
+) -> dict[str, float]:
+    """Every batch metric of one step but the optimiser's: :func:`step_metrics` of the trained rows of ``vote``
+    (``rewards``, ``correct`` (B,)) and of the whole vote, ``kl_to_initial`` (the k3 KL of ``logprobs`` to
+    ``ref_logprobs``, token mean, when there is an initial policy) and
+    :func:`empirical.behaviour.behaviour_metrics`.
+
+    ``tokens, mask (B, T)`` the trained responses, ``logprobs, ref_logprobs (B, T)`` the sampled tokens'
+    log-probabilities under the sampling and the initial policy, ``entropy_sum`` their token entropy summed
+    over ``mask``; ``sequence_reward``: the reward is a sequence probability (the underflow share of the summed
+    log-probabilities is logged).
+    """
+    questions, answers, texts = vote.trained()
+    n = vote.n_rollouts
+    seq_logp = (logprobs * mask).sum(-1).double().cpu().numpy() if sequence_reward else None
+    out = step_metrics(task, questions, answers, rewards, correct, n=n, mask=mask.cpu().numpy(),
+                       token_entropy_sum=entropy_sum, sequence_logprob=seq_logp, votes=vote.answers)  # fmt: skip
+    if ref_logprobs is not None:
+        from sharpen.grpo import kl_k3, masked_mean  # torch: only where a model's log-probs are
+
+        out["kl_to_initial"] = float(masked_mean(kl_k3(logprobs, ref_logprobs), mask))
+    out.update(behaviour_metrics(  # length, repetition, parse rate, distinct answers, sequence KL
+        tokens, answers, n=n, mask=mask, eos_id=eos_id,
+        logprobs=logprobs if ref_logprobs is not None else None, ref_logprobs=ref_logprobs,
+        implied_answers=[task.implied(t) for t in texts] if task.implied else None))  # fmt: skip
+    return out
 
 
 def probe_records(
@@ -179,10 +301,16 @@ def heldout_metrics(
     *,
     k: int,
     greedy_texts: Sequence[str] | None = None,
+    responses: Sequence[Sequence[int]] | None = None,
+    eos_id: int | None = None,
+    label_probs: np.ndarray | None = None,
 ) -> dict[str, float]:
     """Held-out ``avg@k`` (mean correctness of ``k`` consecutive texts per question; also as ``accuracy``,
     :data:`sharpen.records.HELDOUT_ACCURACY`, the name readers read), ``maj@k`` (correctness of their majority
-    answer) and, given one greedy text per question, ``greedy_accuracy``."""
+    answer) and, given one greedy text per question, ``greedy_accuracy``; given the texts' token ids
+    ``responses``, their :func:`empirical.behaviour.behaviour_metrics`; given each question's label probability
+    ``label_probs (Q,)`` (exact, at the rollout temperature), its mean ``exact_accuracy`` and the standard error
+    over questions ``exact_accuracy_se`` (NaN for one question)."""
     if len(texts) != k * len(questions) or not questions:
         raise ValueError(f"texts: expected {k} per question for {len(questions)} (>= 1) questions")
     answers = [task.parse(t) for t in texts]
@@ -203,6 +331,17 @@ def heldout_metrics(
     if greedy_texts is not None:
         out["greedy_accuracy"] = float(
             np.mean([task.correct(q, t) for q, t in zip(questions, greedy_texts, strict=True)])
+        )
+    if responses is not None:
+        implied = [task.implied(t) for t in texts] if task.implied else None
+        out.update(
+            behaviour_metrics(responses, answers, n=k, eos_id=eos_id, implied_answers=implied)
+        )
+    if label_probs is not None:
+        p = np.asarray(label_probs, dtype=np.float64)
+        out["exact_accuracy"] = float(p.mean())
+        out["exact_accuracy_se"] = (
+            float(p.std(ddof=1) / math.sqrt(p.size)) if p.size > 1 else math.nan
         )
     return out
 

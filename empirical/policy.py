@@ -12,7 +12,10 @@ once and are copied, which again adds up gradients exactly.
 * :func:`response_logits` -- logits aligned with the response tokens, ``(B, T, V)``: the logit at position
   ``t`` predicts ``tokens[:, t]`` (model positions ``P-1 .. P+T-2``: shift by one, drop the last).
 * :func:`sample` -- temperature / top-p sampling with a KV cache and EOS stopping, driven by a
-  ``torch.Generator``; returns the tokens and their log-probabilities under the temperature-scaled policy.
+  ``torch.Generator``, each distinct prefix run once; returns the tokens and their log-probabilities under the
+  temperature-scaled policy.
+* :func:`qwen3_forward` -- transformers' Qwen3 forward op for op (the same numbers) without its per-call
+  Python; both passes above use it for a plain transformers Qwen3, transformers' own forward otherwise.
 
 Example
 -------
@@ -29,11 +32,12 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 # ----------------------------------------------------------------------------------------------------------
 # loading
@@ -98,16 +102,24 @@ def load_model(
 # ----------------------------------------------------------------------------------------------------------
 
 
+def row_slices(start: int, stop: int, size: int) -> list[slice]:
+    """``[start, stop)`` cut into consecutive slices of ``size`` rows (the last may be shorter): a batch's
+    mini- or micro-batches (:meth:`Packed.chunks`).
+
+    >>> row_slices(0, 5, 2)
+    [slice(0, 2, None), slice(2, 4, None), slice(4, 5, None)]
+    """
+    return [slice(i, min(i + size, stop)) for i in range(start, stop, size)]
+
+
 def left_pad(rows: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Token-id lists as a left-padded ``(N, L)`` long tensor and its ``(N, L)`` 0/1 attention mask."""
     if not rows or any(len(r) == 0 for r in rows):
         raise ValueError("rows: need at least one row, each with at least one token")
     width = max(len(r) for r in rows)
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, r in enumerate(rows):
-        ids[i, width - len(r) :] = torch.as_tensor(list(r), dtype=torch.long)
-        mask[i, width - len(r) :] = 1
+    # one tensor from padded Python lists (a per-row copy costs more than the whole batch)
+    ids = torch.tensor([[pad_id] * (width - len(r)) + list(r) for r in rows], dtype=torch.long)
+    mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], dtype=torch.long)
     return ids, mask
 
 
@@ -140,6 +152,15 @@ class Packed:
             self.tokens[index],
             self.mask[index],
         )
+
+    def chunks(
+        self, size: int, start: int = 0, stop: int | None = None
+    ) -> Iterator[tuple[slice, Packed]]:
+        """Rows ``[start, stop)`` (default: all) as consecutive micro-batches of ``size`` rows, each as
+        ``(rows, self.rows(rows))`` (the slices of :func:`row_slices`)."""
+        stop = self.tokens.shape[0] if stop is None else stop
+        for rows in row_slices(start, stop, size):
+            yield rows, self.rows(rows)
 
     def distinct(self) -> tuple[Packed, torch.Tensor | None]:
         """The distinct rows (same prompt, response and mask) and, if some repeat, ``inverse (B,)`` with
@@ -205,12 +226,132 @@ def _cache_argument(model_class: type) -> str:
 
 
 def _call(model, cache=None, **inputs):
-    """``model(**inputs, use_cache=True)`` returning ``(logits, cache)`` under either transformers naming."""
+    """``model(**inputs, use_cache=True)`` returning ``(logits, cache)`` under either transformers naming; a plain
+    transformers Qwen3 runs through :func:`qwen3_forward` instead (the same ops, so the same numbers)."""
+    if _qwen3_plain(model):
+        return qwen3_forward(model, cache, **inputs)
     name = _cache_argument(type(model))
     if cache is not None:
         inputs[name] = cache
     out = model(**inputs, use_cache=True)
     return out.logits, out[name]
+
+
+def _qwen3_plain(model) -> bool:
+    """Whether :func:`qwen3_forward` computes ``model``'s forward: a transformers ``Qwen3ForCausalLM`` (not a
+    subclass or a wrapper) on transformers 5, SDPA attention, every layer full causal attention, no attention
+    dropout, no activation checkpointing (read from the layers, which are what checkpointing wraps)."""
+    if not _is_qwen3_class(type(model)):
+        return False
+    config = model.config
+    return (
+        config._attn_implementation == "sdpa"
+        and getattr(config, "is_causal", True)
+        and all(kind == "full_attention" for kind in config.layer_types)
+        and not config.attention_dropout
+        and not any(getattr(layer, "gradient_checkpointing", False) for layer in model.model.layers)
+        and all(_plain_module(m) for m in model.modules())
+    )
+
+
+_PLAIN_TORCH = (torch.nn.ModuleList, torch.nn.Linear, torch.nn.Embedding)
+
+
+def _plain_module(m) -> bool:
+    """A module :func:`qwen3_forward` reads as transformers would run it: one of torch's plain containers,
+    linears and embeddings (not an adapter, a quantised linear or a swapped-in kernel) or a transformers Qwen3 or
+    activation class, with no forward hooks."""
+    cls = type(m)
+    known = cls in _PLAIN_TORCH or cls.__module__.startswith(
+        ("transformers.models.qwen3.", "transformers.activations")
+    )
+    return known and not m._forward_hooks and not m._forward_pre_hooks
+
+
+@functools.cache
+def _is_qwen3_class(cls: type) -> bool:
+    import transformers
+
+    major = int(transformers.__version__.split(".")[0])
+    return (
+        cls.__name__ == "Qwen3ForCausalLM"
+        and cls.__module__.startswith("transformers.models.qwen3")
+        and major == 5  # the major version qwen3_forward is checked against
+    )
+
+
+def _rms_norm(norm, x: torch.Tensor) -> torch.Tensor:
+    """transformers' ``Qwen3RMSNorm.forward``, op for op: ``w * x / sqrt(mean(x^2) + eps)`` in float32."""
+    dtype = x.dtype
+    x = x.to(torch.float32)
+    variance = x.pow(2).mean(-1, keepdim=True)
+    x = x * torch.rsqrt(variance + norm.variance_epsilon)
+    return norm.weight * x.to(dtype)
+
+
+def _rotate_half(x: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+
+
+def _causal_mask(attention_mask: torch.Tensor, q_len: int, past: int) -> torch.Tensor | None:
+    """The boolean SDPA mask transformers builds for a full-attention layer, ``(B, 1, q_len, past + q_len)``:
+    key ``j`` is seen by query ``i`` if ``j <= past + i`` and ``attention_mask[:, j]``; None (SDPA's own causal
+    rule) when nothing is padded and the query is one token or the whole sequence, as transformers returns."""
+    kv_len, padding = past + q_len, attention_mask.bool()
+    if padding.shape[-1] != kv_len:
+        raise ValueError(
+            f"attention_mask: needs {kv_len} columns (cached + new tokens), got {padding.shape[-1]}"
+        )
+    if (q_len == 1 or kv_len == q_len) and bool(padding.all()):
+        return None
+    device = attention_mask.device
+    causal = (
+        torch.arange(kv_len, device=device) <= torch.arange(past, kv_len, device=device)[:, None]
+    )
+    return causal[None, None] & padding[:, None, None, :]
+
+
+def qwen3_forward(
+    model, cache=None, *, input_ids, attention_mask, position_ids, logits_to_keep: int = 0
+):
+    """The forward pass of a transformers Qwen3 causal LM with a KV cache, returning ``(logits, cache)``.
+
+    The same tensor operations in the same order as transformers' ``Qwen3ForCausalLM.forward`` (its modules'
+    weights, its rotary embedding and SDPA attention functions, the same boolean mask), so the logits and, under
+    autograd, the gradients are the same to the bit (checked against transformers in the tests); what it leaves
+    out is transformers' per-call Python (output capturing, keyword handling, mask building, module hooks),
+    ~1/4 of a decode call of the tiny model. Used by :func:`_call` only where :func:`_qwen3_plain` holds.
+    """
+    from transformers.cache_utils import DynamicCache
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    inner, config = model.model, model.config
+    hidden = inner.embed_tokens(input_ids)  # (B, L, H)
+    if cache is None:
+        cache = DynamicCache(config=config)
+    mask = _causal_mask(attention_mask, hidden.shape[1], cache.get_seq_length())
+    cos, sin = inner.rotary_emb(hidden, position_ids)
+    cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)  # (B, 1, L, D), broadcast over heads
+    heads = (*hidden.shape[:-1], -1, config.head_dim)
+    for i, layer in enumerate(inner.layers):
+        attn, mlp = layer.self_attn, layer.mlp
+        x = _rms_norm(layer.input_layernorm, hidden)
+        q = _rms_norm(attn.q_norm, F.linear(x, attn.q_proj.weight, attn.q_proj.bias).view(heads))
+        k = _rms_norm(attn.k_norm, F.linear(x, attn.k_proj.weight, attn.k_proj.bias).view(heads))
+        v = F.linear(x, attn.v_proj.weight, attn.v_proj.bias).view(heads).transpose(1, 2)
+        q, k = q.transpose(1, 2), k.transpose(1, 2)  # (B, heads, L, D)
+        q, k = (q * cos) + (_rotate_half(q) * sin), (k * cos) + (_rotate_half(k) * sin)
+        k, v = cache.update(k, v, i)
+        out, _ = sdpa_attention_forward(attn, q, k, v, mask, dropout=0.0, scaling=attn.scaling,
+                                        sliding_window=attn.sliding_window)  # fmt: skip
+        out = out.reshape(*heads[:-2], -1).contiguous()
+        hidden = hidden + F.linear(out, attn.o_proj.weight, attn.o_proj.bias)
+        x = _rms_norm(layer.post_attention_layernorm, hidden)
+        x = mlp.act_fn(F.linear(x, mlp.gate_proj.weight)) * F.linear(x, mlp.up_proj.weight)
+        hidden = hidden + F.linear(x, mlp.down_proj.weight)
+    hidden = _rms_norm(inner.norm, hidden)
+    return model.lm_head(hidden[:, -logits_to_keep:] if logits_to_keep else hidden), cache
 
 
 def prefill(model, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, index: torch.Tensor):
@@ -314,6 +455,35 @@ def pick_tokens(
     return tokens, logp.gather(-1, tokens[:, None])[:, 0]
 
 
+SMALL_BATCH = 4
+"""Fewest rows a decode call of :func:`sample` runs once the batch has that many: a call over fewer distinct
+prefixes is padded with copies. A matrix product over 1-3 rows may take another BLAS kernel (MKL's small-matrix
+path rounds differently from its blocked one), so keeping every call of a batch of >= 4 rows at >= 4 rows keeps
+the deduplicated sampler's logits those of the per-row one, bit for bit, wherever each row's product does not
+depend on the other rows (measured with this project's torch CPU build, whose MKL products do not for >= 4)."""
+
+
+def _branch(
+    node: torch.Tensor, token: torch.Tensor, vocab: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The next step's prefixes: rows ``(A,)`` at prefix ``node`` that drew ``token`` move to the distinct pairs
+    ``(node, token)``. Returns ``(parent (U,), token (U,), node (A,))``: each new prefix's old one and last
+    token, and each row's new prefix. With fewer than :data:`SMALL_BATCH` rows every row is its own prefix (the
+    call keeps the rows' own size); else calls over fewer distinct pairs are padded to that size with copies of
+    the first (no row points at a copy).
+
+    >>> [t.tolist() for t in _branch(torch.tensor([0, 0, 0, 1, 1]), torch.tensor([7, 9, 7, 7, 7]), 10)]
+    [[0, 0, 1, 0], [7, 9, 7, 7], [0, 1, 0, 2, 2]]
+    """
+    if node.shape[0] < SMALL_BATCH:
+        return node, token, torch.arange(node.shape[0], device=node.device)
+    # the distinct (prefix, token) pairs, sorted, and each row's pair
+    pairs, node = torch.unique(node * vocab + token, return_inverse=True)
+    if pairs.shape[0] < SMALL_BATCH:
+        pairs = torch.cat([pairs, pairs[:1].expand(SMALL_BATCH - pairs.shape[0])])
+    return pairs // vocab, pairs % vocab, node
+
+
 @torch.inference_mode()
 def sample(
     model,
@@ -330,37 +500,52 @@ def sample(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``n`` responses to each of the ``G`` left-padded prompts ``(G, P)``, with a KV cache.
 
-    Row ``i`` answers prompt ``i // n``. A row stops after its EOS (later positions hold ``pad_id`` and
-    log-probability 0) and leaves the batch, so finished rows cost nothing; the loop ends when every row has
-    stopped or after ``max_new_tokens``.
+    Row ``i`` answers prompt ``i // n``. Rows that agree so far (the same prompt and the same tokens) share one
+    next-token distribution, so the model runs once per distinct *prefix*: the prompt pass once per prompt,
+    then each decode call once per distinct (prefix, token) pair of the last step (see :func:`_branch`), with
+    the cache rows copied where prefixes branch; every row still draws its own token, in row order, from its
+    prefix's logits (the draws and the generator's state are those of one call per row). A row stops after
+    its EOS (later positions hold ``pad_id`` and log-probability 0) and leaves the batch; the loop ends when
+    every row has stopped or after ``max_new_tokens``. A sharpened policy repeats a few prefixes, so a call
+    runs far fewer rows than the batch holds (measured: ~4x fewer on the tiny arithmetic task's 16 x 8).
 
     Returns ``(tokens (G n, T), logprobs (G n, T))`` with ``T <= max_new_tokens``.
     """
     if n < 1 or max_new_tokens < 1:
         raise ValueError(f"n, max_new_tokens: must be >= 1, got {n}, {max_new_tokens}")
-    device = prompt_ids.device
-    index = torch.arange(prompt_ids.shape[0], device=device).repeat_interleave(n)
-    logits, cache, attn, position = prefill(model, prompt_ids, prompt_mask, index)
-    tokens = torch.full((index.shape[0], max_new_tokens), pad_id, dtype=torch.long, device=device)
+    device, (n_prompts, width) = prompt_ids.device, prompt_ids.shape
+    logits, cache = _call(model, input_ids=prompt_ids, attention_mask=prompt_mask,
+                          position_ids=positions(prompt_mask), logits_to_keep=1)  # fmt: skip
+    logits = logits[:, -1]  # (U, V): one row per prefix, here the prompts
+    # each prefix's attention mask for the whole response, allocated once; step t reads P + t + 1 columns
+    attn = torch.cat([prompt_mask, prompt_mask.new_ones(n_prompts, max_new_tokens)], 1)
+    position = prompt_mask.sum(-1)  # (U,) position of each prefix's first response token
+    # (A,) the prefix of each active row
+    node = torch.arange(n_prompts, device=device).repeat_interleave(n)
+    active = torch.arange(node.shape[0], device=device)  # (A,) rows still generating
+    span = torch.arange(
+        node.shape[0], device=device
+    )  # to spot a step where no prefix branched or ended
+    tokens = torch.full((node.shape[0], max_new_tokens), pad_id, dtype=torch.long, device=device)
     logprobs = torch.zeros(tokens.shape, device=device)
-    active = torch.arange(index.shape[0], device=device)  # rows still generating
     for t in range(max_new_tokens):
-        token, logp = pick_tokens(logits, temperature=temperature, top_p=top_p, generator=generator)
+        row_logits = logits[node]  # (A, V): each row reads its prefix's logits
+        token, logp = pick_tokens(
+            row_logits, temperature=temperature, top_p=top_p, generator=generator
+        )
         tokens[active, t], logprobs[active, t] = token, logp
         going = token != eos_id
         if t == max_new_tokens - 1 or not bool(going.any()):
             break
-        if not bool(going.all()):  # drop finished rows from the batch and the cache
+        if not bool(going.all()):  # finished rows leave the batch
             keep = going.nonzero()[:, 0]
-            active, token, attn, position = active[keep], token[keep], attn[keep], position[keep]
-            cache.batch_select_indices(keep)
-        attn = torch.cat([attn, torch.ones_like(attn[:, :1])], 1)
-        logits, cache = _call(
-            model,
-            cache,
-            input_ids=token[:, None],
-            attention_mask=attn,
-            position_ids=position[:, None] + t,
-        )
+            active, token, node = active[keep], token[keep], node[keep]
+        parent, token, node = _branch(node, token, logits.shape[-1])
+        same = parent.shape[0] == position.shape[0] and torch.equal(parent, span[: parent.shape[0]])
+        if not same:  # prefixes branched or ended: copy their cache rows
+            cache.batch_select_indices(parent)
+            attn, position = attn[parent], position[parent]
+        logits, cache = _call(model, cache, input_ids=token[:, None], attention_mask=attn[:, : width + t + 1],
+                              position_ids=position[:, None] + t)  # fmt: skip
         logits = logits[:, -1]
     return tokens[:, : t + 1], logprobs[:, : t + 1]

@@ -80,19 +80,34 @@ def render_prompts(
     tokenizer, texts: Sequence[str], chat: Sequence[bool], max_tokens: int
 ) -> list[list[int]]:
     """Token ids of each prompt: the chat template for chat questions when the tokenizer has one, else the raw
-    text with the tokenizer's special tokens; left-truncated to ``max_tokens``."""
-    out = []
+    text with the tokenizer's special tokens; left-truncated to ``max_tokens``. Each kind is tokenised in one
+    batched call (the same ids as one call per text, without padding)."""
+    texts, chat = list(texts), list(chat)
+    if len(texts) != len(chat):
+        raise ValueError(f"chat: expected one flag per prompt ({len(texts)}), got {len(chat)}")
     has_template = bool(getattr(tokenizer, "chat_template", None))
-    for text, is_chat in zip(texts, chat, strict=True):
-        if is_chat and has_template:
-            rendered = tokenizer.apply_chat_template(
-                [{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True
-            )
-            ids = tokenizer(rendered, add_special_tokens=False)["input_ids"]
-        else:
-            ids = tokenizer(text)["input_ids"]
-        out.append(list(ids[-max_tokens:]))
+    templated = [i for i, is_chat in enumerate(chat) if is_chat and has_template]
+    plain = [i for i, is_chat in enumerate(chat) if not (is_chat and has_template)]
+    rendered = [tokenizer.apply_chat_template([{"role": "user", "content": texts[i]}], tokenize=False,
+                                              add_generation_prompt=True) for i in templated]  # fmt: skip
+    out: list[list[int]] = [[] for _ in texts]
+    for rows, batch, special in (
+        (templated, rendered, False),
+        (plain, [texts[i] for i in plain], True),
+    ):
+        encoded = tokenizer(batch, add_special_tokens=special)["input_ids"] if rows else []
+        for i, ids in zip(rows, encoded, strict=True):
+            out[i] = list(ids[-max_tokens:])
     return out
+
+
+def decode_responses(tokenizer, response_ids: Sequence[Sequence[int]]) -> list[str]:
+    """The text of each response (special tokens dropped), each distinct response decoded once: a sharpened
+    policy repeats a few."""
+    distinct = list(dict.fromkeys(tuple(r) for r in response_ids))
+    texts = tokenizer.batch_decode([list(r) for r in distinct], skip_special_tokens=True)
+    by_ids = dict(zip(distinct, texts, strict=True))
+    return [by_ids[tuple(r)] for r in response_ids]
 
 
 class RolloutBackend(Protocol):

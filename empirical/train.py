@@ -5,7 +5,8 @@ Read it top to bottom: batches -> the trainer (rollout, reward, the old pass, sc
 old pass, rewards, advantages, loss and update, metrics; probes, evaluation) -> set-up -> the loop. Checkpoints
 are :func:`empirical.checkpoint.save_trainer` / :func:`~empirical.checkpoint.restore_trainer`. The configuration
 is :class:`empirical.config.TrainConfig`; reward, advantage, loss and metric math comes from :mod:`sharpen`;
-model passes and sampling from :mod:`empirical.policy`.
+model passes and sampling from :mod:`empirical.policy`; a step's vote, its trained rows and every record
+from :mod:`empirical.measure`.
 
 Token-level rewards (self-certainty, token / trajectory entropy, probability) are computed *exactly* from the
 trainer's own forward pass over the full vocabulary (the *old pass*, :class:`OldPass`), with the rollout
@@ -30,7 +31,6 @@ import numpy as np
 import torch
 
 from empirical import measure
-from empirical.behaviour import behaviour_metrics
 from empirical.checkpoint import (
     check_run_folder,
     latest_checkpoint,
@@ -40,14 +40,14 @@ from empirical.checkpoint import (
 )
 from empirical.config import TrainConfig
 from empirical.exact import candidate_ids, exact_probe, label_probs
-from empirical.measure import grade, heldout_metrics, probe_records, step_metrics, stratified_probes
+from empirical.measure import Vote, batch_metrics, grade, heldout_metrics, probe_records
 from empirical.policy import Packed, load_model, pack, resolve_model_path, response_logits
 from empirical.reporters import REPORTERS
-from empirical.rollout import BACKENDS, Generation, RolloutBackend, render_prompts
+from empirical.rollout import BACKENDS, Generation, RolloutBackend, decode_responses, render_prompts
 from empirical.tasks import DataCursor, Question, Task, build_task, verification_prompt
 from sharpen.answers import parse_verdict
 from sharpen.exact import AnswerSummary
-from sharpen.grpo import agg_loss, group_advantages, kl_k3, masked_mean, policy_loss
+from sharpen.grpo import agg_loss, group_advantages, kl_k3, policy_loss
 from sharpen.records import ProbeRecord, RunWriter, environment_info
 from sharpen.rewards import Rollouts, get_reward, reward_info, token_entropies, token_logprobs
 
@@ -55,42 +55,13 @@ __all__ = ["Trainer", "build_task", "build_trainer", "latest_checkpoint", "train
 
 
 # ==========================================================================================================
-# batches: row slices, reward levels, the old pass
+# batches: reward levels, the old pass
 # ==========================================================================================================
-
-
-def row_slices(start: int, stop: int, size: int) -> list[slice]:
-    """``[start, stop)`` cut into consecutive slices of ``size`` rows."""
-    return [slice(i, min(i + size, stop)) for i in range(start, stop, size)]
 
 
 def reads_logits(reward: str) -> bool:
     """Whether reward ``reward`` is token-level (reads the policy's logits) rather than answer-level."""
     return "logits" in reward_info(reward).needs
-
-
-def trained_rows(n_prompts: int, n_votes: int, n_rollouts: int) -> np.ndarray:
-    """The rows GRPO trains on among ``n_prompts * n_votes`` samples grouped by prompt: the first ``n_rollouts``
-    of each prompt's ``n_votes``, in sampling order, ``(n_prompts * n_rollouts,)``. A prompt's samples are
-    i.i.d. draws, so these are a uniform random subset of its vote (as TTRL trains on the first
-    ``n_samples_per_prompt`` of its ``n_votes_per_prompt``). All rows when ``n_votes == n_rollouts``.
-
-    >>> trained_rows(2, 4, 2).tolist()
-    [0, 1, 4, 5]
-    """
-    return (np.arange(n_prompts)[:, None] * n_votes + np.arange(n_rollouts)[None, :]).reshape(-1)
-
-
-@dataclass(frozen=True)
-class Vote:
-    """Every sample of one step, ``size`` (``n_votes``) consecutive per prompt, and the rows trained on: what an
-    answer-level reward scores against and the vote metrics (``majority_ratio``, ``label_accuracy``) describe."""
-
-    questions: list[Question]  # (V,) V = G * size, row i answers question i // size
-    answers: list[str | None]  # (V,) parsed answers
-    texts: list[str]  # (V,) decoded responses
-    size: int  # samples per prompt, n_votes
-    keep: np.ndarray  # (B,) the trained rows (trained_rows), B = G * n_rollouts
 
 
 @dataclass
@@ -151,7 +122,7 @@ class Trainer:
         """``n`` responses per question (rows grouped by question) and their decoded texts."""
         ids = self.prompt_ids(questions)
         gen = self.backend.generate(ids, n, temperature=temperature, top_p=top_p, max_new_tokens=max_new)  # fmt: skip
-        return gen, self.tokenizer.batch_decode(gen.response_ids, skip_special_tokens=True)
+        return gen, decode_responses(self.tokenizer, gen.response_ids)
 
     def prompt_ids(self, questions: list[Question]) -> list[list[int]]:
         """The questions' prompts as token ids (chat template where a question asks for one)."""
@@ -207,8 +178,7 @@ class Trainer:
         """The separate no-grad pass over the whole batch, ``micro`` rows at a time."""
         old = OldPass.empty(batch, reference=self.ref_model is not None)
         with torch.no_grad():
-            for rows in row_slices(0, batch.tokens.shape[0], micro):
-                part = batch.rows(rows)
+            for rows, part in batch.chunks(micro):
                 self.observe(old, rows, part, *self.forward(part), reward_fn)
         return old
 
@@ -253,14 +223,12 @@ class Trainer:
         # n_votes samples per question vote; GRPO trains on the first n of each (all when n_votes = n)
         m = cfg.votes_per_prompt
         gen, voted = self.sample(picked, m, cfg.temperature, cfg.top_p, cfg.max_new_tokens)
-        keep = trained_rows(len(picked), m, n)  # (B,) of the G * m samples
-        vote = Vote([q for q in picked for _ in range(m)], [self.task.parse(t) for t in voted], voted,
-                    m, keep)  # fmt: skip
+        vote = Vote.of(picked, voted, self.task.parse, n)
+        keep = vote.keep  # (B,) of the G * m samples
         # prompt_ids (G, P) once per question; tokens, mask: (B, T) with B = G * n
         batch = pack([gen.prompt_ids[i] for i in keep], [gen.response_ids[i] for i in keep],
                      self.pad_id, self.device)  # fmt: skip
-        questions = [q for q in picked for _ in range(n)]  # row i answers question i // n
-        texts, answers = [voted[i] for i in keep], [vote.answers[i] for i in keep]
+        questions, answers, texts = vote.trained()  # row i answers question i // n
         correct = grade(self.task, questions, answers)  # (B,) 0/1, measured whatever the reward
         t_rollout = time.perf_counter()
 
@@ -297,8 +265,7 @@ class Trainer:
         for start in range(0, b, mini):
             self.optimizer.zero_grad(set_to_none=True)
             n_tok = batch.mask[start : start + mini].sum()
-            for rows in row_slices(start, start + mini, micro):
-                part = batch.rows(rows)
+            for rows, part in batch.chunks(micro, start, start + mini):
                 logits, logp = ahead or self.forward(part)  # (b, T, V) with grad, (b, T)
                 # the shortcut: these rows' old values are this pass's
                 if one_pass and not token_level:
@@ -325,22 +292,14 @@ class Trainer:
         self.last_batch, self.last_vote = (batch, rewards), vote
         t_update = time.perf_counter()
 
-        # ---------------------------------------------------------------- metrics (TTRL names)
-        seq_logp = None
+        # ---------------------------------------------------------------- metrics (TTRL names, behaviour)
         spec = reward_info(cfg.reward).spec  # a probability (sequence unit): its underflow share
-        if spec is not None and spec.unit == "sequence":
-            seq_logp = (old.logp * batch.mask).sum(-1).double().cpu().numpy()
-        out = step_metrics(self.task, questions, answers, rewards, correct, n=n,
-                           mask=batch.mask.cpu().numpy(), token_entropy_sum=old.entropy_sum,
-                           sequence_logprob=seq_logp, votes=vote.answers)  # fmt: skip
+        out = batch_metrics(self.task, vote, rewards, correct, tokens=batch.tokens, mask=batch.mask,
+                            eos_id=self.eos_id, logprobs=old.logp, ref_logprobs=old.ref_logp,
+                            entropy_sum=old.entropy_sum,
+                            sequence_reward=spec is not None and spec.unit == "sequence")  # fmt: skip
         out.update(loss=float(sum(losses) * mini / b), clip_frac=float(np.mean(clip_fracs)),
                    grad_norm=grad_norm, lr=lr)  # fmt: skip
-        if old.ref_logp is not None:
-            out["kl_to_initial"] = float(masked_mean(kl_k3(old.logp, old.ref_logp), batch.mask))
-        out.update(behaviour_metrics(  # length, repetition, parse rate, distinct answers, sequence KL
-            batch.tokens, answers, n=n, mask=batch.mask, eos_id=self.eos_id,
-            logprobs=old.logp if old.ref_logp is not None else None, ref_logprobs=old.ref_logp,
-            implied_answers=[self.task.implied(t) for t in texts] if self.task.implied else None))  # fmt: skip
         out["time/rollout"] = t_rollout - t0
         out["time/update"] = t_update - t_rollout
         out["time/step"] = t_update - t0
@@ -374,7 +333,7 @@ class Trainer:
             pool = list(self.task.train[: cfg.n_probe * (8 if stratified else 1)])
             exact = self.exact_answers(pool) if stratified else None
             n = cfg.n_probe
-            picked = range(n) if exact is None else stratified_probes(exact.p_majority, n)
+            picked = range(n) if exact is None else measure.stratified_probes(exact.p_majority, n)
             self.probe_ids = [pool[i].qid for i in picked if i < len(pool)]
         by_id = {q.qid: q for q in self.task.train}
         return [by_id[qid] for qid in self.probe_ids]
@@ -410,19 +369,13 @@ class Trainer:
         greedy = (
             self.sample(questions, 1, 0.0, 1.0, cfg.max_new_tokens)[1] if cfg.eval_greedy else None
         )
-        out = heldout_metrics(self.task, questions, texts, k=k, greedy_texts=greedy)
-        implied = [self.task.implied(t) for t in texts] if self.task.implied else None
-        out.update(behaviour_metrics(gen.response_ids, [self.task.parse(t) for t in texts], n=k,
-                                     eos_id=self.eos_id, implied_answers=implied))  # fmt: skip
+        p = None
         if self.exact:  # labels are listed answers: score them exactly
             labels = candidate_ids(self.tokenizer, [q.label for q in questions], self.eos_id)
             p = label_probs(self.model, self.prompt_ids(questions), labels, temperature=cfg.temperature,
                             pad_id=self.pad_id)  # fmt: skip
-            out["exact_accuracy"] = float(p.mean())
-            out["exact_accuracy_se"] = (
-                float(p.std(ddof=1) / math.sqrt(p.size)) if p.size > 1 else math.nan
-            )
-        return out
+        return heldout_metrics(self.task, questions, texts, k=k, greedy_texts=greedy,
+                               responses=gen.response_ids, eos_id=self.eos_id, label_probs=p)  # fmt: skip
 
 
 # ==========================================================================================================

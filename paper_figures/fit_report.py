@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy import special
 
 from sharpen._cli import add_dataclass_options, fail, given_options
 from sharpen.collapse import NOISE_SIGMAS, AnalysisConfig, CollapseReport
@@ -387,7 +386,7 @@ def draw_overlay_arrays(
 ):
     """:func:`draw_overlay` from plain arrays (steps (L,), p_initial and n_samples (Q, L), intercept,
     slope (Q,) with NaN for no fit, labels (Q,) question classes), so cached data can be redrawn."""
-    import matplotlib.pyplot as plt
+    from scipy import special  # here: importing this module (`sharpen fit --help`) stays scipy-free
 
     k = np.asarray(steps, dtype=np.float64)
     p_all = np.asarray(p_initial, dtype=np.float64)
@@ -398,6 +397,8 @@ def draw_overlay_arrays(
             f"p_initial: expected shape (Q, {k.size}) with Q = len(labels), got {p_all.shape}"
         )
     if axes is None:
+        import matplotlib.pyplot as plt
+
         fig, axes = plt.subplots(1, 3, figsize=(14, 4.4), constrained_layout=True)
     else:
         fig = axes[0].figure

@@ -222,8 +222,8 @@ def _count_column(values: Sequence[Any]) -> np.ndarray:
 
 def _bool_column(values: Sequence[Any]) -> np.ndarray:
     """:func:`_as_bool_float` of each value (one numpy pass when the values are bools and None)."""
-    if set(map(type, values)) <= {bool, type(None)}:
-        return np.array([math.nan if v is None else float(v) for v in values], dtype=np.float64)
+    if set(map(type, values)) <= {bool, type(None)}:  # True -> 1.0, False -> 0.0, None -> NaN
+        return np.array(values, dtype=np.float64)
     return np.array([_as_bool_float(v) for v in values], dtype=np.float64)
 
 
@@ -240,8 +240,11 @@ def _step_column(values: Sequence[Any]) -> list[int | None]:
     return out
 
 
-def _taker(index: np.ndarray) -> Callable[[Sequence[Any]], list[Any]]:
-    """``take(values) = [values[i] for i in index]``, in one C call per column."""
+def _taker(index: np.ndarray, n: int) -> Callable[[Sequence[Any]], Sequence[Any]]:
+    """``take(values) = [values[i] for i in index]`` for columns of length ``n``, in one C call per column;
+    ``values`` itself where ``index`` is all of ``0 .. n-1`` (it is sorted and without repeats)."""
+    if index.size == n:
+        return lambda values: values
     if index.size == 0:
         return lambda values: []
     get = itemgetter(*index.tolist())
@@ -288,7 +291,7 @@ def trajectories_from_probes(
     """
     records = records if isinstance(records, list) else list(records)
     n = len(records)
-    if all(type(r) is dict for r in records):  # what load_run gives: skip the slower ABC check
+    if set(map(type, records)) <= {dict}:  # what load_run gives: skip the slower ABC check
         is_record = np.ones(n, dtype=bool)
     else:
         is_record = np.array([isinstance(r, Mapping) for r in records], dtype=bool)
@@ -330,7 +333,7 @@ def trajectories_from_probes(
         )
 
     # question and step indices of the usable records; a repeated (question, step) keeps the last
-    take = _taker(idx)
+    take = _taker(idx, n)
     qcol = take(col["question_id"])
     if not set(map(type, qcol)) <= {str}:
         qcol = [str(q) for q in qcol]
@@ -360,7 +363,7 @@ def trajectories_from_probes(
         out[qk, sk] = values
         return out
 
-    pick = _taker(rows)
+    pick = _taker(rows, n)
 
     def picked(name: str) -> list[Any]:
         return pick(col[name])

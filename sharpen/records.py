@@ -36,6 +36,7 @@ import math
 import os
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, ClassVar, Literal, get_args
 
@@ -617,41 +618,126 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
 # ----------------------------------------------------------------------------------------------------------------
 
 _DECODER = json.JSONDecoder()
+# Between two lines parsed in one call, a sentinel element: the JSON string "\u0000", which a text that holds no
+# "\u0000" escape cannot otherwise produce (a raw NUL is not valid inside a JSON string).
+_SENTINEL = '"\\u0000"'
+_JOIN = "," + _SENTINEL + ","
+# lines per call where a file is not all objects: a bad line sends the lines of its call to the line-by-line read
+_CHUNK = 1000
 
 
-def _json_lines(path: Path) -> tuple[list[tuple[int, dict]], list[tuple[int, str]]]:
-    """``(line number, object)`` for the lines of ``path`` that are UTF-8 JSON objects, and
-    ``(line number, problem)`` for every other non-blank line. One bad line does not fail the file.
+def _json_lines(path: Path) -> tuple[list[int], list[dict], list[tuple[int, str]]]:
+    """The line numbers and objects of the lines of ``path`` that are UTF-8 JSON objects, and ``(line number,
+    problem)`` for every other non-blank line. One bad line does not fail the file.
 
-    The file is decoded at once and each line that opens an object is parsed as it is
-    (``JSONDecoder.raw_decode``); any other line, or one that does not parse that way, is parsed as its own
-    stripped text, which gives exactly the per-line result. A file that is not valid UTF-8 as a whole is
-    decoded line by line, so only its bad lines are lost."""
+    Each line is judged on its own (:func:`_parse_line_at`), but the lines that look like what writers write
+    (open with ``{``, close with ``}``) are parsed in one ``json.loads`` call (:func:`_parse_joined`): the same
+    objects, without a Python call per line and with each key decoded once. A file that is not valid UTF-8 as a
+    whole is decoded line by line, so only its bad lines are lost."""
     data = path.read_bytes()
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         return _json_lines_bytewise(data)
-    records: list[tuple[int, dict]] = []
+    del data
+    sentinel_free = "\\u0000" not in text
+    if sentinel_free:
+        # every line an object (the usual file): parsed without splitting it; n lines, not counting a
+        # blank one after the last newline
+        n = text.count("\n") + 1 - text.endswith("\n")
+        if text.startswith("{") and text.endswith(("}", "}\n")) and text.count("}\n{") == n - 1:
+            # (while joining, the text, its replaced copy and the joined string are all alive: ~3x the file)
+            objects = _parse_joined("".join(("[", text.replace("\n", _JOIN, n - 1), "]")), n)
+            if objects is not None:
+                return list(range(1, n + 1)), objects, []
+    lines = text.split("\n")
+    del text
+    numbers: list[int] = []
+    records: list[dict] = []
     problems: list[tuple[int, str]] = []
-    decode = _DECODER.raw_decode
-    for number, line in enumerate(text.split("\n"), start=1):
-        if line.startswith("{"):  # what writers write: one object from the first character
-            try:
-                obj, stop = decode(line)
-            except (
-                ValueError,
-                RecursionError,
-            ):  # not JSON; an int past Python's digit limit; nested too deep
-                stop = -1
-            if stop == len(line) or (stop > 0 and not line[stop:].strip()):
-                records.append((number, obj))
-                continue
-        _parse_line(line, number, records, problems)
-    return records, problems
+    if not sentinel_free:
+        for number, line in enumerate(lines, start=1):
+            _parse_line_at(line, number, numbers, records, problems)
+        return numbers, records, problems
+    index, objects, others = _objects_at_once(lines)
+    for i in others:
+        _parse_line_at(lines[i], i + 1, numbers, records, problems)
+    if not numbers:  # every record came from the one-call parse
+        return [i + 1 for i in index], objects, problems
+    merged = sorted(
+        [*zip([i + 1 for i in index], objects, strict=True), *zip(numbers, records, strict=True)],
+        key=lambda pair: pair[0],
+    )
+    return [n for n, _ in merged], [r for _, r in merged], problems
 
 
-def _parse_line(line: str, number: int, records: list, problems: list) -> None:
+def _parse_joined(joined: str, n: int) -> list[dict] | None:
+    """The ``n`` objects of ``joined`` = ``"[" L1 S L2 S ... S Ln "]"`` (``S`` = :data:`_SENTINEL`), each what
+    ``json.loads(Li)`` returns; None if ``joined`` does not parse or parses as anything else.
+
+    The parse is accepted only as ``n`` dicts alternating with ``n - 1`` sentinels. The text held no
+    ``\\u0000`` before the sentinels were put in, so every sentinel value is one of those: none was swallowed by a
+    line that left a string or bracket open, and each ``Li`` holds exactly one JSON object."""
+    try:
+        out = json.loads(joined)
+    except (
+        ValueError,
+        RecursionError,
+    ):  # not JSON; an int past Python's digit limit; nested too deep
+        return None
+    objects, sentinels = out[::2], out[1::2]
+    if (
+        len(objects) != n
+        or len(sentinels) != n - 1
+        or sentinels.count("\x00") != n - 1
+        or not set(map(type, objects)) <= {dict}
+    ):
+        return None
+    return objects
+
+
+def _objects_at_once(lines: list[str]) -> tuple[list[int], list[dict], list[int]]:
+    """``(index, objects, others)``: the lines ``index`` (0-based, ascending) parsed by :func:`_parse_joined`
+    into ``objects``, and the lines ``others`` (ascending) left to :func:`_parse_line_at`.
+
+    The lines that open with ``{`` and close with ``}`` (or ``}\\r``) are parsed :data:`_CHUNK` at a time; a
+    chunk that does not parse as one object per line goes to ``others`` whole."""
+    candidates: list[int] = []
+    others: list[int] = []
+    for i, line in enumerate(lines):
+        (candidates if line.startswith("{") and line.endswith(("}", "}\r")) else others).append(i)
+    index: list[int] = []
+    objects: list[dict] = []
+    for start in range(0, len(candidates), _CHUNK):
+        part = candidates[start : start + _CHUNK]
+        chosen = [lines[i] for i in part]
+        chosen[0] = "[" + chosen[0]
+        chosen[-1] = chosen[-1] + "]"  # one line: both brackets on it
+        got = _parse_joined(_JOIN.join(chosen), len(part))
+        if got is None:
+            others.extend(part)
+        else:
+            index.extend(part)
+            objects.extend(got)
+    others.sort()
+    return index, objects, others
+
+
+def _parse_line_at(
+    line: str, number: int, numbers: list[int], records: list[dict], problems: list
+) -> None:
+    """Line ``number``: its object appended to ``records`` (``number`` to ``numbers``), or its problem to
+    ``problems``. A line that opens an object is parsed as it is (``JSONDecoder.raw_decode``); any other line, or
+    one that does not parse that way, is parsed as its own stripped text."""
+    if line.startswith("{"):  # what writers write: one object from the first character
+        try:
+            obj, stop = _DECODER.raw_decode(line)
+        except (ValueError, RecursionError):  # not JSON; an int past the digit limit; too deep
+            stop = -1
+        if stop == len(line) or (stop > 0 and not line[stop:].strip()):
+            numbers.append(number)
+            records.append(obj)
+            return
     line = line.strip()
     if not line:
         return
@@ -661,13 +747,15 @@ def _parse_line(line: str, number: int, records: list, problems: list) -> None:
         problems.append((number, "not valid JSON (a write cut short?), line skipped"))
         return
     if isinstance(obj, dict):
-        records.append((number, obj))
+        numbers.append(number)
+        records.append(obj)
     else:
         problems.append((number, "not a JSON object, line skipped"))
 
 
-def _json_lines_bytewise(data: bytes) -> tuple[list[tuple[int, dict]], list[tuple[int, str]]]:
-    records: list[tuple[int, dict]] = []
+def _json_lines_bytewise(data: bytes) -> tuple[list[int], list[dict], list[tuple[int, str]]]:
+    numbers: list[int] = []
+    records: list[dict] = []
     problems: list[tuple[int, str]] = []
     for number, raw in enumerate(data.split(b"\n"), start=1):
         try:
@@ -675,8 +763,8 @@ def _json_lines_bytewise(data: bytes) -> tuple[list[tuple[int, dict]], list[tupl
         except UnicodeDecodeError:
             problems.append((number, "not valid UTF-8, line skipped"))
             continue
-        _parse_line(line, number, records, problems)
-    return records, problems
+        _parse_line_at(line, number, numbers, records, problems)
+    return numbers, records, problems
 
 
 def columns(records: Sequence[Any], names: Sequence[str]) -> dict[str, list[Any]]:
@@ -688,8 +776,8 @@ def columns(records: Sequence[Any], names: Sequence[str]) -> dict[str, list[Any]
     """
     out = {}
     for name in names:
-        try:  # every record a mapping with the field (what writers write): the fast comprehension
-            out[name] = [r[name] for r in records]
+        try:  # every record a mapping with the field (what writers write): one C loop
+            out[name] = list(map(itemgetter(name), records))
         except (KeyError, TypeError):
             out[name] = [r.get(name) if isinstance(r, Mapping) else None for r in records]
     return out
@@ -719,8 +807,8 @@ def read_jsonl(path: str | os.PathLike) -> tuple[list[dict], int]:
     p = Path(path)
     if not p.is_file():
         raise ValueError(f"path: no such file {p}")
-    records, problems = _json_lines(p)
-    return [r for _, r in records], len(problems)
+    _, records, problems = _json_lines(p)
+    return records, len(problems)
 
 
 # what identifies one record of each log file; a second record with the same identity is flagged
@@ -770,14 +858,15 @@ def read_log(path: str | os.PathLike) -> tuple[list[dict], list[str]]:
     p = Path(path)
     if not p.is_file():
         raise ValueError(f"path: no such file {p}")
-    lines, problems = _json_lines(p)
-    numbers = [n for n, _ in lines]
-    records = [r for _, r in lines]
+    numbers, records, problems = _json_lines(p)
     key_names = LOG_KEYS.get(p.name, ("step",))
     shares = ProbeRecord.SHARES if p.name == PROBES_FILE else ()
     cols = columns(records, dict.fromkeys(("step", *key_names, *shares)))
     steps = cols["step"]
-    keep = np.array([type(s) is int for s in steps], dtype=bool)
+    if set(map(type, steps)) == {int}:  # what writers write
+        keep = np.ones(len(steps), dtype=bool)
+    else:
+        keep = np.array([type(s) is int for s in steps], dtype=bool)
     for i in np.flatnonzero(~keep):  # bool is an int subclass: type() tells them apart
         if not (isinstance(steps[i], int) and not isinstance(steps[i], bool)):
             problems.append(
@@ -825,9 +914,10 @@ def _bad_shares(values: list[Any]) -> np.ndarray | None:
         except OverflowError:  # an integer beyond float range: checked one by one below
             pass
         else:
-            missing = np.array([v is None for v in values], dtype=bool)
             with np.errstate(invalid="ignore"):
-                bad = ~missing & ~((x >= 0.0) & (x <= 1.0))  # NaN and inf are bad
+                bad = ~((x >= 0.0) & (x <= 1.0))  # NaN and inf are bad
+            if type(None) in types:  # None (NaN in x) is not
+                bad &= ~np.array([v is None for v in values], dtype=bool)
     if bad is None:
         bad = np.array([v is not None and not _is_share(v) for v in values], dtype=bool)
     return bad if bad.any() else None
@@ -847,7 +937,8 @@ def _repeats(
     for col in hashable:
         index = {v: i for i, v in enumerate(dict.fromkeys(col))}
         key = key * len(index) + np.array(list(map(index.__getitem__, col)), dtype=np.int64)
-    if np.unique(key).size == key.size:
+    ordered = np.sort(key)  # (np.unique would hash: slower on many distinct keys)
+    if not (ordered[1:] == ordered[:-1]).any():
         return []
     keys = list(zip(*hashable, strict=True))
     seen: dict[tuple, int] = {}

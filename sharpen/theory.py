@@ -122,6 +122,8 @@ _ROW_CONVOLVE_MIN_N = 64
 _TINY = 1e-280
 # Float64 elements of one (rows, L) temporary of fit_sharpening's blocks (1 MiB: they stay in cache).
 _FIT_BLOCK_ELEMENTS = 2**17
+# Largest 2n + 1 grid of half counts on which fit_sharpening looks its logits up (see _logit_of_fractions).
+_LOGIT_GRID_MAX = 4097
 
 
 # ----------------------------------------------------------------------------------------------
@@ -1358,12 +1360,51 @@ def _take_rows(x, idx: np.ndarray):
     that name every row (they come from ``np.flatnonzero``, so in order)."""
     if x is None or x.shape[0] == 1 or (idx.dtype != bool and idx.size == x.shape[0]):
         return x
-    return x[idx]
+    return x[idx] if idx.dtype == bool else np.take(x, idx, axis=0)  # take: faster than x[idx]
+
+
+def _at(x: np.ndarray, ri: np.ndarray, ci: np.ndarray) -> np.ndarray:
+    """The points ``(ri, ci)`` of ``x (R, L)`` or of one shared row ``x (1, L)``, as a flat array."""
+    return x[0, ci] if x.shape[0] == 1 else x[ri, ci]
 
 
 def _keep(mask, x: np.ndarray, fill: float) -> np.ndarray:
     """``x`` where ``mask`` holds, else ``fill``; ``mask=None`` keeps every point (and skips the pass)."""
     return x if mask is None else np.where(mask, x, fill)
+
+
+def _affine(intercept: np.ndarray, slope: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """``intercept[:, None] + slope[:, None] * k``, (R, L): the same two roundings, the sum taken in place
+    (numpy adds a column to a fresh temporary several times slower than into it)."""
+    out = np.multiply(slope[:, None], k)
+    out += intercept[:, None]
+    return out
+
+
+def _one_minus_times(x: np.ndarray) -> np.ndarray:
+    """``x * (1 - x)`` elementwise, into one new array (the same rounding: the product commutes)."""
+    out = np.subtract(1.0, x)
+    out *= x
+    return out
+
+
+def _logit_of_fractions(pc: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """``scipy.special.logit(pc)`` of the corrected fractions ``pc (R, L)``. Where every point has the same
+    whole number n of samples and every ``pc`` lies on the grid ``j / (2n)`` (observed fractions and their
+    half-count corrections: the usual case), the logits of the 2n + 1 grid values are computed once and
+    looked up, one logarithm per grid value instead of per point. The same numbers: the grid test is exact
+    (``pc == j / (2n)`` as floats), and the table holds the logits of those floats."""
+    from scipy import special
+
+    if n.shape[0] == 1 and pc.size > 0:
+        n0 = float(n.flat[0])
+        m = 2.0 * n0
+        small = m + 1 <= min(pc.size / 4, _LOGIT_GRID_MAX)  # a table far smaller than the block
+        if small and n0 == math.floor(n0) and (n == n0).all():
+            j = np.rint(np.multiply(pc, m))
+            if (j / m == pc).all():
+                return np.take(special.logit(np.arange(m + 1.0) / m), j.astype(np.intp))
+    return special.logit(pc)
 
 
 def _fit_rows(p, k, n, edge, method: FitMethod, max_iter: int):
@@ -1373,10 +1414,15 @@ def _fit_rows(p, k, n, edge, method: FitMethod, max_iter: int):
 
     Masks are ``None`` where they keep every point of the block (the usual case: nothing missing), and
     rows shared by every row (``k``, ``n``, ``edge`` broadcast from one row) stay one row; both only skip
-    work, the arithmetic on every point is the same.
+    work, the arithmetic on every point is the same. Every row's numbers depend on that row alone (so on
+    no block size). The passes are written to move little memory, each giving the numbers of the plain
+    expression it replaces: products with a mask or sums in place of ``np.where`` where the values are
+    finite, in-place sums, row gathers only of few rows (else every row is computed), rows that have
+    converged dropped once an eighth of them have, logits looked up on the grid of sample fractions.
     """
     from scipy import special
 
+    rows_total = p.shape[0]
     n, edge = _shared_row(n), _shared_row(edge)
     # ---- logit-scale WLS ------------------------------------------------------------------------
     missing = np.isnan(p) | np.isnan(_shared_row(k))
@@ -1387,9 +1433,12 @@ def _fit_rows(p, k, n, edge, method: FitMethod, max_iter: int):
         observed, kz, pz = None, _shared_row(k), p
     interior = (pz > 0) & (pz < 1)
     pc = np.clip(pz, edge, 1.0 - edge)  # moves only exact 0/1 when edge = 1/(2n)
-    pc = np.where(interior, pz, pc)  # interior points are never moved
-    y = special.logit(pc)  # 0 where unobserved (pz = 0.5 there)
-    w0 = n * pc * (1.0 - pc)
+    moved = (pc != pz) & interior  # interior points are never moved
+    if moved.any():
+        pc[moved] = pz[moved]
+    y = _logit_of_fractions(pc, n)  # 0 where unobserved (pz = 0.5 there)
+    w0 = np.multiply(n, pc)
+    w0 *= np.subtract(1.0, pc, out=pc)  # n pc (1 - pc); pc is not needed again
     # 0/1 points are censored values ("at least this extreme"). The fit to the interior points alone
     # comes first; where it already puts every 0/1 point of its row beyond the correction, those points
     # carry no further information and it is kept (a saturated noiseless series is then fitted exactly);
@@ -1405,31 +1454,41 @@ def _fit_rows(p, k, n, edge, method: FitMethod, max_iter: int):
     converged = ~has_censored
     rows = np.flatnonzero(has_censored)
     if rows.size:
-        i_fit = special.expit(intercept[rows, None] + slope[rows, None] * _take_rows(kz, rows))
-        e_rows = _take_rows(edge, rows)
-        beyond = np.where(_take_rows(pz, rows) >= 1, i_fit >= 1.0 - e_rows, i_fit <= e_rows)
+        # The interior fit at the 0/1 points only (the same arithmetic, point by point, as on whole rows).
+        ri, ci = np.nonzero(censored)
+        i_fit = special.expit(intercept[ri] + slope[ri] * _at(kz, ri, ci))
+        e_c = _at(edge, ri, ci)
+        beyond = np.where(pz[ri, ci] >= 1, i_fit >= 1.0 - e_c, i_fit <= e_c)
+        short = np.zeros(rows_total, dtype=bool)
+        short[ri[~beyond]] = True  # a 0/1 point the interior fit does not put beyond its correction
         use_inner = (
-            np.isfinite(slope[rows])
-            & np.isfinite(intercept[rows])
-            & (sxx[rows] > 0)
-            & (beyond | ~_take_rows(censored, rows)).all(axis=1)
+            np.isfinite(slope[rows]) & np.isfinite(intercept[rows]) & (sxx[rows] > 0) & ~short[rows]
         )
         converged[rows[use_inner]] = True
         redo = rows[~use_inner]
-        if redo.size:
+        if 2 * redo.size > rows_total:
+            # Refitting every row costs less than gathering most of them. A row without 0/1 points gets
+            # the fit it has (its inner and observed points are the same); the kept interior fits stay.
+            kept = rows[use_inner]
+            fit = _logit_wls(kz, y, w0, observed, n)
+            for new, old in zip(fit, (slope, intercept, sxx, w), strict=True):
+                new[kept] = old[kept]
+            slope, intercept, sxx, w = fit
+        elif redo.size:
             slope[redo], intercept[redo], sxx[redo], w[redo] = _logit_wls(
                 *(_take_rows(x, redo) for x in (kz, y, w0, observed, n))
             )
 
     # ---- binomial maximum likelihood (IRLS) on the trajectories that need it ---------------------
     if method == "logit_wls":
-        resid = y - intercept[:, None] - slope[:, None] * kz
+        resid = y - intercept[:, None]
+        resid -= slope[:, None] * kz
     else:
         converged[:] = False
         resid = np.empty_like(y)  # written row by row as the rows converge; the rest below
         if observed is None:
             span = kz.max(axis=1) - kz.min(axis=1)
-            n_obs = np.full(p.shape[0], p.shape[1])
+            n_obs = np.full(rows_total, p.shape[1])
         else:
             span = np.where(observed, kz, -np.inf).max(axis=1) - np.where(observed, kz, np.inf).min(
                 axis=1
@@ -1441,45 +1500,65 @@ def _fit_rows(p, k, n, edge, method: FitMethod, max_iter: int):
         a_slope, a_int = slope[active], intercept[active]
         a_span, a_kabs = span[active], k_abs[active]
         ka, pa, na, oa = (_take_rows(x, active) for x in (kz, pz, n, observed))
-        # the fitted logits and probabilities at (a_int, a_slope), carried from iteration to iteration
-        eta = a_int[:, None] + a_slope[:, None] * ka
+        # the fitted logits, probabilities and binomial variances at (a_int, a_slope), carried from
+        # iteration to iteration
+        eta = _affine(a_int, a_slope, ka)
         mu = special.expit(eta)
+        var = _one_minus_times(mu)  # 0 where mu rounds to 0 or 1: such a point carries no weight
         a_ll = np.full(active.size, np.nan)  # log-likelihood at (a_int, a_slope) where known
         p_fit = np.empty_like(y)  # sigma of the fitted logits, written as the rows converge
+        # Rows that leave (converged or failed) are dropped from the active arrays once an eighth of them
+        # have left; until then they are carried along, not alive (a copy of the rest costs more).
+        alive = None  # None: every active row is alive
         for _ in range(max_iter):
             if active.size == 0:
                 break
-            var = mu * (1.0 - mu)  # 0 where mu rounds to 0 or 1: such a point carries no weight
-            use = var > 0 if oa is None else oa & (var > 0)
-            if use.all():
+            # every point weighs (the usual case); a NaN fails the test and takes the mask below
+            if oa is None and var.min() > 0:
                 use = None
+            else:
+                use = var > 0 if oa is None else oa & (var > 0)
+                if use.all():
+                    use = None
             wa = _keep(use, na * var, 0.0)
-            z = _keep(use, eta + (pa - mu) / var, 0.0)
+            p_mu = pa - mu
+            z = np.divide(p_mu, var)
+            z += eta  # the working response eta + (p - mu) / var
+            if use is not None:
+                np.copyto(z, 0.0, where=~use)
             new_slope, new_int, new_sxx = _wls(ka, z, wa)
             finite = np.isfinite(new_slope) & np.isfinite(new_int) & (new_sxx > 0)
-            new_slope = np.where(finite, new_slope, a_slope)
-            new_int = np.where(finite, new_int, a_int)
-            eta_new = new_int[:, None] + new_slope[:, None] * ka
+            if not finite.all():
+                new_slope = np.where(finite, new_slope, a_slope)
+                new_int = np.where(finite, new_int, a_int)
+            eta_new = _affine(new_int, new_slope, ka)
             mu_new = special.expit(eta_new)
+            var_new = _one_minus_times(mu_new)  # the next iteration's var, and _sure_ascent's
             # Step halving: a Newton step from far away can overshoot; never lower the likelihood.
             # Only steps that move some fitted logit by more than 0.5 are checked (near the
             # optimum Newton is safe); the likelihood is evaluated only where a cheap bound cannot
             # show that it does not fall (_sure_ascent), which decides as the likelihood would.
-            risky = np.flatnonzero(
-                np.abs(new_int - a_int) + np.abs(new_slope - a_slope) * a_kabs > 0.5
-            )
+            far = np.abs(new_int - a_int) + np.abs(new_slope - a_slope) * a_kabs > 0.5
+            risky = np.flatnonzero(far if alive is None else far & alive)
             new_ll = np.full(active.size, np.nan)
             if risky.size:
-                r_ka, r_pa, r_na, r_oa = (_take_rows(x, risky) for x in (ka, pa, na, oa))
-                sure = _sure_ascent(
-                    *(x[risky] for x in (eta, mu, var, eta_new, mu_new)), r_pa, r_na, r_oa
-                )
+                # (mu, mu_new and p are not needed where var_new and p_mu are given)
+                if 2 * risky.size > active.size:  # bounding every row costs less than gathering
+                    sure = _sure_ascent(
+                        eta, None, var, eta_new, None, None, na, oa, var_new=var_new, p_mu=p_mu
+                    )[risky]
+                else:
+                    r_eta, r_var, r_eta_new, r_var_new, r_p_mu = (
+                        np.take(x, risky, axis=0) for x in (eta, var, eta_new, var_new, p_mu)
+                    )
+                    sure = _sure_ascent(
+                        r_eta, None, r_var, r_eta_new, None, None, _take_rows(na, risky),
+                        _take_rows(oa, risky), var_new=r_var_new, p_mu=r_p_mu,
+                    )  # fmt: skip
                 check = np.flatnonzero(~sure)
                 if check.size:
                     rows_c = risky[check]
-                    c_ka, c_pa, c_na, c_oa = (
-                        _take_rows(x, check) for x in (r_ka, r_pa, r_na, r_oa)
-                    )
+                    c_ka, c_pa, c_na, c_oa = (_take_rows(x, rows_c) for x in (ka, pa, na, oa))
                     old_ll = a_ll[rows_c]
                     unknown = np.flatnonzero(np.isnan(old_ll))
                     old_ll[unknown] = _loglik(
@@ -1490,62 +1569,81 @@ def _fit_rows(p, k, n, edge, method: FitMethod, max_iter: int):
                         a_int[rows_c], a_slope[rows_c], old_ll, new_int[rows_c], new_slope[rows_c],
                         c_ka, c_pa, c_na, c_oa,
                     )  # fmt: skip
-                    eta_new[rows_c] = new_int[rows_c, None] + new_slope[rows_c, None] * c_ka
+                    eta_new[rows_c] = _affine(new_int[rows_c], new_slope[rows_c], c_ka)
                     mu_new[rows_c] = special.expit(eta_new[rows_c])
+                    var_new[rows_c] = _one_minus_times(mu_new[rows_c])
             step = np.abs(new_slope - a_slope) * (1.0 + a_span) + np.abs(new_int - a_int)
             # A separated series (no finite MLE) runs off: its slope keeps growing until max_iter.
             done = finite & (step < 1e-9 * (1.0 + np.abs(new_slope) + np.abs(new_int)))
+            if alive is not None:
+                done &= alive
             if done.any():
-                idx = active[done]
-                slope[idx], intercept[idx], sxx[idx] = new_slope[done], new_int[done], new_sxx[done]
-                w[idx], p_fit[idx] = wa[done], mu_new[done]
-                resid[idx] = _keep(
-                    _take_rows(oa, done),
-                    z[done] - new_int[done, None] - new_slope[done, None] * _take_rows(ka, done),
-                    0.0,
-                )
+                d = np.flatnonzero(done)
+                idx = active[d]
+                slope[idx], intercept[idx], sxx[idx] = new_slope[d], new_int[d], new_sxx[d]
+                w[idx], p_fit[idx] = _take_rows(wa, d), _take_rows(mu_new, d)
+                r = _take_rows(z, d) - new_int[d, None]
+                r -= new_slope[d, None] * _take_rows(ka, d)  # z - intercept - slope k
+                resid[idx] = _keep(_take_rows(oa, d), r, 0.0)
                 converged[idx] = True
             keep = finite & ~done
-            if not keep.all():
-                active, a_span, a_kabs = active[keep], a_span[keep], a_kabs[keep]
-                ka, pa, na, oa = (_take_rows(x, keep) for x in (ka, pa, na, oa))
-                eta_new, mu_new = eta_new[keep], mu_new[keep]
-            a_slope, a_int, a_ll = new_slope[keep], new_int[keep], new_ll[keep]
-            eta, mu = eta_new, mu_new
+            if alive is not None:
+                keep &= alive
+            if not keep.all() and 8 * np.count_nonzero(keep) > 7 * active.size:
+                alive = keep  # too few have left to be worth copying the rest
+            elif not keep.all():
+                kk = np.flatnonzero(keep)
+                active, a_span, a_kabs = active[kk], a_span[kk], a_kabs[kk]
+                ka, pa, na, oa = (_take_rows(x, kk) for x in (ka, pa, na, oa))
+                eta_new, mu_new, var_new = (_take_rows(x, kk) for x in (eta_new, mu_new, var_new))
+                new_slope, new_int, new_ll = new_slope[kk], new_int[kk], new_ll[kk]
+                alive = None
+            a_slope, a_int, a_ll = new_slope, new_int, new_ll
+            eta, mu, var = eta_new, mu_new, var_new
         stale = np.flatnonzero(~converged)  # the logit_wls estimates stand there
         k_stale = _take_rows(kz, stale)
         resid[stale] = y[stale] - intercept[stale, None] - slope[stale, None] * k_stale
 
     # ---- validity, goodness of fit ----------------------------------------------------------------
     if observed is None:
-        n_points = np.full(p.shape[0], p.shape[1])
+        n_points = np.full(rows_total, p.shape[1])
         k_min, k_max = kz.min(axis=1), kz.max(axis=1)
     else:
         n_points = observed.sum(axis=1)
         k_min = np.where(observed, kz, np.inf).min(axis=1)
         k_max = np.where(observed, kz, -np.inf).max(axis=1)
     valid = (n_points >= 2) & (k_max > k_min) & np.isfinite(slope) & (sxx > 0)
-    resid = _keep(observed, resid, 0.0)
     dof = n_points - 2
-    phi_hat = np.where(dof > 0, (w * resid**2).sum(axis=1) / np.maximum(dof, 1), np.nan)
-    eta_fit = _keep(observed, intercept[:, None] + slope[:, None] * kz, 0.0)
-    ybar = (w * y).sum(axis=1) / w.sum(axis=1)  # y is 0 where unobserved
-    tss = (w * (y - ybar[:, None]) ** 2).sum(axis=1)
-    rss = (w * (y - eta_fit) ** 2).sum(axis=1)
+    t = np.square(_keep(observed, resid, 0.0))
+    t *= w
+    phi_hat = np.where(dof > 0, t.sum(axis=1) / np.maximum(dof, 1), np.nan)
+    eta_fit = _keep(observed, _affine(intercept, slope, kz), 0.0)
+    ybar = np.multiply(w, y, out=t).sum(axis=1) / w.sum(axis=1)  # y is 0 where unobserved
+    tss = _weighted_square_sum(w, np.subtract(y, ybar[:, None], out=t))
+    rss = _weighted_square_sum(w, np.subtract(y, eta_fit, out=t))
     r2_logit = np.where(tss > 0, 1.0 - rss / tss, np.nan)
     p_obs = _keep(observed, p, 0.0)
     pbar = p_obs.sum(axis=1) / n_points
     if method == "binomial":  # sigma(eta_fit) is known where IRLS converged
         p_fit[stale] = special.expit(eta_fit[stale])
     else:
-        p_fit = special.expit(eta_fit)
-    rss_p = (_keep(observed, p_obs - p_fit, 0.0) ** 2).sum(axis=1)
-    tss_p = (_keep(observed, p_obs - pbar[:, None], 0.0) ** 2).sum(axis=1)
+        p_fit = special.expit(eta_fit, out=eta_fit)
+    rss_p = np.square(_keep(observed, np.subtract(p_obs, p_fit, out=t), 0.0)).sum(axis=1)
+    tss_p = np.square(_keep(observed, np.subtract(p_obs, pbar[:, None], out=t), 0.0)).sum(axis=1)
     r2_p = np.where(tss_p > 0, 1.0 - rss_p / tss_p, np.nan)
     return slope, intercept, sxx, phi_hat, r2_logit, r2_p, n_points, valid, converged
 
 
-def _sure_ascent(eta, mu, var, eta_new, mu_new, p, n, observed) -> np.ndarray:
+def _weighted_square_sum(w: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """``(w * x**2).sum(axis=1)``, squaring ``x`` in place (a scratch array)."""
+    np.square(x, out=x)
+    x *= w
+    return x.sum(axis=1)
+
+
+def _sure_ascent(
+    eta, mu, var, eta_new, mu_new, p, n, observed, *, var_new=None, p_mu=None
+) -> np.ndarray:
     r"""Rows ``(R,)`` where moving the fitted logits from ``eta`` to ``eta_new (R, L)`` provably does not
     lower the binomial log-likelihood :math:`\ell` (so step halving would keep the step); ``mu`` and
     ``var`` are :math:`\sigma(\eta)` and :math:`\sigma(\eta)(1 - \sigma(\eta))`, ``mu_new`` is
@@ -1559,14 +1657,24 @@ def _sure_ascent(eta, mu, var, eta_new, mu_new, p, n, observed) -> np.ndarray:
     A row is sure where this bound is positive by more than its rounding error (``c`` is raised by
     rounding slack, the margin is 1e-12 of the terms' size, far above their float error, and below the
     1e-12 relative tolerance of the halving check, which computes :math:`\ell` to ~1e-14).
+    ``var_new`` (:math:`\sigma(\eta_{new})(1 - \sigma(\eta_{new}))`) and ``p_mu`` (``p - mu``) may be passed
+    where the caller has them (the same values, not computed again); ``mu_new``, and ``mu`` and ``p``, are
+    then not read (they may be None).
     """
     d = eta_new - eta
-    end = np.maximum(var, mu_new * (1.0 - mu_new))
-    curv = np.where(eta * eta_new > 0, end * (1.0 + 1e-9) + 1e-15, 0.25)
+    curv = np.maximum(var, _one_minus_times(mu_new) if var_new is None else var_new)
+    curv *= 1.0 + 1e-9
+    curv += 1e-15  # the larger end value, with rounding slack ...
+    same_side = np.multiply(eta, eta_new) > 0
+    if not same_side.all():
+        np.copyto(curv, 0.25, where=~same_side)  # ... or 1/4 where the segment may cross 0
     nd = n * d
-    gain = _keep(observed, nd * (p - mu), 0.0).sum(axis=1)
-    quad = 0.5 * _keep(observed, nd * d * curv, 0.0).sum(axis=1)
-    size = _keep(observed, np.abs(nd), 0.0).sum(axis=1)
+    t = np.multiply(nd, p - mu if p_mu is None else p_mu)
+    gain = _keep(observed, t, 0.0).sum(axis=1)
+    np.multiply(nd, d, out=t)
+    t *= curv
+    quad = 0.5 * _keep(observed, t, 0.0).sum(axis=1)
+    size = _keep(observed, np.abs(nd, out=t), 0.0).sum(axis=1)
     bound = gain - quad
     return np.isfinite(bound) & (bound > 1e-12 * (size + np.abs(gain) + quad))
 
@@ -1610,17 +1718,31 @@ def _loglik(eta, p, n, observed) -> np.ndarray:
 
 def _logit_wls(k: np.ndarray, y: np.ndarray, w0: np.ndarray, use, n: np.ndarray):
     r"""Two-pass WLS of logits ``y`` on ``k`` over the points ``use`` (``None``: all): first with the
-    weights ``w0``, then with :math:`n\hat p(1-\hat p)` from the first fit. (slope, intercept, S_kk, w).
-    Floating-point warnings are the caller's to silence."""
+    weights ``w0``, then with :math:`n\hat p(1-\hat p)` from the first fit. (slope, intercept, S_kk, w),
+    ``w`` a new array. Floating-point warnings are the caller's to silence."""
     from scipy import special
 
-    w = _keep(use, w0, 0.0)
+    # Weights are finite and >= 0 (w0 = n pc (1 - pc); n fitted (1 - fitted) where the first fit is finite),
+    # so masking is a product with the mask and "w_fit, else w where w_fit is 0" a sum: the same numbers as
+    # np.where, in cheaper passes. Rows whose first fit is not finite may hold NaN weights: np.where there.
+    w = w0 if use is None else w0 * use
     slope, intercept, _ = _wls(k, y, w)
-    fitted = special.expit(intercept[:, None] + slope[:, None] * k)
-    w_fit = _keep(use, n * fitted * (1.0 - fitted), 0.0)
-    w = np.where(w_fit > 0, w_fit, w)  # a fitted p rounding to 0/1 keeps its first weight
-    slope, intercept, sxx = _wls(k, y, w)
-    return slope, intercept, sxx, w
+    fitted = special.expit(_affine(intercept, slope, k))
+    w_fit = np.multiply(n, fitted)
+    w_fit *= np.subtract(1.0, fitted, out=fitted)  # n fitted (1 - fitted)
+    rough = np.flatnonzero(~(np.isfinite(slope) & np.isfinite(intercept)))
+    if rough.size:
+        w_rough = _keep(_take_rows(use, rough), w_fit[rough], 0.0)
+        w_rough = np.where(w_rough > 0, w_rough, w[rough])
+    if use is not None:
+        w_fit *= use
+    unfit = w_fit == 0
+    if unfit.any():
+        w_fit += w * unfit  # a fitted p rounding to 0/1 keeps its first weight
+    if rough.size:
+        w_fit[rough] = w_rough
+    slope, intercept, sxx = _wls(k, y, w_fit)
+    return slope, intercept, sxx, w_fit
 
 
 def _wls(k: np.ndarray, y: np.ndarray, w: np.ndarray):

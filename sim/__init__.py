@@ -2,7 +2,8 @@
 
 Public surface: :func:`run` / :func:`available_experiments` / :func:`quick_config` (named experiments with frozen
 configs), :class:`SimResult` / :func:`load_result`, the policies and update rules of :mod:`sim.core`,
-:func:`train_answer_level`, and the token-level toy (:mod:`sim.token_toy`).
+:func:`train_answer_level` (:func:`train_shared_runs`: many shared-task runs at once), and the token-level toy
+(:mod:`sim.token_toy`; :func:`train_token_runs`, :func:`sample_runs` and :class:`TokenRuns`: many runs at once).
 
 Layout:
 
@@ -39,12 +40,16 @@ _LAZY = {
     "SimResult": "sim.results",
     "Verdict": "sim.results",
     "load_result": "sim.results",
+    "TokenRuns": "sim.token_toy",
     "TokenToyConfig": "sim.token_toy",
     "init_token_policy": "sim.token_toy",
+    "sample_runs": "sim.token_toy",
     "sample_sequences": "sim.token_toy",
     "train_token_level": "sim.token_toy",
+    "train_token_runs": "sim.token_toy",
     "SimulatedVerifier": "sim.train",
     "train_answer_level": "sim.train",
+    "train_shared_runs": "sim.train",
 }
 
 __all__ = [
@@ -65,10 +70,14 @@ __all__ = [
     "load_result",
     "SimulatedVerifier",
     "train_answer_level",
+    "train_shared_runs",
+    "TokenRuns",
     "TokenToyConfig",
     "init_token_policy",
+    "sample_runs",
     "sample_sequences",
     "train_token_level",
+    "train_token_runs",
 ]
 
 

@@ -2,7 +2,7 @@ r"""The shared answer-level task: correctness and a shortcut as features that ev
 
 :class:`SharedTaskConfig` draws questions whose logits share parameters, :math:`z_{qk}=b_{qk}+\phi_{qk}\cdot w`,
 so training some questions moves others; :func:`shared_run` trains one such policy and measures it on held-out
-questions. The explorations ``rise_then_fall``, ``dataset_size``, ``mcs_gt_gain`` and ``self_verification`` run on
+questions, :func:`shared_runs` trains many at once (the same series, run by run, bit for bit). The explorations ``rise_then_fall``, ``dataset_size``, ``mcs_gt_gain`` and ``self_verification`` run on
 it; their configs inherit :class:`SharedTaskRuns`. :func:`classify_curve` names the shape of a held-out accuracy
 curve.
 """
@@ -16,13 +16,14 @@ import numpy as np
 from sim._threads import torch_single_thread
 from sim.configs import GRPORuns, with_help
 from sim.core import GRPOConfig, PriorConfig, SharedPolicy, sample_prior
-from sim.train import train_answer_level
+from sim.train import train_answer_level, train_shared_runs
 
 __all__ = [
     "SharedTaskConfig",
     "SharedTaskRuns",
     "make_shared_task",
     "shared_run",
+    "shared_runs",
     "classify_curve",
     "tail_mean",
 ]
@@ -138,6 +139,57 @@ def shared_run(
             verifier_accuracy=verifier_accuracy,
         )
     return out, correct
+
+
+def shared_runs(
+    tasks: list[SharedTaskConfig],
+    seeds: list[int],
+    *,
+    n_questions: int,
+    n_heldout: int,
+    reward: str,
+    grpo: GRPOConfig,
+    steps: int,
+    per_question: bool = False,
+    probe: np.ndarray | None = None,
+    verifier_accuracies: list[float] | None = None,
+) -> list[tuple[dict[str, np.ndarray], np.ndarray]]:
+    """:func:`shared_run` for each ``(tasks[r], seeds[r], verifier_accuracies[r])``, all runs advanced together.
+
+    Each run draws its dataset and held-out set from ``seed`` and trains with its own generator ``seed + 1``
+    (:func:`sim.train.train_shared_runs`), so run r's series and labels equal those of ``shared_run(tasks[r],
+    seed=seeds[r], ...)`` bit for bit; ``probe`` is recorded in every run.
+    """
+    if len(tasks) != len(seeds) or not seeds:
+        raise ValueError(
+            f"tasks, seeds: need one task per seed and at least one, got {len(tasks)}, {len(seeds)}"
+        )
+    pols, held, corrects, held_correct, rngs = [], [], [], [], []
+    for task, seed in zip(tasks, seeds, strict=True):
+        data_rng = np.random.default_rng(seed)
+        base, correct, feats = make_shared_task(task, n_questions, data_rng)
+        hb, hc, hf = make_shared_task(task, n_heldout, data_rng)
+        pol = SharedPolicy(base, feats, per_question=per_question)
+        h = SharedPolicy(hb, hf)
+        h.params["w"] = pol.params["w"]
+        pols.append(pol)
+        held.append(h)
+        corrects.append(correct)
+        held_correct.append(hc)
+        rngs.append(np.random.default_rng(seed + 1))
+    with torch_single_thread():
+        outs = train_shared_runs(
+            pols,
+            corrects,
+            reward=reward,
+            grpo=grpo,
+            steps=steps,
+            rngs=rngs,
+            verifier_accuracies=verifier_accuracies,
+            eval_questions={"heldout": (held, held_correct)},
+            probe=probe,
+        )
+    return list(zip(outs, corrects, strict=True))
 
 
 def tail_mean(x: np.ndarray, frac: float = 0.05) -> float:

@@ -25,6 +25,12 @@ Training is sampled GRPO with veRL's token-mean loss,
 :math:`m_{bt}A_b(e_{y_{bt}}-\pi_{bt})/\sum m`; rewards come from :func:`sharpen.rewards.get_reward` on a
 :class:`sharpen.rewards.Rollouts` holding the real ``(B, T, V)`` logits, tokens, mask and answers.
 
+Many runs at once (:func:`train_token_runs`, as :mod:`sim.experiments.grid` steps its grid): R runs of one shape
+are stacked (:class:`TokenRuns`) and advanced together, one array operation per token position for all of them,
+one reward call per reward and step. Each run keeps its own generator, drawn in the order one run alone draws it,
+and every per-run sum is taken in one run's order, so each run's numbers equal those of the run trained alone, bit
+for bit (``tests/sim/test_token_toy.py`` checks this against a plain one-run loop).
+
 >>> toy = TokenToyConfig(n_questions=4)
 >>> pol = init_token_policy(toy, np.random.default_rng(0))
 >>> batch = sample_sequences(pol, np.arange(4), 2, np.random.default_rng(1))
@@ -34,7 +40,8 @@ Training is sampled GRPO with veRL's token-mean loss,
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
 
 import numpy as np
 
@@ -46,11 +53,14 @@ from sim.core import Optimizer, softmax
 __all__ = [
     "TokenToyConfig",
     "TokenPolicy",
+    "TokenRuns",
     "TokenBatch",
     "init_token_policy",
     "sample_sequences",
+    "sample_runs",
     "sequence_logit_grad",
     "train_token_level",
+    "train_token_runs",
     "token_rewards",
 ]
 
@@ -159,14 +169,100 @@ class TokenPolicy:
 
     def step_logits(self, q: np.ndarray, c: np.ndarray, prev: np.ndarray) -> np.ndarray:
         """Next-token logits ``(B, V)`` for questions ``q``, progress ``c`` and previous token ``prev`` (-1: none)."""
-        d = self.n_reasoning
-        z = self.params["theta"][c].copy()
-        rows = np.arange(len(q))
-        has_prev = prev >= 0
-        z[rows[has_prev], prev[has_prev]] += self.params["alpha"][0]
-        z[:, d:] += self.params["u"][q]
-        solved = c >= self.difficulty[q]
-        z[rows[solved], d + self.correct[q][solved]] += self.kappa
+        q = np.asarray(q, dtype=np.int64)
+        return TokenRuns.stack([self]).step_logits(np.zeros(len(q), dtype=np.int64), q, c, prev)
+
+
+class TokenRuns:
+    """R token policies of one shape (same D, K, T and Q), stacked so that one array operation advances them all.
+
+    Parameters ``{"theta": (R, D+2, V), "alpha": (R,), "u": (R, Q, K)}``; the fixed task ``correct (R, Q)``,
+    ``difficulty (R, Q)``, ``kappa (R,)``. Run r's slices are exactly :class:`TokenPolicy` r's arrays, and every
+    operation on the stack is elementwise or row-wise per run, so run r of a stack computes the same numbers as
+    the policy alone.
+    """
+
+    def __init__(
+        self,
+        params: dict[str, np.ndarray],
+        *,
+        correct: np.ndarray,
+        difficulty: np.ndarray,
+        kappa: np.ndarray,
+        n_reasoning: int,
+        max_len: int,
+    ) -> None:
+        self.params = params
+        self.correct, self.difficulty, self.kappa = correct, difficulty, kappa
+        self.n_reasoning, self.max_len = int(n_reasoning), int(max_len)
+
+    @classmethod
+    def stack(cls, policies: Sequence[TokenPolicy]) -> TokenRuns:
+        """Copy ``policies`` (at least one, all of one shape) into one stack."""
+        policies = list(policies)
+        if not policies or any(not isinstance(p, TokenPolicy) for p in policies):
+            raise ValueError("policies: expected a non-empty sequence of TokenPolicy")
+        first = policies[0]
+        for i, p in enumerate(policies):
+            shape = (p.n_reasoning, p.max_len, p.params["theta"].shape, p.params["u"].shape)
+            want = (
+                first.n_reasoning,
+                first.max_len,
+                first.params["theta"].shape,
+                first.params["u"].shape,
+            )
+            if shape != want:
+                raise ValueError(
+                    f"policies: run {i} has (D, T, theta, u shapes) {shape}, run 0 has {want}"
+                )
+        return cls(
+            {
+                "theta": np.stack([p.params["theta"] for p in policies]),
+                "alpha": np.concatenate([p.params["alpha"] for p in policies]),
+                "u": np.stack([p.params["u"] for p in policies]),
+            },
+            correct=np.stack([p.correct for p in policies]),
+            difficulty=np.stack([p.difficulty for p in policies]),
+            kappa=np.array([p.kappa for p in policies]),
+            n_reasoning=first.n_reasoning,
+            max_len=first.max_len,
+        )
+
+    @property
+    def n_runs(self) -> int:
+        return self.params["u"].shape[0]
+
+    @property
+    def n_questions(self) -> int:
+        return self.params["u"].shape[1]
+
+    @property
+    def vocab(self) -> int:
+        return self.params["theta"].shape[2]
+
+    def write_back(self, policies: Sequence[TokenPolicy]) -> None:
+        """Copy run r's parameters into ``policies[r]``'s arrays (in place)."""
+        for r, p in enumerate(policies):
+            p.params["theta"][...] = self.params["theta"][r]
+            p.params["alpha"][...] = self.params["alpha"][r]
+            p.params["u"][...] = self.params["u"][r]
+
+    def step_logits(
+        self, run: np.ndarray, q: np.ndarray, c: np.ndarray, prev: np.ndarray
+    ) -> np.ndarray:
+        """Next-token logits ``(B, V)`` of rows ``(run, q, c, prev)``: run, question, progress, previous token."""
+        d, v = self.n_reasoning, self.vocab
+        theta, u = self.params["theta"], self.params["u"]
+        # flat indices: one take per table instead of a gather over two axes
+        z = theta.reshape(-1, v)[run * theta.shape[1] + c]  # (B, V), a copy
+        cell = z.reshape(-1)  # z[i, j] is cell[i * V + j]
+        at = np.arange(len(q)) * v
+        rq = run * self.n_questions + q
+        has_prev = np.flatnonzero(prev >= 0)
+        cell[at[has_prev] + prev[has_prev]] += self.params["alpha"][run[has_prev]]
+        z[:, d:] += u.reshape(-1, u.shape[2])[rq]
+        solved = np.flatnonzero(c >= self.difficulty.reshape(-1)[rq])
+        cell[at[solved] + d + self.correct.reshape(-1)[rq[solved]]] += self.kappa[run[solved]]
         return z
 
 
@@ -193,9 +289,11 @@ def init_token_policy(config: TokenToyConfig, rng: np.random.Generator) -> Token
 
 @dataclass(frozen=True)
 class TokenBatch:
-    """Sampled responses: ``tokens (B, T)`` (-1 padding), ``mask (B, T)``, ``logits (B, T, V)`` (0 on padding),
-    ``progress (B, T)`` and ``prev (B, T)`` (state at each token), ``question (B,)``, ``answer (B,)`` (-1 =
-    unparseable), ``length (B,)``."""
+    r"""Sampled responses of one run: ``tokens (B, T)`` (-1 padding), ``mask (B, T)``, ``logits (B, T, V)`` (0 on
+    padding), ``progress (B, T)`` and ``prev (B, T)`` (state at each token), ``question (B,)``, ``answer (B,)``
+    (-1 = unparseable), ``length (B,)``, ``entropy (B, T)`` (of the next-token distribution :math:`\pi_{bt}`,
+    0 on padding). A batch of R runs (:func:`sample_runs`) has the same fields with a leading ``(R,)`` axis;
+    :meth:`run` takes one run out."""
 
     tokens: np.ndarray
     mask: np.ndarray
@@ -205,38 +303,80 @@ class TokenBatch:
     question: np.ndarray
     answer: np.ndarray
     length: np.ndarray
+    entropy: np.ndarray
+
+    def run(self, r: int) -> TokenBatch:
+        """Run ``r`` of a batch of runs (views)."""
+        return TokenBatch(*(getattr(self, f.name)[r] for f in fields(self)))
+
+    def stacked(self) -> TokenBatch:
+        """A one-run batch as a batch of one run (views with a leading axis of 1)."""
+        return TokenBatch(*(getattr(self, f.name)[None] for f in fields(self)))
 
 
 def sample_sequences(
     policy: TokenPolicy, questions: np.ndarray, n: int, rng: np.random.Generator
 ) -> TokenBatch:
     """Sample ``n`` responses per question (rows grouped by question: ``question = repeat(questions, n)``)."""
+    return sample_runs(TokenRuns.stack([policy]), questions, n, [rng]).run(0)
+
+
+def sample_runs(
+    runs: TokenRuns, questions: np.ndarray, n: int, rngs: Sequence[np.random.Generator]
+) -> TokenBatch:
+    """Sample ``n`` responses per question for every run of ``runs``: a batch with a leading ``(R,)`` axis.
+
+    All runs advance one token at a time together; run r's uniforms come from ``rngs[r]`` alone, drawn in the
+    order and sizes that sampling run r by itself draws them, so run r's responses are those of
+    :func:`sample_sequences` on run r's policy with ``rngs[r]``, bit for bit.
+    """
     if int(n) < 1:
         raise ValueError(f"n: need at least one rollout, got {n}")
     questions = np.asarray(questions, dtype=np.int64)
     if questions.size == 0:
         raise ValueError("questions: empty")
-    d, t_max, v = policy.n_reasoning, policy.max_len, policy.vocab
-    qb = np.repeat(questions, int(n))
-    b = len(qb)
-    tokens = np.full((b, t_max), -1, dtype=np.int64)
-    logits = np.zeros((b, t_max, v))
-    progress = np.zeros((b, t_max), dtype=np.int64)
-    prevs = np.full((b, t_max), -1, dtype=np.int64)
-    c = np.zeros(b, dtype=np.int64)
-    prev = np.full(b, -1, dtype=np.int64)
-    alive = np.ones(b, dtype=bool)
-    answer = np.full(b, -1, dtype=np.int64)
-    length = np.full(b, t_max, dtype=np.int64)
+    n_runs = runs.n_runs
+    if len(rngs) != n_runs:
+        raise ValueError(f"rngs: expected one generator per run ({n_runs}), got {len(rngs)}")
+    d, t_max, v = runs.n_reasoning, runs.max_len, runs.vocab
+    b = questions.size * int(n)
+    # flat rows, run-major: row r * b + i is rollout i of run r
+    run_of = np.repeat(np.arange(n_runs), b)
+    qb = np.tile(np.repeat(questions, int(n)), n_runs)
+    rows = n_runs * b
+    tokens = np.full((rows, t_max), -1, dtype=np.int64)
+    logits = np.zeros((rows, t_max, v))
+    entropy = np.zeros((rows, t_max))
+    progress = np.zeros((rows, t_max), dtype=np.int64)
+    prevs = np.full((rows, t_max), -1, dtype=np.int64)
+    c = np.zeros(rows, dtype=np.int64)
+    prev = np.full(rows, -1, dtype=np.int64)
+    alive = np.ones(rows, dtype=bool)
+    answer = np.full(rows, -1, dtype=np.int64)
+    length = np.full(rows, t_max, dtype=np.int64)
     for t in range(t_max):
         idx = np.flatnonzero(alive)
         if idx.size == 0:
             break
-        z = policy.step_logits(qb[idx], c[idx], prev[idx])
-        cdf = np.cumsum(softmax(z), axis=1)
-        cdf[:, -1] = np.inf
-        y = (rng.random((idx.size, 1)) >= cdf).sum(axis=1)
-        tokens[idx, t], logits[idx, t], progress[idx, t], prevs[idx, t] = y, z, c[idx], prev[idx]
+        z = runs.step_logits(run_of[idx], qb[idx], c[idx], prev[idx])
+        p = softmax(z)
+        # idx is sorted, so each run's live rows are one slice; each run draws from its own generator
+        bounds = np.searchsorted(run_of[idx], np.arange(n_runs + 1)).tolist()
+        draws = np.empty(idx.size)
+        for r in range(n_runs):
+            lo, hi = bounds[r], bounds[r + 1]
+            if hi > lo:
+                draws[lo:hi] = rngs[r].random(hi - lo)
+        # inverse cdf: y = #{j < V-1 : draw >= p_0 + ... + p_j}, the cumulative sums formed left to right
+        # (as np.cumsum does), one column at a time
+        y = np.zeros(idx.size, dtype=np.int64)
+        cdf = p[:, 0].copy()
+        for j in range(1, v):
+            y += draws >= cdf
+            cdf += p[:, j]
+        tokens[idx, t], progress[idx, t], prevs[idx, t] = y, c[idx], prev[idx]
+        logits[idx, t] = z
+        entropy[idx, t] = -(p * np.log(np.maximum(p, 1e-300))).sum(axis=1)
         is_answer = y >= d
         done = idx[is_answer]
         answer[done] = y[is_answer] - d
@@ -247,64 +387,141 @@ def sample_sequences(
         c[go] = np.minimum(c[go] + (yr != prev[go]), d + 1)
         prev[go] = yr
     mask = tokens >= 0
-    return TokenBatch(tokens, mask, logits, progress, prevs, qb, answer, length)
+    per_run = (n_runs, b)
+    return TokenBatch(
+        tokens.reshape(*per_run, t_max),
+        mask.reshape(*per_run, t_max),
+        logits.reshape(*per_run, t_max, v),
+        progress.reshape(*per_run, t_max),
+        prevs.reshape(*per_run, t_max),
+        qb.reshape(per_run),
+        answer.reshape(per_run),
+        length.reshape(per_run),
+        entropy.reshape(*per_run, t_max),
+    )
 
 
 def batch_rewards(name: str, batch: TokenBatch, policy: TokenPolicy) -> np.ndarray:
     """(B,) rewards from :func:`sharpen.rewards.get_reward` on the batch (answers None where unparseable)."""
-    answers = [None if a < 0 else int(a) for a in batch.answer]
+    return _rewards(name, get_reward(name), batch.stacked(), TokenRuns.stack([policy]), [0])[0]
+
+
+def _rewards(
+    name: str,
+    fn,
+    batch: TokenBatch,
+    runs: TokenRuns,
+    sel: Sequence[int],
+    *,
+    group_size: int | None = None,
+) -> np.ndarray:
+    """(len(sel), B) rewards of runs ``sel`` of a batch of runs, from one call of the reward ``fn`` (``name``'s)
+    on all of them.
+
+    The runs' rollouts are concatenated, each run's questions its own groups; a reward whose value for a rollout
+    depends on its group only (every registered reward) gives each run what it gives that run alone. With
+    ``group_size`` (the batch's groups are consecutive blocks of that many rows, one per question, as in
+    training), an answer-level reward, which reads only answers, groups and labels, is called once per distinct
+    group (its answers and labels in order) and its values copied to the groups equal to it.
+    """
+    sel = np.asarray(sel, dtype=np.int64)
+    _, b, t_max, v = batch.logits.shape
+    q = batch.question[sel]  # (S, B)
+    ans = batch.answer[sel]
+    labels = np.take_along_axis(runs.correct[sel], q, axis=1)
+    if group_size is not None and reward_info(name).level == "answer":
+        n = int(group_size)
+        keys = np.concatenate([ans.reshape(-1, n), labels.reshape(-1, n)], axis=1)  # (G, 2N)
+        uniq, inverse = np.unique(keys, axis=0, return_inverse=True)
+        ro = Rollouts(
+            answers=[None if a < 0 else a for a in uniq[:, :n].ravel().tolist()],
+            groups=np.repeat(np.arange(len(uniq)), n),
+            labels=uniq[:, n:].ravel().tolist(),
+        )
+        vals = np.asarray(fn(ro), dtype=np.float64).reshape(len(uniq), n)
+        return vals[inverse.ravel()].reshape(len(sel), b)
     ro = Rollouts(
-        logits=batch.logits.astype(np.float32),
-        tokens=np.maximum(batch.tokens, 0),
-        mask=batch.mask,
-        answers=answers,
-        groups=batch.question,
-        labels=policy.correct[batch.question].tolist(),
+        logits=batch.logits[sel].reshape(-1, t_max, v).astype(np.float32),
+        tokens=np.maximum(batch.tokens[sel], 0).reshape(-1, t_max),
+        mask=batch.mask[sel].reshape(-1, t_max),
+        answers=[None if a < 0 else a for a in ans.ravel().tolist()],
+        groups=(sel[:, None] * runs.n_questions + q).ravel(),
+        labels=labels.ravel().tolist(),
     )
-    return np.asarray(get_reward(name)(ro), dtype=np.float64)
+    return np.asarray(fn(ro), dtype=np.float64).reshape(len(sel), b)
 
 
 def sequence_logit_grad(batch: TokenBatch, advantages: np.ndarray) -> np.ndarray:
     r"""Token-mean GRPO gradient in the logits, ``(B, T, V)``: :math:`m_{bt}A_b(e_{y_{bt}}-\pi_{bt})/\sum m`."""
-    p = softmax(batch.logits)
+    grad = np.zeros(batch.logits.shape)
+    one = batch.stacked()
+    grad[batch.mask] = _masked_logit_grad(one, np.asarray(advantages)[None], np.nonzero(one.mask))
+    return grad
+
+
+def _masked_logit_grad(
+    batch: TokenBatch, advantages: np.ndarray, where: tuple[np.ndarray, ...]
+) -> np.ndarray:
+    r"""The token-mean gradient of a batch of runs at its valid positions ``where = nonzero(batch.mask)`` only,
+    ``(M, V)``, run-major; run r's :math:`\sum m` is its own. ``advantages``: ``(R, B)``."""
+    m = batch.mask  # (R, B, T)
+    p = softmax(batch.logits[where])  # (M, V)
     onehot = np.zeros_like(p)
-    b_i, t_i = np.nonzero(batch.mask)
-    onehot[b_i, t_i, batch.tokens[b_i, t_i]] = 1.0
-    w = (batch.mask * np.asarray(advantages)[:, None]) / max(int(batch.mask.sum()), 1)
-    return w[:, :, None] * (onehot - p)
+    onehot[np.arange(len(p)), batch.tokens[where]] = 1.0
+    total = np.maximum(m.reshape(len(m), -1).sum(axis=1), 1)  # (R,)
+    w = (m * np.asarray(advantages)[:, :, None]) / total[:, None, None]
+    return w[where][:, None] * (onehot - p)
 
 
 def backward(policy: TokenPolicy, batch: TokenBatch, grad: np.ndarray) -> dict[str, np.ndarray]:
     """Chain rule from the per-position logit gradient ``(B, T, V)`` to theta, alpha and u."""
-    d = policy.n_reasoning
-    m = batch.mask
-    g = grad[m]  # (M, V)
-    c = batch.progress[m]
-    prev = batch.prev[m]
-    theta = np.zeros_like(policy.params["theta"])
-    np.add.at(theta, c, g)
+    one = batch.stacked()
+    grads = _backward(TokenRuns.stack([policy]), one, grad[batch.mask], np.nonzero(one.mask))
+    return {k: g[0] for k, g in grads.items()}
+
+
+def _backward(
+    runs: TokenRuns, batch: TokenBatch, g: np.ndarray, where: tuple[np.ndarray, ...]
+) -> dict[str, np.ndarray]:
+    """:func:`backward` of a batch of runs from the gradient ``g (M, V)`` at its valid positions ``where =
+    nonzero(batch.mask)`` (run-major). Each parameter's sum runs over its run's positions in one run's order:
+    ``bincount`` adds in index order, as ``np.add.at`` does, and alpha is one plain sum per run."""
+    d, v = runs.n_reasoning, runs.vocab
+    n_runs, n_levels, n_questions = runs.n_runs, d + 2, runs.n_questions
+    k = v - d
+    run, b_i, _ = where
+    c = batch.progress[where]
+    prev = batch.prev[where]
+    at = ((run * n_levels + c) * v)[:, None] + np.arange(v)  # (M, V) flat index into theta
+    theta = np.bincount(at.ravel(), weights=g.ravel(), minlength=n_runs * n_levels * v)
     has = prev >= 0
-    alpha = np.array([g[np.flatnonzero(has), prev[has]].sum()])
-    u = np.zeros_like(policy.params["u"])
-    q = np.broadcast_to(batch.question[:, None], m.shape)[m]
-    np.add.at(u, q, g[:, d:])
-    return {"theta": theta, "alpha": alpha, "u": u}
+    picked = g[np.flatnonzero(has), prev[has]]  # run-major
+    bounds = np.searchsorted(run[has], np.arange(n_runs + 1)).tolist()
+    alpha = np.array([picked[lo:hi].sum() for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)])
+    at = ((run * n_questions + batch.question[run, b_i]) * k)[:, None] + np.arange(k)
+    u = np.bincount(at.ravel(), weights=g[:, d:].ravel(), minlength=n_runs * n_questions * k)
+    return {
+        "theta": theta.reshape(n_runs, n_levels, v),
+        "alpha": alpha,
+        "u": u.reshape(n_runs, n_questions, k),
+    }
 
 
-def _stats(batch: TokenBatch, policy: TokenPolicy) -> dict[str, float]:
-    d = policy.n_reasoning
-    correct = batch.answer == policy.correct[batch.question]
+def _stats(batch: TokenBatch, runs: TokenRuns) -> dict[str, np.ndarray]:
+    """Per-run statistics of a batch of runs: ``{name: (R,)}``, the series of :func:`train_token_level`."""
+    d = runs.n_reasoning
+    n_runs = batch.tokens.shape[0]
+    flat = lambda x: x.reshape(n_runs, -1)  # noqa: E731 -- one run's positions in one row
+    correct = batch.answer == np.take_along_axis(runs.correct, batch.question, axis=1)
     reasoning = batch.mask & (batch.tokens < d)
     repeats = reasoning & (batch.tokens == batch.prev)
-    logp = batch.logits - batch.logits.max(axis=-1, keepdims=True)
-    p = softmax(logp)
-    ent = -(p * np.log(np.maximum(p, 1e-300))).sum(axis=-1)
     return {
-        "ground_truth_ratio": float(correct.mean()),
-        "response_length": float(batch.length.mean()),
-        "repetition_rate": float(repeats.sum() / max(int(reasoning.sum()), 1)),
-        "unparseable": float((batch.answer < 0).mean()),
-        "mean_token_entropy": float((ent * batch.mask).sum() / batch.mask.sum()),
+        "ground_truth_ratio": correct.mean(axis=1),
+        "response_length": batch.length.mean(axis=1),
+        "repetition_rate": flat(repeats).sum(axis=1) / np.maximum(flat(reasoning).sum(axis=1), 1),
+        "unparseable": (batch.answer < 0).mean(axis=1),
+        # each run's sum over all its positions (0 on padding) keeps one run's order
+        "mean_token_entropy": flat(batch.entropy).sum(axis=1) / flat(batch.mask).sum(axis=1),
     }
 
 
@@ -327,45 +544,111 @@ def train_token_level(
     (share of reasoning tokens that repeat the previous token), ``unparseable``, ``mean_token_entropy``,
     ``reward_mean``, ``label_accuracy`` (majority answer correct), ``majority_ratio``; with ``val_policy`` (held-out
     questions sharing theta and alpha, their own untrained u) also ``val/<series>``.
+
+    One run of :func:`train_token_runs`, which trains many at once with the same numbers.
     """
     if reward not in token_rewards():
         raise ValueError(f"reward: unknown {reward!r}; valid: {', '.join(token_rewards())}")
+    return train_token_runs(
+        [policy],
+        rewards=[reward],
+        steps=steps,
+        rngs=[rng],
+        n_rollouts=n_rollouts,
+        lr=lr,
+        optimizer=optimizer,
+        normalize_std=normalize_std,
+        val_policies=None if val_policy is None else [val_policy],
+        val_rollouts=val_rollouts,
+    )[0]
+
+
+def train_token_runs(
+    policies: Sequence[TokenPolicy],
+    *,
+    rewards: Sequence[str],
+    steps: int,
+    rngs: Sequence[np.random.Generator],
+    n_rollouts: int = 8,
+    lr: float = 0.03,
+    optimizer: str = "adam",
+    normalize_std: bool = True,
+    val_policies: Sequence[TokenPolicy] | None = None,
+    val_rollouts: int = 4,
+) -> list[dict[str, np.ndarray]]:
+    """Train R runs at once: run r is :func:`train_token_level` of ``policies[r]`` with ``rewards[r]``,
+    ``rngs[r]`` and ``val_policies[r]``, and gets the same series and final parameters, bit for bit.
+
+    The runs share the toy's shape (D, K, T, Q; the held-out policies theirs) and the optimizer settings. They are
+    stacked (:class:`TokenRuns`) and stepped together: one sampling pass per token position for all runs (each
+    run's uniforms from its own generator, in one run's order), one call of each reward per step on all the runs
+    that train with it (each run's questions its own groups; an answer-level reward sees each distinct group
+    once), and per-run sums in one run's order. Returns one series dict per run; the policies are trained in
+    place.
+    """
+    policies = list(policies)
+    n_runs = len(policies)
+    if len({id(p) for p in policies}) != n_runs:
+        raise ValueError("policies: the same policy object appears twice (each run trains its own)")
+    if len(rewards) != n_runs or len(rngs) != n_runs:
+        raise ValueError(
+            f"rewards, rngs: expected one per policy ({n_runs}), got {len(rewards)} and {len(rngs)}"
+        )
+    bad = [r for r in rewards if r not in token_rewards()]
+    if bad:
+        raise ValueError(f"rewards: unknown {bad}; valid: {', '.join(token_rewards())}")
     if int(steps) < 0:
         raise ValueError(f"steps: must be >= 0, got {steps}")
-    n = int(n_rollouts)
-    qs = np.arange(policy.n_questions)
+    if val_policies is not None and len(val_policies) != n_runs:
+        raise ValueError(
+            f"val_policies: expected one per policy ({n_runs}), got {len(val_policies)}"
+        )
+    n, steps = int(n_rollouts), int(steps)
+    runs = TokenRuns.stack(policies)
+    qs = np.arange(runs.n_questions)
+    val = None
+    if val_policies is not None:
+        val = TokenRuns.stack(val_policies)
+        if val.params["theta"].shape != runs.params["theta"].shape:
+            raise ValueError("val_policies: must share D and K with the policies (theta's shape)")
+        # held-out questions share the habits: the same arrays, updated in place by the optimizer
+        val.params["theta"], val.params["alpha"] = runs.params["theta"], runs.params["alpha"]
     opt = Optimizer(optimizer, lr)
-    out: dict[str, list[float]] = {}
+    fns = {name: get_reward(name) for name in dict.fromkeys(rewards)}
+    groups = {name: [r for r in range(n_runs) if rewards[r] == name] for name in fns}
+    k = runs.params["u"].shape[2]
+    out: dict[str, np.ndarray] = {}
 
-    def log(d: dict[str, float]) -> None:
-        for key, v in d.items():
-            out.setdefault(key, []).append(v)
+    def log(step: int, stats: dict[str, np.ndarray]) -> None:
+        for key, v in stats.items():
+            out.setdefault(key, np.full((n_runs, steps + 1), np.nan))[:, step] = v
 
-    def validate() -> None:
-        if val_policy is None:
-            return
-        val_policy.params["theta"] = policy.params["theta"]
-        val_policy.params["alpha"] = policy.params["alpha"]
-        vb = sample_sequences(val_policy, np.arange(val_policy.n_questions), val_rollouts, rng)
-        log({f"val/{k}": v for k, v in _stats(vb, val_policy).items()})
-
-    for step in range(int(steps) + 1):
-        batch = sample_sequences(policy, qs, n, rng)
-        with torch_single_thread():
-            r = batch_rewards(reward, batch, policy)
-        ans = batch.answer.reshape(-1, n)
-        counts = np.stack([(ans == a).sum(axis=1) for a in range(policy.params["u"].shape[1])], 1)
-        maj = counts.argmax(axis=1)
-        stats = _stats(batch, policy)
-        stats["reward_mean"] = float(r.mean())
-        stats["label_accuracy"] = float(((maj == policy.correct) & (counts.max(axis=1) > 0)).mean())
-        stats["majority_ratio"] = float(counts.max(axis=1).mean() / n)
-        log(stats)
-        validate()
-        if step == int(steps):
-            break
-        with torch_single_thread():
-            adv = group_advantages(r.reshape(-1, n), normalize_std=normalize_std).ravel()
-        grad = sequence_logit_grad(batch, adv)
-        opt.step(policy.params, backward(policy, batch, grad))
-    return {k: np.asarray(v) for k, v in out.items()}
+    with torch_single_thread():
+        for step in range(steps + 1):
+            batch = sample_runs(runs, qs, n, rngs)
+            where = np.nonzero(batch.mask)
+            r = np.empty(batch.answer.shape)  # (R, B)
+            for name, fn in fns.items():
+                r[groups[name]] = _rewards(name, fn, batch, runs, groups[name], group_size=n)
+            ans = batch.answer.reshape(n_runs, -1, n)  # (R, Q, N)
+            counts = (ans[..., None] == np.arange(k)).sum(axis=2)  # (R, Q, K)
+            top = counts.max(axis=2)
+            stats = _stats(batch, runs)
+            stats["reward_mean"] = r.mean(axis=1)
+            stats["label_accuracy"] = ((counts.argmax(axis=2) == runs.correct) & (top > 0)).mean(
+                axis=1
+            )
+            stats["majority_ratio"] = top.mean(axis=1) / n
+            log(step, stats)
+            if val is not None:
+                vb = sample_runs(val, np.arange(val.n_questions), val_rollouts, rngs)
+                log(step, {f"val/{key}": v for key, v in _stats(vb, val).items()})
+            if step == steps:
+                break
+            adv = group_advantages(r.reshape(-1, n), normalize_std=normalize_std)
+            grad = _masked_logit_grad(batch, adv.reshape(n_runs, -1), where)
+            opt.step(runs.params, _backward(runs, batch, grad, where))
+    runs.write_back(policies)
+    for p, vp in zip(policies, val_policies or (), strict=False):
+        vp.params["theta"], vp.params["alpha"] = p.params["theta"], p.params["alpha"]
+    return [{key: v[i].copy() for key, v in out.items()} for i in range(n_runs)]

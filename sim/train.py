@@ -14,11 +14,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sharpen.answers import plurality_winners
 from sharpen.grpo import group_advantages
 from sharpen.rewards import Rollouts, available_rewards, get_reward, reward_info
 from sim.core import (
     GRPOConfig,
     Optimizer,
+    SharedPolicy,
     binary_count_advantages,
     count_logit_grad,
     grpo_logit_grad,
@@ -31,6 +33,7 @@ from sim.core import (
 __all__ = [
     "SimulatedVerifier",
     "train_answer_level",
+    "train_shared_runs",
     "categorical_kl",
     "answer_rewards",
     "COUNT_PATH_REWARDS",
@@ -77,10 +80,14 @@ class SimulatedVerifier:
 
 def categorical_kl(p: np.ndarray, q: np.ndarray) -> np.ndarray:
     r"""Exact :math:`\mathrm{KL}(p\Vert q)=\sum_k p_k\log(p_k/q_k)` per row of ``(Q, K)`` arrays, >= 0."""
-    p = np.asarray(p, dtype=np.float64)
     q = np.asarray(q, dtype=np.float64)
+    return _kl_from_log(np.asarray(p, dtype=np.float64), np.log(np.maximum(q, 1e-300)))
+
+
+def _kl_from_log(p: np.ndarray, log_q: np.ndarray) -> np.ndarray:
+    """:func:`categorical_kl` with ``log_q = log(max(q, 1e-300))`` given (a fixed reference: log it once)."""
     with np.errstate(divide="ignore", invalid="ignore"):
-        terms = np.where(p > 0, p * (np.log(p) - np.log(np.maximum(q, 1e-300))), 0.0)
+        terms = np.where(p > 0, p * (np.log(p) - log_q), 0.0)
     return np.maximum(terms.sum(axis=-1), 0.0)
 
 
@@ -245,4 +252,223 @@ def train_answer_level(
     res = {key: np.asarray(v, dtype=np.float64) for key, v in out.items()}
     if probe is not None:
         res["probe_probs"] = np.stack(probes)
+    return res
+
+
+def train_shared_runs(
+    policies: list[SharedPolicy],
+    corrects: list[np.ndarray],
+    *,
+    reward: str,
+    grpo: GRPOConfig,
+    steps: int,
+    rngs: list[np.random.Generator],
+    verifier_accuracies: list[float] | None = None,
+    eval_questions: dict[str, tuple[list[SharedPolicy], list[np.ndarray]]] | None = None,
+    probe: np.ndarray | None = None,
+) -> list[dict[str, np.ndarray]]:
+    """R runs of :func:`train_answer_level` on shared policies of one shape, advanced together as stacked arrays.
+
+    Run r trains ``policies[r]`` (its final parameters are written back) on ``corrects[r]`` with its own
+    generator ``rngs[r]``, drawn in the order the one-run loop draws (batch, then counts and tie-breaks or
+    rollouts and verifier verdicts), and its verifier of accuracy ``verifier_accuracies[r]`` (default 0.9); every
+    other operation acts per question or per run, so each run's series equal ``train_answer_level(policies[r],
+    corrects[r], rng=rngs[r], ...)`` bit for bit. The stacks: base logits (R, Q, K), features (R, Q, K, D),
+    ``w`` (R, D), ``delta`` (R, Q, K). The reference of the KL metric is the initial policy; ``grpo`` must have
+    ``epochs = 1`` and ``kl_coef = 0`` (one on-policy update: the setting of every shared-task run).
+
+    Parameters
+    ----------
+    policies : R SharedPolicy of one shape (Q, K, D) and one ``per_question`` setting
+    corrects : R (Q,) int arrays
+    eval_questions : ``{name: (held, corrects)}``, R held-out SharedPolicy each whose ``w`` is run r's trained
+        ``w`` (the same array) and R correct-answer arrays
+    probe : (M,) question indices recorded every step in every run (``probe_probs``)
+
+    Returns
+    -------
+    R dicts, each as :func:`train_answer_level` returns.
+    """
+    if reward not in answer_rewards():
+        raise ValueError(f"reward: unknown {reward!r}; valid: {', '.join(answer_rewards())}")
+    if int(steps) < 0:
+        raise ValueError(f"steps: must be >= 0, got {steps}")
+    if int(grpo.epochs) != 1 or grpo.kl_coef != 0.0:
+        raise ValueError(
+            "grpo: batched runs need epochs = 1 and kl_coef = 0 (use train_answer_level)"
+        )
+    n_runs = len(policies)
+    if n_runs < 1:
+        raise ValueError("policies: need at least one run")
+    if len({id(p) for p in policies}) != n_runs:
+        raise ValueError("policies: the same policy object appears twice (each run trains its own)")
+    accs = [0.9] * n_runs if verifier_accuracies is None else list(verifier_accuracies)
+    if len(corrects) != n_runs or len(rngs) != n_runs or len(accs) != n_runs:
+        raise ValueError(
+            f"corrects, rngs, verifier_accuracies: need one per policy ({n_runs}), got "
+            f"{len(corrects)}, {len(rngs)}, {len(accs)}"
+        )
+    shape = policies[0].features.shape
+    keys_p = sorted(policies[0].params)
+    if any(pol.features.shape != shape or sorted(pol.params) != keys_p for pol in policies):
+        raise ValueError(
+            "policies: every run needs one shape (Q, K, D) and one per_question setting"
+        )
+    q_all = shape[0]
+    correct = np.stack([np.asarray(c, dtype=np.int64) for c in corrects])
+    if correct.shape != (n_runs, q_all):
+        raise ValueError(f"corrects: expected {n_runs} arrays of shape ({q_all},)")
+    base = np.stack([pol.base for pol in policies])
+    feats = np.stack([pol.features for pol in policies])
+    params = {k: np.stack([pol.params[k] for pol in policies]) for k in keys_p}
+    evals = {}
+    for name, (held, corr) in (eval_questions or {}).items():
+        if len(held) != n_runs or len(corr) != n_runs:
+            raise ValueError(f"eval_questions: {name!r} needs one policy and one array per run")
+        if any(h.params["w"] is not pol.params["w"] for h, pol in zip(held, policies, strict=True)):
+            raise ValueError(f"eval_questions: {name!r} policies must share their run's w")
+        evals[name] = (
+            np.stack([h.base for h in held]),
+            np.stack([h.features for h in held]),
+            np.stack([np.asarray(c, dtype=np.int64) for c in corr]),
+        )
+    runs = np.arange(n_runs)[:, None]
+
+    def logits(b: np.ndarray, f: np.ndarray, delta: np.ndarray | None = None) -> np.ndarray:
+        # one (K, D) @ (D,) product per question and run, as SharedPolicy.logits
+        z = b + (f @ params["w"][:, None, :, None])[..., 0]
+        return z if delta is None else z + delta
+
+    delta_all = params.get("delta")
+    ref = softmax(logits(base, feats, delta_all))
+    n = int(grpo.n_rollouts)
+    bsz = q_all if grpo.batch_size is None else min(int(grpo.batch_size), q_all)
+    opt = Optimizer(grpo.optimizer, grpo.lr)
+    verifiers: list[SimulatedVerifier | None] = [None] * n_runs
+    if "verifier" in reward_info(reward).needs:
+        verifiers = [SimulatedVerifier(a, g) for a, g in zip(accs, rngs, strict=True)]
+    use_counts = reward in COUNT_PATH_REWARDS
+
+    keys = ["accuracy", "greedy_accuracy", "p_max", "kl"]
+    batch_keys = ["reward_mean", "reward_accuracy", "label_accuracy", "majority_ratio"]
+    out: dict[str, list[np.ndarray]] = {key: [] for key in keys + batch_keys}
+    for name in evals:
+        out[f"eval/{name}/accuracy"] = []
+        out[f"eval/{name}/greedy_accuracy"] = []
+    probes: list[np.ndarray] = []
+
+    log_ref = np.log(np.maximum(ref, 1e-300))
+    rows_all = np.arange(q_all)
+    measured = [f"eval/{name}/{m}" for name in evals for m in ("accuracy", "greedy_accuracy")]
+    measured = keys + measured
+
+    def measure() -> None:
+        # run by run: the whole question sets of all runs at once would not fit the cache
+        row = {key: np.empty(n_runs) for key in measured}
+        for r in range(n_runs):
+            z_r = base[r] + feats[r] @ params["w"][r]
+            p = softmax(z_r if delta_all is None else z_r + delta_all[r])
+            if probe is not None:
+                probes.append(p[probe])
+            row["accuracy"][r] = p[rows_all, correct[r]].mean()
+            row["greedy_accuracy"][r] = (p.argmax(axis=1) == correct[r]).mean()
+            row["p_max"][r] = p.max(axis=1).mean()
+            row["kl"][r] = _kl_from_log(p, log_ref[r]).mean()
+            for name, (hb, hf, hc) in evals.items():
+                pe = softmax(hb[r] + hf[r] @ params["w"][r])
+                row[f"eval/{name}/accuracy"][r] = pe[np.arange(hc.shape[1]), hc[r]].mean()
+                row[f"eval/{name}/greedy_accuracy"][r] = (pe.argmax(axis=1) == hc[r]).mean()
+        for key, v in row.items():
+            out[key].append(v)
+
+    measure()
+    for key in batch_keys:
+        out[key].append(np.full(n_runs, np.nan))
+    for _ in range(int(steps)):
+        idx = None
+        if bsz < q_all:
+            idx = np.stack([np.sort(g.choice(q_all, size=bsz, replace=False)) for g in rngs])
+            delta = None if delta_all is None else delta_all[runs, idx]
+            f_b = feats[runs, idx]  # (R, B, K, D)
+            z = logits(base[runs, idx], f_b, delta)
+            corr = correct[runs, idx]
+        else:
+            f_b = feats
+            z, corr = logits(base, feats, delta_all), correct
+        p = softmax(z)
+        rows = np.arange(p.shape[1])
+        if use_counts:
+            counts = np.stack([sample_counts(p[r], n, g) for r, g in enumerate(rngs)])
+            c_c = np.take_along_axis(counts, corr[..., None], axis=2)[..., 0]
+            if reward == "majority_voting":
+                label = np.stack([plurality_winners(counts[r], g) for r, g in enumerate(rngs)])
+                c_w = np.where(
+                    label >= 0,
+                    np.take_along_axis(counts, np.maximum(label, 0)[..., None], axis=2)[..., 0],
+                    0,
+                )
+            else:
+                label, c_w = corr, c_c
+            # the rewarded class (the vote, or the correct answer) gets a_pos, every other class a_neg
+            a_pos, a_neg = binary_count_advantages(
+                c_w.ravel(), n, normalize_std=grpo.normalize_std, eps=grpo.eps
+            )
+            a_pos, a_neg = a_pos.reshape(c_w.shape), a_neg.reshape(c_w.shape)
+            cls_adv = np.broadcast_to(a_neg[..., None], p.shape).copy()
+            ok = label >= 0
+            r_ok, q_ok = np.nonzero(ok)
+            cls_adv[r_ok, q_ok, label[ok]] = a_pos[ok]
+            k_ = p.shape[2]  # count_logit_grad takes (G, K) groups
+            grad = count_logit_grad(
+                p.reshape(-1, k_), counts.reshape(-1, k_), cls_adv.reshape(-1, k_), n
+            ).reshape(p.shape)
+            agree = n - c_w - c_c + 2 * c_w * (label == corr)
+            out["reward_mean"].append(c_w.mean(axis=1) / n)
+            out["reward_accuracy"].append(agree.mean(axis=1) / n)
+            out["label_accuracy"].append((label == corr).mean(axis=1))
+            out["majority_ratio"].append(counts.max(axis=2).mean(axis=1) / n)
+        else:
+            ys = np.stack([sample_rollouts(p[r], n, g) for r, g in enumerate(rngs)])
+            r_ = np.stack(
+                [
+                    _rollout_rewards(reward, z[r], ys[r], corr[r], verifiers[r])
+                    for r in range(n_runs)
+                ]
+            )
+            g_ = n_runs * p.shape[1]
+            adv = np.asarray(
+                group_advantages(
+                    r_.reshape(g_, n), normalize_std=grpo.normalize_std, eps=grpo.eps, unbiased=True
+                )
+            )
+            gt = (ys == corr[..., None]).astype(np.float64)
+            counts = np.zeros_like(p, dtype=np.int64)
+            np.add.at(counts, (runs, np.repeat(rows, n)[None, :], ys.reshape(n_runs, -1)), 1)
+            out["reward_mean"].append(r_.reshape(n_runs, -1).mean(axis=1))
+            out["reward_accuracy"].append((r_ == gt).reshape(n_runs, -1).mean(axis=1))
+            out["label_accuracy"].append((counts.argmax(axis=2) == corr).mean(axis=1))
+            out["majority_ratio"].append(counts.max(axis=2).mean(axis=1) / n)
+            grad = grpo_logit_grad(p.reshape(g_, -1), ys.reshape(g_, n), adv).reshape(p.shape)
+        # one einsum per run, as SharedPolicy.backward (its summation order)
+        grads = {"w": np.stack([np.einsum("qkd,qk->d", f_b[r], grad[r]) for r in range(n_runs)])}
+        if "delta" in params:
+            g = np.zeros_like(params["delta"])
+            if idx is None:
+                g += grad
+            else:  # indices are distinct within a run: the same sums as np.add.at
+                g[runs, idx] += grad
+            grads["delta"] = g
+        opt.step(params, grads)
+        measure()
+    for r, pol in enumerate(policies):
+        for k in keys_p:
+            pol.params[k][...] = params[k][r]
+    res = [
+        {key: np.asarray([v[r] for v in vals], dtype=np.float64) for key, vals in out.items()}
+        for r in range(n_runs)
+    ]
+    if probe is not None:  # appended step by step, run by run
+        stacked = np.stack(probes).reshape(int(steps) + 1, n_runs, *probes[0].shape)
+        for r in range(n_runs):
+            res[r]["probe_probs"] = stacked[:, r].copy()
     return res

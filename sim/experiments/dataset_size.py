@@ -12,7 +12,7 @@ from sim.core import GRPOConfig
 from sim.plots import mean_line
 from sim.registry import Experiment, register
 from sim.results import SimResult, Verdict
-from sim.shared_task import SharedTaskRuns, shared_run, tail_mean
+from sim.shared_task import SharedTaskRuns, shared_runs, tail_mean
 
 __all__ = ["DatasetSizeConfig", "dataset_size"]
 
@@ -65,17 +65,17 @@ def dataset_size(config: DatasetSizeConfig = DatasetSizeConfig()) -> SimResult:
     collapse_share: dict[int, float] = {}
     for size in config.sizes:
         coll, keys = [], {}
-        for s in range(config.seeds):
-            out, _ = shared_run(
-                config.task,
-                n_questions=int(size),
-                n_heldout=config.n_heldout,
-                reward="majority_voting",
-                grpo=grpo,
-                steps=config.steps,
-                seed=config.seed + 1000 * s,
-                per_question=config.per_question,
-            )
+        runs = shared_runs(  # the seeds of one size advanced together
+            [config.task] * config.seeds,
+            [config.seed + 1000 * s for s in range(config.seeds)],
+            n_questions=int(size),
+            n_heldout=config.n_heldout,
+            reward="majority_voting",
+            grpo=grpo,
+            steps=config.steps,
+            per_question=config.per_question,
+        )
+        for out, _ in runs:
             acc = out["accuracy"]
             final = tail_mean(acc)
             coll.append(final <= float(acc.max()) - config.decline and final < float(acc[0]))

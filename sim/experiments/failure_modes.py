@@ -16,7 +16,7 @@ from sim.configs import OneOptimizer
 from sim.plots import mean_line
 from sim.registry import Experiment, register
 from sim.results import SimResult, Verdict, holds_from_shares
-from sim.token_toy import TokenToyConfig, init_token_policy, token_rewards, train_token_level
+from sim.token_toy import TokenToyConfig, init_token_policy, token_rewards, train_token_runs
 
 __all__ = ["FailureModesConfig", "failure_modes", "classify_failure", "PREDICTED_MODE"]
 
@@ -130,25 +130,24 @@ def failure_modes(config: FailureModesConfig = FailureModesConfig()) -> SimResul
         "label_accuracy",
         "majority_ratio",
     )
+    # every (reward, seed) run is trained at once (sim.token_toy.train_token_runs: the numbers of one run at a time)
+    plan = [(reward, config.seed + 1000 * s) for reward in rewards for s in range(config.seeds)]
+    val_cfg = TokenToyConfig(**{**asdict(config.toy), "n_questions": config.n_val})
+    outs = train_token_runs(
+        [init_token_policy(config.toy, np.random.default_rng(seed)) for _, seed in plan],
+        rewards=[reward for reward, _ in plan],
+        steps=config.steps,
+        rngs=[np.random.default_rng(seed + 2) for _, seed in plan],
+        n_rollouts=config.n_rollouts,
+        lr=config.lr,
+        optimizer=config.optimizer,
+        val_policies=[
+            init_token_policy(val_cfg, np.random.default_rng(seed + 1)) for _, seed in plan
+        ],
+    )
     for reward in rewards:
-        runs: dict[str, list[np.ndarray]] = {k: [] for k in keys}
-        for s in range(config.seeds):
-            seed = config.seed + 1000 * s
-            pol = init_token_policy(config.toy, np.random.default_rng(seed))
-            val_cfg = TokenToyConfig(**{**asdict(config.toy), "n_questions": config.n_val})
-            val = init_token_policy(val_cfg, np.random.default_rng(seed + 1))
-            out = train_token_level(
-                pol,
-                reward=reward,
-                steps=config.steps,
-                rng=np.random.default_rng(seed + 2),
-                n_rollouts=config.n_rollouts,
-                lr=config.lr,
-                optimizer=config.optimizer,
-                val_policy=val,
-            )
-            for k in keys:
-                runs[k].append(out[k])
+        runs = [out for (r, _), out in zip(plan, outs, strict=True) if r == reward]
+        for out in runs:
             modes[reward].append(
                 classify_failure(
                     out,
@@ -160,7 +159,7 @@ def failure_modes(config: FailureModesConfig = FailureModesConfig()) -> SimResul
             va = out["val/ground_truth_ratio"]
             fall_step[reward].append(_first_below(va, va[0] - config.decline))
         for k in keys:
-            arr = np.stack(runs[k])  # (seeds, S + 1)
+            arr = np.stack([out[k] for out in runs])  # (seeds, S + 1)
             traj[f"{reward}/{k}/seeds"] = arr
             traj[f"{reward}/{k}"] = arr.mean(axis=0)
     shares = {r: float(np.mean([m == PREDICTED_MODE[r] for m in modes[r]])) for r in rewards}

@@ -13,7 +13,7 @@ from sim.core import GRPOConfig
 from sim.plots import mean_line
 from sim.registry import Experiment, register
 from sim.results import SimResult, Verdict
-from sim.shared_task import SharedTaskRuns, shared_run
+from sim.shared_task import SharedTaskRuns, shared_runs
 
 __all__ = ["MCSConfig", "mcs_vs_gt_gain"]
 
@@ -79,30 +79,21 @@ def mcs_vs_gt_gain(config: MCSConfig = MCSConfig()) -> SimResult:
     grpo = GRPOConfig(config.n_rollouts, config.lr, config.optimizer, batch_size=config.batch_size)
     traj: dict[str, np.ndarray] = {"step": np.arange(config.steps + 1)}
     rows = []
-    for strength in config.strengths:
-        task = replace(config.task, strength=float(strength))
+    # every (strength, seed) run of one reward advanced together; run i = strength i // seeds, seed i % seeds
+    tasks = [
+        replace(config.task, strength=float(x))
+        for x in config.strengths
+        for _ in range(config.seeds)
+    ]
+    seeds = [config.seed + 1000 * s for _ in config.strengths for s in range(config.seeds)]
+    common = {"n_questions": config.n_questions, "n_heldout": config.n_heldout, "grpo": grpo}
+    mv_runs = shared_runs(tasks, seeds, reward="majority_voting", steps=config.steps, **common)
+    gt_runs = shared_runs(tasks, seeds, reward="ground_truth", steps=epoch, **common)
+    for i, strength in enumerate(config.strengths):
         mcs_t, mcs_p, gains, collapsed = [], [], [], []
         ra_runs, ha_runs = [], []
         for s in range(config.seeds):
-            seed = config.seed + 1000 * s
-            mv, _ = shared_run(
-                task,
-                n_questions=config.n_questions,
-                n_heldout=config.n_heldout,
-                reward="majority_voting",
-                grpo=grpo,
-                steps=config.steps,
-                seed=seed,
-            )
-            gt, _ = shared_run(
-                task,
-                n_questions=config.n_questions,
-                n_heldout=config.n_heldout,
-                reward="ground_truth",
-                grpo=grpo,
-                steps=epoch,
-                seed=seed,
-            )
+            (mv, _), (gt, _) = mv_runs[i * config.seeds + s], gt_runs[i * config.seeds + s]
             ra, ha = mv["reward_accuracy"], mv["eval/heldout/accuracy"]
             ra_runs.append(ra)
             ha_runs.append(ha)

@@ -11,7 +11,7 @@ from sim.core import GRPOConfig
 from sim.plots import mean_line
 from sim.registry import Experiment, register
 from sim.results import SimResult, Verdict, holds_from_shares
-from sim.shared_task import SharedTaskRuns, classify_curve, shared_run, tail_mean
+from sim.shared_task import SharedTaskRuns, classify_curve, shared_runs, tail_mean
 
 __all__ = ["RiseFallConfig", "rise_then_fall"]
 
@@ -84,32 +84,30 @@ def rise_then_fall(config: RiseFallConfig = RiseFallConfig()) -> SimResult:
     for opt in config.optimizers:
         lr = config.adam_lr if opt == "adam" else config.sgd_lr
         grpo = GRPOConfig(config.n_rollouts, lr, opt, batch_size=config.batch_size)
-        for bonus in config.shortcut_bonuses:
-            task = replace(config.task, shortcut_bonus=float(bonus))
+        # every (bonus, seed) run of one reward advanced together; run i = bonus i // seeds, seed i % seeds
+        tasks = [
+            replace(config.task, shortcut_bonus=float(b))
+            for b in config.shortcut_bonuses
+            for _ in range(config.seeds)
+        ]
+        seeds = [
+            config.seed + 1000 * s for _ in config.shortcut_bonuses for s in range(config.seeds)
+        ]
+        common = {"n_questions": config.n_questions, "n_heldout": config.n_heldout, "grpo": grpo}
+        # the probes of the main run (the first of all), recorded in every run of its batch
+        probe = np.arange(min(config.n_probe, config.n_questions)) if main is None else None
+        mv_runs = shared_runs(
+            tasks, seeds, reward="majority_voting", steps=steps, probe=probe, **common
+        )
+        gt_runs = shared_runs(tasks, seeds, reward="ground_truth", steps=steps, **common)
+        for i, bonus in enumerate(config.shortcut_bonuses):
             name = f"{opt}/bonus={bonus:g}"
             series: dict[str, list[np.ndarray]] = {}
             kinds[name], peak_steps[name], gt_fell[name] = [], [], 0
             for s in range(config.seeds):
-                seed = config.seed + 1000 * s
-                probe = np.arange(min(config.n_probe, config.n_questions)) if main is None else None
-                mv, correct = shared_run(
-                    task,
-                    n_questions=config.n_questions,
-                    n_heldout=config.n_heldout,
-                    reward="majority_voting",
-                    grpo=grpo,
-                    steps=steps,
-                    seed=seed,
-                    probe=probe,
-                )
-                gt, _ = shared_run(
-                    task,
-                    n_questions=config.n_questions,
-                    n_heldout=config.n_heldout,
-                    reward="ground_truth",
-                    grpo=grpo,
-                    steps=steps,
-                    seed=seed,
+                (mv, correct), (gt, _) = (
+                    mv_runs[i * config.seeds + s],
+                    gt_runs[i * config.seeds + s],
                 )
                 if main is None:
                     main = (name, mv, gt, correct[probe])

@@ -13,7 +13,7 @@ from sim.core import GRPOConfig
 from sim.plots import mean_line
 from sim.registry import Experiment, register
 from sim.results import SimResult, Verdict, holds_from_shares
-from sim.shared_task import SharedTaskRuns, classify_curve, shared_run, tail_mean
+from sim.shared_task import SharedTaskRuns, classify_curve, shared_runs, tail_mean
 
 __all__ = ["SelfVerificationConfig", "self_verification"]
 
@@ -65,21 +65,28 @@ def self_verification(config: SelfVerificationConfig = SelfVerificationConfig())
     ]
     finals: dict[str, float] = {}
     kinds: dict[str, list[str]] = {}
+    seeds = [config.seed + 1000 * s for s in range(config.seeds)]
+    batches = {}  # reward -> its runs, every (arm, seed) of one reward advanced together
+    for reward in dict.fromkeys(r for r, _ in arms):
+        accs = [0.9 if a is None else float(a) for r, a in arms if r == reward for _ in seeds]
+        batches[reward] = shared_runs(
+            [config.task] * len(accs),
+            seeds * (len(accs) // len(seeds)),
+            n_questions=config.n_questions,
+            n_heldout=config.n_heldout,
+            reward=reward,
+            grpo=grpo,
+            steps=config.steps,
+            verifier_accuracies=accs,
+        )
+    taken = dict.fromkeys(batches, 0)
     for reward, acc in arms:
         name = reward if acc is None else f"self_verification/acc={acc:g}"
         runs, ra = [], []
         kinds[name] = []
-        for s in range(config.seeds):
-            out, _ = shared_run(
-                config.task,
-                n_questions=config.n_questions,
-                n_heldout=config.n_heldout,
-                reward=reward,
-                grpo=grpo,
-                steps=config.steps,
-                seed=config.seed + 1000 * s,
-                verifier_accuracy=0.9 if acc is None else float(acc),
-            )
+        for _ in seeds:
+            out, _ = batches[reward][taken[reward]]
+            taken[reward] += 1
             h = out["eval/heldout/accuracy"]
             runs.append(h)
             ra.append(out["reward_accuracy"])

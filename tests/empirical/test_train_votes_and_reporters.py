@@ -17,10 +17,10 @@ import pytest
 
 from empirical import cli
 from empirical.config import preset
-from empirical.measure import step_metrics
+from empirical.measure import Vote, step_metrics, trained_rows
 from empirical.reporters import REPORTERS, TensorBoardReporter, WandbReporter, scalars
 from empirical.tasks import arithmetic_task
-from empirical.train import Trainer, Vote, build_trainer, train, trained_rows
+from empirical.train import Trainer, build_trainer, train
 from sharpen.records import load_run
 from sharpen.rewards import get_reward
 

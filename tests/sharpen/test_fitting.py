@@ -4,6 +4,7 @@ classes, pooled slopes and beta in the run's units."""
 from __future__ import annotations
 
 import doctest
+import json
 import math
 
 import numpy as np
@@ -257,3 +258,46 @@ def test_trajectories_equal_a_plain_loop_on_written_records():
     got, want = trajectories_from_probes(rows), reference_trajectories(rows)
     _assert_same(got[0], want[0])
     assert got[1] == want[1] == ("probes: 4 repeated (question, step) record(s); kept the last",)
+
+
+def test_trajectories_of_a_written_run_equal_a_plain_loop_over_its_lines(tmp_path):
+    """``sharpen fit``'s path (the one-call reader, then the column-wise trajectories) against ``json.loads`` of
+    each line and a loop over the records: questions not probed at some steps, a resumed run's re-logged steps,
+    a killed last write. The trajectories hold NaN exactly where a question was not probed."""
+    from sharpen.records import ProbeRecord, RunWriter, load_run
+
+    rng = np.random.default_rng(1)
+
+    def log(steps):
+        for s in steps:
+            w.log_probes(
+                ProbeRecord(s, f"q{q}", 16, str(rng.integers(3)), 0.75, "1", float(rng.integers(0, 13) / 16),
+                            label="1", majority_correct=bool(rng.integers(2)), sample_accuracy=float(rng.uniform()))
+                for q in range(9) if (s * q) % 7 != 3
+            )  # fmt: skip
+
+    w = RunWriter(tmp_path)
+    log(range(40))
+    log([29])  # resumed from a checkpoint at step 28 without truncating
+    path = tmp_path / "probes.jsonl"
+    with path.open("a") as fh:
+        fh.write('{"step": 40, "question_id": "q1", "p_init')  # killed mid-write
+    plain = []
+    for line in path.read_text().splitlines():
+        try:
+            plain.append(json.loads(line))
+        except ValueError:
+            pass
+    run = load_run(tmp_path)
+    assert run.probes == plain
+    cut = f"probes.jsonl:{len(plain) + 1}: not valid JSON (a write cut short?), line skipped"
+    assert cut in run.warnings
+    first = 1 + next(i for i, r in enumerate(plain) if (r["step"], r["question_id"]) == (29, "q0"))
+    assert f"probes.jsonl:321: step 29 question_id 'q0' repeats line {first}" in run.warnings
+    got, want = trajectories_from_probes(run.probes), reference_trajectories(plain)
+    _assert_same(got[0], want[0])
+    assert got[1] == want[1] and "repeated (question, step)" in got[1][0]
+    probed = {(r["question_id"], r["step"]) for r in plain}
+    expect = np.array([[(q, int(s)) in probed for s in got[0].steps] for q in got[0].question_ids])
+    for name in ("p_initial", "p_majority", "n_samples", "sample_accuracy", "majority_correct"):
+        assert np.array_equal(~np.isnan(getattr(got[0], name)), expect), name

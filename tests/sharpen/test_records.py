@@ -293,6 +293,140 @@ def test_columns_one_pass_and_missing_fields():
     assert columns([], ["a"]) == {"a": []}
 
 
+def reference_read_jsonl(path):
+    """Line by line: every line that is a JSON object, and the count of the other non-blank lines."""
+    records, n_bad = [], 0
+    for raw in path.read_bytes().split(b"\n"):
+        try:
+            line = raw.decode("utf-8").strip()
+            obj = json.loads(line) if line else None
+        except (ValueError, RecursionError):
+            n_bad += 1
+            continue
+        if isinstance(obj, dict):
+            records.append(obj)
+        elif line:
+            n_bad += 1
+    return records, n_bad
+
+
+def _written_probes(path, steps=30, questions=7, seed=0):
+    """A probes.jsonl as a run writes it (every line one object), returned as its lines."""
+    rng = np.random.default_rng(seed)
+    w = RunWriter(path.parent)
+    for s in range(steps):
+        w.log_probes(
+            ProbeRecord(s, f"q{q}", 16, "7", 0.75, "7", float(rng.integers(0, 17) / 16), label="7",
+                        majority_correct=bool(rng.integers(2)), sample_accuracy=float(rng.uniform()))
+            for q in range(questions) if (s + q) % 5  # some questions are not probed at some steps
+        )  # fmt: skip
+    return path.read_text().splitlines()
+
+
+# Lines a killed, resumed or hand-edited run can hold, each against the one-call parse of the others: a truncated
+# write, two objects glued on one line, a line that leaves a bracket open (the next line closes it and adds an
+# object, so that a plain count of objects would still match), nesting too deep, an int past Python's digit
+# limit, NaN and an out-of-range share, a repeated (step, question), blanks, CRLF, and the sentinel's own escape.
+_ODD_LINES = {
+    "truncated": '{"step": 3, "question_id": "q1", "p_initial',
+    "glued": '{"step": 4, "question_id": "g"}{"step": 5, "question_id": "g"}',
+    "open bracket": '{"step": 6, "x": [{}',
+    "closes and adds": '{"step": 7, "question_id": "c"}]}, 5, {"step": 8, "question_id": "c"}',
+    "two objects": '{"step": 15, "question_id": "t"}, {"step": 16, "question_id": "t"}',
+    "deep": '{"step": 9, "x": ' + "[" * 100_000 + "]" * 100_000 + "}",
+    "big int": '{"step": 10, "x": 1' + "0" * 5000 + "}",
+    "nan share": '{"step": 11, "question_id": "n", "p_majority": NaN}',
+    "out of range": '{"step": 12, "question_id": "r", "p_initial_majority": 1.5}',
+    "repeat": '{"step": 0, "question_id": "q1", "p_initial_majority": 0.5}',
+    "blank": "   ",
+    "not an object": "[1, 2]",
+    "sentinel escape": '{"step": 13, "question_id": "z", "label": "\\u0000"}',
+    "string with braces": '{"step": 14, "question_id": "}\\n{", "label": "{\\"a\\": 1}"}',
+}
+
+
+_ODD_CASES = [
+    ((), "middle"),
+    *[((name,), "middle") for name in _ODD_LINES],
+    # adjacent: the second closes what the first left open
+    (("open bracket", "closes and adds"), "middle"),
+    (("open bracket", "closes and adds"), "end"),
+    (("two objects",), "end"),
+    (("truncated",), "end"),  # where a kill leaves it
+    (("glued", "nan share", "repeat", "blank", "truncated"), "middle"),
+]
+
+
+@pytest.mark.parametrize("odd, where", _ODD_CASES)
+@pytest.mark.parametrize("newline", ["\n", "\r\n"])
+@pytest.mark.parametrize("end", ["\n", ""])
+def test_one_call_reader_equals_a_line_by_line_reader_on_a_written_run(
+    tmp_path, odd, where, newline, end
+):
+    path = tmp_path / "probes.jsonl"
+    lines = _written_probes(path)
+    at = 7 if where == "middle" else len(lines)
+    lines[at:at] = [_ODD_LINES[name] for name in odd]
+    path.write_bytes((newline.join(lines) + end).encode())
+    assert read_log(path) == reference_read_log(path)
+    assert read_jsonl(path) == reference_read_jsonl(path)
+
+
+def test_one_call_reader_parses_a_written_file_in_one_call(tmp_path, monkeypatch):
+    """The one-call parse is what reads a written file (no line goes through the line-by-line parser); with a
+    truncated last line, only that line does; with two objects glued on a line, the lines parsed in the same call;
+    with a line holding the sentinel's escape, the whole file -- and the result is the same."""
+    from sharpen import records
+
+    parsed_alone = []
+    line_by_line = records._parse_line_at
+    monkeypatch.setattr(
+        records,
+        "_parse_line_at",
+        lambda line, *a: parsed_alone.append(line) or line_by_line(line, *a),
+    )
+    path = tmp_path / "probes.jsonl"
+    lines = _written_probes(path)
+    got = read_log(path)
+    assert parsed_alone == [] and got == reference_read_log(path) and len(got[0]) == len(lines)
+    path.write_text("\n".join(lines) + "\n" + _ODD_LINES["truncated"])
+    assert read_log(path) == reference_read_log(path)
+    assert parsed_alone == [_ODD_LINES["truncated"]]  # only the cut line is parsed on its own
+    parsed_alone.clear()
+    monkeypatch.setattr(records, "_CHUNK", 8)
+    glued = [*lines[:3], _ODD_LINES["glued"], *lines[3:]]
+    path.write_text("\n".join(glued) + "\n")
+    assert read_log(path) == reference_read_log(path)
+    assert parsed_alone == [
+        *glued[:8],
+        "",
+    ]  # the glued line's chunk, and the blank after the last newline
+    parsed_alone.clear()
+    path.write_text("\n".join([*lines[:3], _ODD_LINES["sentinel escape"], *lines[3:]]) + "\n")
+    assert read_log(path) == reference_read_log(path) and len(parsed_alone) == len(lines) + 2
+
+
+def test_one_call_parse_refuses_what_is_not_one_object_per_line():
+    from sharpen.records import _JOIN, _SENTINEL, _parse_joined
+
+    def joined(lines):
+        return "[" + _JOIN.join(lines) + "]"
+
+    assert _parse_joined(joined(['{"a": 1}', '{"b": [2]}']), 2) == [{"a": 1}, {"b": [2]}]
+    # a line that leaves a bracket open swallows the sentinel after it; the next adds an object, so that a
+    # plain count of objects still matches -- the sentinels do not
+    assert _parse_joined(joined(['{"a": [{}', '{"b": 1}]}, 5, {"c": 2}']), 2) is None
+    assert (
+        _parse_joined(joined(['{"a": 1}', '{"b": 2}, {"c": 3}']), 2) is None
+    )  # one line, two objects
+    assert _parse_joined("[" + '{"a": 1},' + _SENTINEL + "]", 2) is None  # a line short
+    assert _parse_joined(joined(['{"a": 1}', "[]"]), 2) is None  # not an object
+    assert (
+        _parse_joined(joined(['{"a": 1' + "0" * 5000 + "}"]), 1) is None
+    )  # int past the digit limit
+    assert _parse_joined(joined(['{"a": 1}{"b": 2}']), 1) is None  # not JSON
+
+
 # ------------------------------------------------------------------------------------------------------------
 # the run header: written by every writer, read by every reader; old folders reconstructed once
 # ------------------------------------------------------------------------------------------------------------

@@ -515,6 +515,90 @@ def test_fit_handles_exact_zeros_and_ones():
     assert separated.valid and not separated.converged and np.isfinite(separated.slope)
 
 
+def test_fit_logits_looked_up_on_the_count_grid_are_the_logits(monkeypatch):
+    # fit_sharpening looks the logits of sample fractions up on the grid of half counts j / (2n): bit for
+    # bit scipy's logit of every point, on the grid and (falling back) off it or with counts per point.
+    from scipy import special
+
+    rng = np.random.default_rng(9)
+    for n0 in (1, 7, 8, 10, 64, 1000):
+        counts = rng.integers(0, n0 + 1, size=(300, 40))
+        pc = np.where(counts == 0, 0.5 / n0, np.where(counts == n0, 1.0 - 0.5 / n0, counts / n0))
+        n = np.full((1, 40), float(n0))
+        np.testing.assert_array_equal(th._logit_of_fractions(pc, n), special.logit(pc))
+    off_grid = np.where(pc == 0.5, 0.12345678, pc)  # not a multiple of 1 / 2000
+    per_point = rng.integers(990, 1001, size=pc.shape).astype(float)
+    real, sizes = special.logit, []
+    monkeypatch.setattr(special, "logit", lambda x: sizes.append(np.size(x)) or real(x))
+    assert np.array_equal(th._logit_of_fractions(pc, n), real(pc)) and sizes == [2001]
+    for x, counts_ in ((off_grid, n), (pc, per_point), (pc, n + 0.5)):
+        sizes.clear()
+        assert np.array_equal(th._logit_of_fractions(x, counts_), real(x)) and sizes == [x.size]
+
+
+def _binomial_mle_reference(k, p, n):
+    """The binomial MLE of logit p = a + s k for one trajectory, plainly: Newton's method on the score
+    sum n (p - sigma) (1, k) = 0 with the 2 x 2 system solved by hand, sums by math.fsum, a halved step
+    wherever the log-likelihood would fall, until a step is below 1e-12 (Newton's next one would be at the
+    rounding level of ~1e-16). Returns (a, s) or None."""
+
+    def sig(x):
+        return 1 / (1 + math.exp(-x)) if x >= 0 else math.exp(x) / (1 + math.exp(x))
+
+    def loglik(a, s):
+        return math.fsum(
+            ni * (pi * -math.log1p(math.exp(-(a + s * ki))) if pi else 0.0)
+            + ni * ((1 - pi) * -math.log1p(math.exp(a + s * ki)) if pi < 1 else 0.0)
+            for ki, pi, ni in zip(k, p, n, strict=True)
+        )
+
+    a, s = 0.0, 0.0
+    for _ in range(200):
+        mu = [sig(a + s * ki) for ki in k]
+        r = [ni * (pi - mi) for pi, mi, ni in zip(p, mu, n, strict=True)]
+        v = [ni * mi * (1 - mi) for mi, ni in zip(mu, n, strict=True)]
+        g0, g1 = math.fsum(r), math.fsum(ri * ki for ri, ki in zip(r, k, strict=True))
+        h00, h01 = math.fsum(v), math.fsum(vi * ki for vi, ki in zip(v, k, strict=True))
+        h11 = math.fsum(vi * ki * ki for vi, ki in zip(v, k, strict=True))
+        det = h00 * h11 - h01 * h01
+        da, ds = (h11 * g0 - h01 * g1) / det, (h00 * g1 - h01 * g0) / det
+        old = loglik(a, s)
+        while loglik(a + da, s + ds) < old and abs(da) + abs(ds) > 1e-300:
+            da, ds = da / 2, ds / 2
+        a, s = a + da, s + ds
+        if abs(da) + abs(ds) * (1 + max(k)) < 1e-12 * (1 + abs(a) + abs(s)):
+            return a, s
+    return None
+
+
+def test_binomial_fit_equals_a_plain_reference():
+    # Noisy trajectories with 0/1 points, missing points and per-point sample counts: every converged fit is
+    # the binomial MLE of a plain Newton solver, and its dispersion and R^2 are the plain formulas there.
+    rng = np.random.default_rng(8)
+    k = np.arange(25.0)
+    p = th.majority_prob(rng.uniform(0.1, 0.8, (40, 1)), rng.uniform(2.0, 30.0, (40, 1)), k)
+    n = rng.integers(2, 20, size=p.shape).astype(float)
+    obs = rng.binomial(n.astype(int), p) / n
+    obs[5:10][rng.random((5, k.size)) < 0.3] = np.nan
+    assert ((obs == 0) | (obs == 1)).any(axis=1).mean() > 0.5  # most rows have censored points
+    fit = th.fit_sharpening(k, obs, n_samples=n)
+    assert fit.converged.sum() >= 35
+    for i in np.flatnonzero(fit.converged):
+        seen = ~np.isnan(obs[i])
+        ki, pi, ni = k[seen].tolist(), obs[i, seen].tolist(), n[i, seen].tolist()
+        a, s = _binomial_mle_reference(ki, pi, ni)
+        assert fit.slope[i] == pytest.approx(s, rel=1e-9, abs=1e-12)
+        assert fit.intercept[i] == pytest.approx(a, rel=1e-9, abs=1e-12)
+        mu = [1 / (1 + math.exp(-(a + s * kj))) for kj in ki]
+        pearson = math.fsum(
+            nj * (pj - mj) ** 2 / (mj * (1 - mj)) for pj, mj, nj in zip(pi, mu, ni, strict=True)
+        )
+        assert fit.dispersion[i] == pytest.approx(pearson / (len(ki) - 2), rel=1e-6)
+        rss = math.fsum((pj - mj) ** 2 for pj, mj in zip(pi, mu, strict=True))
+        tss = math.fsum((pj - sum(pi) / len(pi)) ** 2 for pj in pi)
+        assert fit.r2_p[i] == pytest.approx(1 - rss / tss, rel=1e-9, abs=1e-12)
+
+
 # ---------------------------------------------------------------------------------------------
 # Bad input
 # ---------------------------------------------------------------------------------------------

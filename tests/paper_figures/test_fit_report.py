@@ -1,0 +1,76 @@
+"""``sharpen fit`` (paper_figures.fit_report): its help costs no scipy, matplotlib or torch import; a run is
+reported with its figure; malformed probe lines are named, one warning each, and a folder without logs is one
+clear error."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from sharpen.cli import main
+from sharpen.records import ProbeRecord, RunHeader, RunWriter
+from sharpen.theory import majority_prob
+
+
+def _run(argv: list[str]) -> int:
+    try:
+        return main(argv)
+    except SystemExit as exc:  # argparse exits
+        return int(exc.code)
+
+
+def test_fit_help_imports_neither_scipy_nor_matplotlib_nor_torch():
+    code = (
+        "import sys, contextlib, io\n"
+        "from sharpen.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()) as out:\n"
+        "    try:\n        main(['fit', '--help'])\n    except SystemExit:\n        pass\n"
+        "assert 'RUN_DIR' in out.getvalue(), out.getvalue()\n"
+        "print(sorted(m for m in ('scipy', 'matplotlib', 'torch') if m in sys.modules))\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert res.stdout.strip() == "[]", res.stdout
+
+
+def test_fit_writes_the_report_and_the_figure(tmp_path, capsys):
+    w = RunWriter(tmp_path / "run")
+    w.write_config(RunHeader("empirical", lr=1e-6))
+    for k in range(0, 60, 5):
+        w.log_metrics(k, {"reward_accuracy": 0.9})
+        w.log_probes(
+            ProbeRecord(k, f"q{q}", 64, "7", p, "7", p, label="7", majority_correct=True)
+            for q, p in enumerate(majority_prob([0.3, 0.5, 0.7], 25.0, k).tolist())
+        )
+    assert _run(["fit", str(tmp_path / "run"), "--out", str(tmp_path / "out")]) == 0
+    assert "3 probe questions" in capsys.readouterr().out
+    names = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert names == ["fit_overlay.png", "fit_report.md", "fit_summary.json"]
+    assert (tmp_path / "out" / "fit_overlay.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_malformed_probe_lines_are_named_and_a_folder_without_logs_is_one_error(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "probes.jsonl").write_text(
+        '{"step": 0, "question_id": "q0", "p_init\n'  # cut short
+        "[1, 2]\n"
+        '{"step": 1, "question_id": "q0"}{"step": 2, "question_id": "q0"}\n'  # two records glued
+        '{"step": 3, "question_id": "q0"}\n'  # no p_initial_majority
+    )
+    assert _run(["fit", str(run), "--no-figure"]) == 0
+    out = capsys.readouterr().out
+    for line in (
+        "warning: probes.jsonl:1: not valid JSON (a write cut short?), line skipped",
+        "warning: probes.jsonl:2: not a JSON object, line skipped",
+        "warning: probes.jsonl:3: not valid JSON (a write cut short?), line skipped",
+        "warning: probes: records: no usable probe record (each needs step, question_id and "
+        "p_initial_majority)",
+    ):
+        assert line in out.splitlines(), out
+    (tmp_path / "empty").mkdir()
+    assert _run(["fit", str(tmp_path / "empty")]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert err == [
+        f"sharpen fit: error: {tmp_path / 'empty'}: run_dir: {tmp_path / 'empty'} holds none of "
+        "metrics.jsonl, probes.jsonl, eval.jsonl"
+    ]
