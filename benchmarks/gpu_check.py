@@ -46,19 +46,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from empirical.config import KNOWN_ARCHITECTURES
+
 QWEN3_1_7B = {
-    # Qwen/Qwen3-1.7B-Base config.json (the architecture only; the weights here are random)
-    "vocab_size": 151936,
-    "hidden_size": 2048,
-    "intermediate_size": 6144,
-    "num_hidden_layers": 28,
-    "num_attention_heads": 16,
-    "num_key_value_heads": 8,
-    "head_dim": 128,
+    # Qwen/Qwen3-1.7B-Base config.json (the architecture only; the weights here are random): the dimensions
+    # sharpen already knows, plus what building the model needs
+    **KNOWN_ARCHITECTURES["Qwen/Qwen3-1.7B-Base"],
     "max_position_embeddings": 32768,
     "rope_theta": 1000000.0,
     "rms_norm_eps": 1e-6,
-    "tie_word_embeddings": True,
 }
 TINY = {
     "vocab_size": 512,

@@ -52,6 +52,9 @@ RUN_FIELDS_IGNORED = frozenset(
 """Fields that do not change a run's logs; left out of the folder digest."""
 
 
+WORKERS_HELP = "runs trained at a time, one process each (2 = both idle cores)"
+
+
 @dataclass(frozen=True)
 class LabRuns:
     """Fields every lab experiment shares.
@@ -67,6 +70,8 @@ class LabRuns:
     eval_every, probe_every, n_probe : cadence of held-out evals and exact probes, and the probe questions
     control_seeds : seeds of the ground-truth control (the control is run at every learning rate; it only has
         to show that the fall is the reward's, so it gets fewer seeds than the claim)
+    workers : runs trained at a time, each in its own one-thread process (:func:`ensure_runs`; results do not
+        depend on it)
     runs_dir : where run folders live (shared by every experiment)
     """
 
@@ -84,6 +89,7 @@ class LabRuns:
     probe_every: int = with_help(20, "steps between exact probes (0 = none)")
     n_probe: int = with_help(24, "probe questions (stratified by exact p0)")
     control_seeds: int = with_help(1, "seeds of the ground-truth control at each learning rate")
+    workers: int = with_help(1, WORKERS_HELP)
     runs_dir: str = with_help("sharpen-out/lab/runs", "folder of the run folders (shared)")
 
     def __post_init__(self) -> None:
@@ -94,6 +100,7 @@ class LabRuns:
             "n_rollouts",
             "n_heldout",
             "eval_every",
+            "workers",
         ):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:

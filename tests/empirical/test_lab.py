@@ -594,3 +594,19 @@ def test_runs_trained_in_parallel_log_what_runs_trained_in_turn(tiny_model, lab_
     assert all(logs(a) == logs(b) and len(logs(a)) == 3 for a, b in zip(both, alone, strict=True))
     with pytest.raises(ValueError, match="workers"):
         ensure_runs(configs, lab_out / "in-turn", workers=0)
+
+
+def test_every_lab_experiment_takes_workers_from_the_shared_fields():
+    parallel = {
+        "failure_modes_real",
+        "self_verification_real",
+        "prior_ladder_real",
+        "dataset_size_real",
+    }
+    for name in LAB:
+        cls = get(name).config_cls
+        assert issubclass(cls, LabRuns)
+        assert cls().workers == (2 if name in parallel else 1)
+        for bad in (0, True, 1.5):
+            with pytest.raises(ValueError, match=r"^workers: must be an integer >= 1"):
+                cls(workers=bad)

@@ -16,7 +16,15 @@ import numpy as np
 
 from empirical.lab.experiments.prior_ladder_real import collapse_steps
 from empirical.lab.registry import Experiment, register
-from empirical.lab.runs import LabRuns, ensure_runs, eval_series, load_runs, mean_se, metric_series
+from empirical.lab.runs import (
+    WORKERS_HELP,
+    LabRuns,
+    ensure_runs,
+    eval_series,
+    load_runs,
+    mean_se,
+    metric_series,
+)
 from sim.configs import with_help
 from sim.results import SimResult, Verdict
 
@@ -84,7 +92,7 @@ class DatasetSizeRealConfig(LabRuns):
     threshold: float = with_help(0.01, "threshold rule: reward accuracy below this (paper: 0.01)")
     smoothing: int = with_help(25, "trailing-mean window (steps) before every rule")
     control_seeds: int = with_help(3, "seeds of the ground-truth control")
-    workers: int = with_help(2, "runs trained at a time, one process each (2 = both idle cores)")
+    workers: int = with_help(2, WORKERS_HELP)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -107,7 +115,7 @@ class DatasetSizeRealConfig(LabRuns):
         w = self.smoothing
         if isinstance(w, bool) or not isinstance(w, int) or w < 1 or w > self.steps:
             raise ValueError(f"smoothing: must be an integer in [1, steps], got {w!r}")
-        for name in ("control_seeds", "workers"):
+        for name in ("control_seeds",):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name}: must be an integer >= 1, got {v!r}")

@@ -97,7 +97,9 @@ def early_collapse_real(config: EarlyCollapseRealConfig = EarlyCollapseRealConfi
 
     cfg = config
     folders = ensure_runs(
-        sweep_configs(cfg, "majority_voting", cfg.lrs, lr_schedule=cfg.lr_schedule), cfg.runs_dir
+        sweep_configs(cfg, "majority_voting", cfg.lrs, lr_schedule=cfg.lr_schedule),
+        cfg.runs_dir,
+        workers=cfg.workers,
     )
     runs = load_runs(folders)
     upto = cfg.fraction * cfg.steps

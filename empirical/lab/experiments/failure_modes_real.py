@@ -22,6 +22,7 @@ import numpy as np
 from empirical.lab.experiments.rise_then_fall_real import classify_curve, sweep_configs
 from empirical.lab.registry import Experiment, register
 from empirical.lab.runs import (
+    WORKERS_HELP,
     LabRuns,
     ensure_runs,
     heldout_accuracy,
@@ -157,7 +158,7 @@ class FailureModesRealConfig(LabRuns):
         "tiny-reason-ttrl", "preset of the task, prior and length cap"
     )
     log_kl: bool = with_help(True, "log the KL to the initial policy every step")
-    workers: int = with_help(2, "runs trained at a time, one process each (2 = both idle cores)")
+    workers: int = with_help(2, WORKERS_HELP)
     smoothing: int = with_help(20, "window (steps) of start/end means and of the onset rule")
     n_se: float = with_help(3.0, "standard errors a change must exceed")
     min_length_drop: float = with_help(0.2, "length collapse: relative drop of mean length")
@@ -197,8 +198,6 @@ class FailureModesRealConfig(LabRuns):
         ):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name}: must be >= 0, got {getattr(self, name)}")
-        if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 1:
-            raise ValueError(f"workers: must be an integer >= 1, got {self.workers!r}")
         if not 0 < self.max_drop_share <= 1:
             raise ValueError(f"max_drop_share: must lie in (0, 1], got {self.max_drop_share}")
         # an unknown preset fails here, naming the valid ones

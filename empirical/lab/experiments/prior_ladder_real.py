@@ -24,7 +24,15 @@ from pathlib import Path
 import numpy as np
 
 from empirical.lab.registry import Experiment, register
-from empirical.lab.runs import LabRuns, ensure_runs, eval_series, load_runs, mean_se, metric_series
+from empirical.lab.runs import (
+    WORKERS_HELP,
+    LabRuns,
+    ensure_runs,
+    eval_series,
+    load_runs,
+    mean_se,
+    metric_series,
+)
 from sim.configs import with_help
 from sim.results import SimResult, Verdict
 
@@ -105,14 +113,14 @@ class PriorLadderRealConfig(LabRuns):
     )
     n_boot: int = with_help(2000, "bootstrap resamples of the Spearman interval")
     strong: float = with_help(0.6, "Spearman counted as a strong positive correlation")
-    workers: int = with_help(2, "runs trained at a time, one process each (2 = both idle cores)")
+    workers: int = with_help(2, WORKERS_HELP)
 
     def __post_init__(self) -> None:
         super().__post_init__()
         acc = self.pretrain_accuracies
         if len(acc) < 2 or any(not 0 < a <= 1 for a in acc) or len(set(acc)) != len(acc):
             raise ValueError(f"pretrain_accuracies: need >= 2 distinct values in (0, 1], got {acc}")
-        for name in ("pretrain_steps", "gt_steps", "n_train", "smoothing", "n_boot", "workers"):
+        for name in ("pretrain_steps", "gt_steps", "n_train", "smoothing", "n_boot"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name}: must be an integer >= 1, got {v!r}")

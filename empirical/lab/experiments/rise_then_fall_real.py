@@ -100,9 +100,10 @@ def rise_then_fall_real(config: RiseThenFallRealConfig = RiseThenFallRealConfig(
     """
     cfg = config
     mv = load_runs(ensure_runs(sweep_configs(cfg, "majority_voting", cfg.lrs, lr_schedule=cfg.lr_schedule),
-                               cfg.runs_dir))  # fmt: skip
+                               cfg.runs_dir, workers=cfg.workers))  # fmt: skip
     gt = load_runs(ensure_runs(sweep_configs(cfg, "ground_truth", cfg.lrs, cfg.control_seeds,
-                                             lr_schedule=cfg.lr_schedule, probe_every=0), cfg.runs_dir))  # fmt: skip
+                                             lr_schedule=cfg.lr_schedule, probe_every=0), cfg.runs_dir,
+                                workers=cfg.workers))  # fmt: skip
     traj: dict[str, np.ndarray] = {}
     regimes: dict[str, dict] = {}
     found = []

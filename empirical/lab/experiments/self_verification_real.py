@@ -29,6 +29,7 @@ import numpy as np
 from empirical.lab.experiments.rise_then_fall_real import classify_curve, sweep_configs
 from empirical.lab.registry import Experiment, register
 from empirical.lab.runs import (
+    WORKERS_HELP,
     LabRuns,
     ensure_runs,
     heldout_accuracy,
@@ -105,7 +106,7 @@ class SelfVerificationRealConfig(LabRuns):
     verifier_max_new_tokens: int = with_help(6, "the verifier's longest reply in tokens")
     n_se: float = with_help(3.0, "standard errors a rise, fall or lead must exceed")
     approach: float = with_help(0.5, "self-verification's gain as a share of ground truth's")
-    workers: int = with_help(2, "runs trained at a time, one process each (2 = both idle cores)")
+    workers: int = with_help(2, WORKERS_HELP)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -125,8 +126,6 @@ class SelfVerificationRealConfig(LabRuns):
             or self.pretrain_steps < 0
         ):
             raise ValueError(f"pretrain_steps: must be an integer >= 0, got {self.pretrain_steps!r}")  # fmt: skip
-        if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 1:
-            raise ValueError(f"workers: must be an integer >= 1, got {self.workers!r}")
         if not self.n_se >= 0 or not 0 <= self.approach <= 1:
             raise ValueError(
                 f"n_se, approach: need >= 0 and [0, 1], got {self.n_se}, {self.approach}"

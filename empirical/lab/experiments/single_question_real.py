@@ -77,7 +77,7 @@ def single_question_real(
         for s in range(cfg.seeds)
         for i in range(cfg.n_questions)
     ]
-    runs = load_runs(ensure_runs(configs, cfg.runs_dir))
+    runs = load_runs(ensure_runs(configs, cfg.runs_dir, workers=cfg.workers))
     shape = (cfg.seeds, cfg.n_questions)
     c0, c1, changed, p0, p1 = (np.zeros(shape) for _ in range(5))
     probe_p = []

@@ -127,8 +127,8 @@ def theorem1_real(config: Theorem1RealConfig = Theorem1RealConfig()) -> SimResul
         for lr in cfg.lrs
         for s in range(cfg.control_seeds)
     ]
-    mv_runs = load_runs(ensure_runs(mv, cfg.runs_dir))
-    gt_runs = load_runs(ensure_runs(gt, cfg.runs_dir))
+    mv_runs = load_runs(ensure_runs(mv, cfg.runs_dir, workers=cfg.workers))
+    gt_runs = load_runs(ensure_runs(gt, cfg.runs_dir, workers=cfg.workers))
 
     traj_out: dict[str, np.ndarray] = {}
     per_lr: dict[str, dict] = {}
