@@ -11,9 +11,11 @@ progress bar and saves PNG (palette-compressed) and PDF.
 from __future__ import annotations
 
 import argparse
+import glob
 import hashlib
 import sys
 import traceback
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -31,7 +33,16 @@ from paper_figures import (
 from paper_figures.data import FigureData, SimSpec, cached, default_cache, is_cached, sim_run_dir
 from sharpen._cli import output_dir
 
-__all__ = ["FIGURES", "FigureKind", "build", "build_all", "register", "demo"]
+__all__ = [
+    "FIGURES",
+    "FigureKind",
+    "build",
+    "build_all",
+    "simulate",
+    "simulations",
+    "register",
+    "demo",
+]
 
 
 @runtime_checkable
@@ -125,34 +136,51 @@ def build_all(
     progress: bool = True,
     jobs: int = 2,
 ) -> tuple[dict[str, list[Path]], dict[str, str]]:
-    """Build every figure (or those named in ``only``); returns (written files, {figure: error message}).
+    """Build every figure (or those named in ``only``); returns (written files, {figure: error message}), both in
+    the order of :data:`FIGURES`.
 
-    Without ``run_dirs`` the figures' simulator runs that are not cached yet run first, ``jobs`` processes at
-    a time (:func:`simulate`).
+    Without ``run_dirs`` the figures' simulator runs that are not cached yet run ``jobs`` processes at a time
+    (:func:`simulations`), and each figure is built in this process as soon as its runs are there, while the
+    others still run.
     """
     from tqdm.auto import tqdm
 
     out = Path(out_dir)
     cache_dir = Path(cache) if cache is not None else default_cache()
     names = [n for n in FIGURES if not only or any(o in n for o in only)]
-    # The simulator runs first, ``jobs`` at a time; the figures then read their cached folders.
-    specs = [
-        s for n in names if not run_dirs or n == "fig8_stability" for s in sim_specs(FIGURES[n])
-    ]
-    simulate(specs, cache_dir, jobs=jobs, progress=progress)
+    # Kind 8 is theory + simulation only; the others read the given run folders.
+    needs = {
+        n: set(sim_specs(FIGURES[n])) if not run_dirs or n == "fig8_stability" else set()
+        for n in names
+    }
     written, errors = {}, {}
-    bar = tqdm(names, desc="figures", disable=not progress, file=sys.stderr)
-    for name in bar:
-        bar.set_postfix_str(name)
-        # Kind 8 is theory + simulation only; the others read the given run folders.
-        runs = None if name == "fig8_stability" else run_dirs
-        try:
-            written[name] = build(name, out, run_dirs=runs, cache=cache_dir, formats=formats)
-        except ValueError as exc:  # a figure the given data cannot make: say so, make the others
-            errors[name] = str(exc)
-        except Exception as exc:  # noqa: BLE001 -- report, keep building the rest
-            errors[name] = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=3)}"
-    return written, errors
+    bar = tqdm(total=len(names), desc="figures", disable=not progress, file=sys.stderr)
+
+    def build_ready(done: set[SimSpec]) -> None:
+        for name in names:
+            if name in written or name in errors or not needs[name] <= done:
+                continue
+            bar.set_postfix_str(name)
+            runs = None if name == "fig8_stability" else run_dirs
+            try:
+                written[name] = build(name, out, run_dirs=runs, cache=cache_dir, formats=formats)
+            except ValueError as exc:  # a figure the data cannot make: say so, make the others
+                errors[name] = str(exc)
+            except Exception as exc:  # noqa: BLE001 -- report, keep building the rest
+                errors[name] = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=3)}"
+            bar.update()
+
+    done: set[SimSpec] = set()
+    specs = [s for n in names for s in sim_specs(FIGURES[n]) if s in needs[n]]
+    for spec in simulations(specs, cache_dir, jobs=jobs, progress=progress):
+        done.add(spec)
+        build_ready(done)
+    build_ready(done)
+    bar.close()
+    return (
+        {n: written[n] for n in names if n in written},
+        {n: errors[n] for n in names if n in errors},
+    )
 
 
 def sim_specs(mod: FigureKind) -> list[SimSpec]:
@@ -160,42 +188,87 @@ def sim_specs(mod: FigureKind) -> list[SimSpec]:
     return list(mod.sim_specs())
 
 
-def simulate(specs, cache: Path, *, jobs: int = 2, progress: bool = False) -> None:
-    """Run the specs whose folder is not cached yet (:func:`paper_figures.data.sim_run_dir`), ``jobs`` at a time.
+SLOW = ("failure_modes", "dataset_size", "rise_then_fall", "self_verification", "mcs_gt_gain")
+"""The figures' slowest simulator experiments (tens of seconds each), slowest first: :func:`simulations` starts
+them after the others (seconds each, so their figures are drawn while these run), the slowest first, so that
+two processes finish at about the same time."""
 
-    Each run is single-threaded, so on a 2-core machine two of them take the time of the longest. A run that
-    fails here is left to the figure that needs it, which reruns it in-process and reports the error.
+
+def simulate(specs, cache: Path, *, jobs: int = 2, progress: bool = False) -> None:
+    """Run the specs whose folder is not cached yet (:func:`paper_figures.data.sim_run_dir`), ``jobs`` at a time
+    (:func:`simulations`, to the end)."""
+    for _ in simulations(specs, cache, jobs=jobs, progress=progress):
+        pass
+
+
+def simulations(specs, cache: Path, *, jobs: int = 2, progress: bool = False) -> Iterator[SimSpec]:
+    """Run the specs whose folder is not cached yet, ``jobs`` at a time, and yield each spec once its folder is
+    ready: the cached ones first, then the others as their runs finish (in parallel processes, which go on
+    while the caller works on what it got).
+
+    The slow experiments start last, the slowest of them first (:data:`SLOW`); a spec whose experiment has no
+    folder in the cache at all starts before the others are checked (checking resolves the configs, which
+    imports the simulator). Each run is single-threaded, so on a 2-core machine two of them take the time of
+    the longest. A run that fails here is yielded too and left to the figure that needs it, which reruns it
+    in-process and reports the error.
     """
     from concurrent.futures import ProcessPoolExecutor, as_completed
+    from contextlib import ExitStack
     from multiprocessing import get_context
 
     from tqdm.auto import tqdm
 
     if int(jobs) < 1:
         raise ValueError(f"jobs: must be >= 1, got {jobs}")
-    todo = list(dict.fromkeys(s for s in specs if not is_cached(s, cache)))
-    if not todo:
-        return
-    bar = tqdm(total=len(todo), desc="simulating", disable=not progress, file=sys.stderr)
-    if int(jobs) == 1 or len(todo) == 1:
-        for spec in todo:
-            bar.set_postfix_str(spec.experiment)
-            sim_run_dir(spec, cache)
-            bar.update()
-    else:
-        # spawn: a fresh interpreter per worker, never a fork of a process that may hold torch threads
-        with ProcessPoolExecutor(
-            min(int(jobs), len(todo)), mp_context=get_context("spawn")
-        ) as pool:
-            futures = {pool.submit(sim_run_dir, spec, cache): spec for spec in todo}
-            for fut in as_completed(futures):
-                bar.set_postfix_str(futures[fut].experiment)
-                try:
-                    fut.result()
-                except Exception:  # noqa: BLE001 -- the figure reruns it and reports
-                    pass
+    specs = list(dict.fromkeys(specs))
+    rank = {name: i for i, name in enumerate(SLOW)}
+
+    def order(items: list[SimSpec]) -> list[SimSpec]:  # stable: the quick ones keep their order
+        return sorted(items, key=lambda s: rank.get(s.experiment, -1))
+
+    runs = Path(cache) / "runs"
+    fresh = [s for s in specs if not any(runs.glob(f"{glob.escape(s.experiment)}-*"))]
+    with ExitStack() as stack:
+        futures = {}
+        if int(jobs) > 1 and len(fresh) > 1:
+            # spawn: a fresh interpreter per worker, never a fork of a process that may hold torch threads
+            pool = stack.enter_context(
+                ProcessPoolExecutor(int(jobs), mp_context=get_context("spawn"))
+            )
+            futures = {pool.submit(sim_run_dir, s, cache): s for s in order(fresh)}
+        todo = [s for s in specs if s not in fresh and not is_cached(s, cache)]
+        yield from (s for s in specs if s not in fresh and s not in todo)
+        todo = order(todo if futures else fresh + todo)
+        if not futures and not todo:
+            return
+        bar = stack.enter_context(
+            tqdm(
+                total=len(futures) + len(todo),
+                desc="simulating",
+                disable=not progress,
+                file=sys.stderr,
+            )
+        )
+        if not futures and (int(jobs) == 1 or len(todo) == 1):
+            for spec in todo:
+                bar.set_postfix_str(spec.experiment)
+                sim_run_dir(spec, cache)
                 bar.update()
-    bar.close()
+                yield spec
+            return
+        if not futures:
+            pool = stack.enter_context(
+                ProcessPoolExecutor(min(int(jobs), len(todo)), mp_context=get_context("spawn"))
+            )
+        futures.update({pool.submit(sim_run_dir, s, cache): s for s in todo})
+        for fut in as_completed(futures):
+            bar.set_postfix_str(futures[fut].experiment)
+            try:
+                fut.result()
+            except Exception:  # noqa: BLE001 -- the figure reruns it and reports
+                pass
+            bar.update()
+            yield futures[fut]
 
 
 def _cli(args: argparse.Namespace) -> int:

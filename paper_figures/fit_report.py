@@ -497,7 +497,8 @@ def write_report(
             f"{res.kind} run '{Path(res.run_dir).name}' (markers = probes, dashed = fit)",
             fontsize=9,
         )
-        fig.savefig(out / OVERLAY_FILE, dpi=110)
+        # zlib's fastest level: the same pixels in half the encoding time, the file within a few % in size
+        fig.savefig(out / OVERLAY_FILE, dpi=110, pil_kwargs={"compress_level": 1})
         paths["overlay"] = out / OVERLAY_FILE
     return paths
 

@@ -20,7 +20,6 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-from scipy import stats
 
 from paper_figures.data import (
     FigureData,
@@ -79,6 +78,8 @@ def spearman(x, y) -> float | None:
     ok = np.isfinite(x) & np.isfinite(y)
     if ok.sum() < 3 or np.ptp(x[ok]) == 0 or np.ptp(y[ok]) == 0:
         return None
+    from scipy import stats  # imported when needed, not with the CLI
+
     return round(float(stats.spearmanr(x[ok], y[ok]).statistic), 12)
 
 

@@ -28,7 +28,6 @@ from paper_figures.data import (
     sim_panels,
     tally,
 )
-from paper_figures.style import PALETTE
 from sharpen.records import MAJORITY_REWARD
 
 KIND = "rise_fall"
@@ -71,6 +70,9 @@ def compute(run_dirs=None, *, cache: Path, sim: SimSpec | None = None) -> Figure
             run_dirs,
             PANELS,
         )
+    # matplotlib and seaborn: imported when a figure is made, not with the command line
+    from paper_figures.style import PALETTE
+
     run_dir, res = load_sim(sim, cache)
     t, steps = res.trajectories, res.trajectories["step"]
     cfg = res.config

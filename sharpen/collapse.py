@@ -28,7 +28,7 @@ import numpy as np
 
 from sharpen.fitting import ProbeTrajectories, fit_trajectories
 from sharpen.metrics import model_collapse_step, step_noise
-from sharpen.records import HELDOUT_ACCURACY, REWARD_ACCURACY, Run
+from sharpen.records import HELDOUT_ACCURACY, REWARD_ACCURACY, Run, columns
 from sharpen.theory import SharpeningFit
 
 __all__ = [
@@ -175,6 +175,14 @@ class CollapseReport:
     peak_within_noise: bool = False
 
 
+def _last_step(steps: list[Any]) -> int | None:
+    """The largest of ``steps`` that is a number (not a bool), as an int; None if there is none."""
+    if set(map(type, steps)) <= {int}:  # what load_run gives: every step an int
+        return max(steps, default=None)
+    numbers = [int(s) for s in steps if isinstance(s, int | float) and not isinstance(s, bool)]
+    return max(numbers) if numbers else None
+
+
 def _heldout_series(run: Run) -> dict[str, tuple[str, np.ndarray, np.ndarray]]:
     """Per ``eval.jsonl`` split, its held-out accuracy series (:data:`sharpen.records.HELDOUT_ACCURACY`)."""
     out = {}
@@ -216,10 +224,9 @@ def detect_collapse(run: Run, config: AnalysisConfig = AnalysisConfig()) -> Coll
             patience=config.patience,
             noise_sigmas=config.noise_sigmas,
         )
-    all_steps = [r.get("step") for r in run.metrics] + [r.get("step") for r in run.probes]
-    all_steps = [
-        int(s) for s in all_steps if isinstance(s, int | float) and not isinstance(s, bool)
-    ]
+    last_step = _last_step(
+        columns(run.metrics, ["step"])["step"] + columns(run.probes, ["step"])["step"]
+    )
     heldout = {}
     for split, (hname, hst, hv) in _heldout_series(run).items():
         j = int(np.nanargmax(hv))
@@ -244,7 +251,7 @@ def detect_collapse(run: Run, config: AnalysisConfig = AnalysisConfig()) -> Coll
         threshold_evidence={} if thr is None else dict(thr.evidence),
         peak_step=None if pk is None else pk.step,
         peak_evidence={} if pk is None else dict(pk.evidence),
-        last_step=max(all_steps) if all_steps else None,
+        last_step=last_step,
         heldout=heldout,
         noise=noise,
         peak_within_noise=bool(
@@ -336,6 +343,7 @@ def predict_collapse(
     observed_step: int | None = None,
     fraction: float = math.nan,
     level: float = 0.95,
+    fit: SharpeningFit | None = None,
 ) -> CollapsePrediction:
     """Predict the Model Collapse Step (threshold rule) from probes at steps ``<= upto_step``.
 
@@ -343,11 +351,24 @@ def predict_collapse(
     batch reward accuracy (:func:`predicted_reward_accuracy`) and returns the first integer step
     in ``[0, horizon]`` where it falls below ``threshold``. Assumes the probe questions stand
     for the training batch and that (A1) holds; majority flips are not predicted.
+
+    ``fit``, where the caller has it already, is that early fit, ``fit_trajectories(traj.upto(upto_step),
+    level=level)`` (:func:`early_prediction` passes the whole run's fit for a window that holds every
+    probe step); without it the fit is computed here.
+
+    The prediction never falls below its floor (the share of correct initial majorities: each question
+    contributes at least 1 or at least 0 to the mean, and rounding keeps the order), so a floor at or above
+    ``threshold`` answers "no collapse" without evaluating the curve; otherwise the curve is evaluated
+    :data:`_GRID_BLOCK` steps at a time up to the first block that crosses (:func:`_first_below`).
     """
     if not (0 < threshold < 1):
         raise ValueError(f"threshold: must lie in (0, 1), got {threshold}")
     if horizon < 1:
         raise ValueError(f"horizon: must be >= 1, got {horizon}")
+    if fit is not None and (np.shape(fit.slope) != (traj.n_questions,) or fit.level != level):
+        raise ValueError(
+            f"fit: expected the early window's fit, of shape ({traj.n_questions},) at level {level}"
+        )
     early = traj.upto(upto_step)
     n_steps = int(early.steps.size)
 
@@ -363,35 +384,66 @@ def predict_collapse(
         return result(None, math.nan, "fewer than two probe steps in the early window")
     if np.isnan(early.initial_correct).all():
         return result(None, math.nan, "probes carry no correctness (majority_correct)")
-    fit = fit_trajectories(early, level=level)
-    first = np.array(
-        [
-            row[np.flatnonzero(~np.isnan(row))[0]] if (~np.isnan(row)).any() else np.nan
-            for row in early.p_initial
-        ]
-    )
-    c0 = np.array(
-        [
-            row[np.flatnonzero(~np.isnan(row))[0]] if (~np.isnan(row)).any() else np.nan
-            for row in early.sample_accuracy
-        ]
-    )
+    if fit is None:
+        fit = fit_trajectories(early, level=level)
     use = np.asarray(fit.valid) & ~np.isnan(traj.initial_correct)
     if not use.any():
         return result(None, math.nan, "no question with a valid early fit and known correctness")
     floor = float(np.mean(traj.initial_correct[use] > 0.5))
-    grid = np.arange(0, horizon + 1, dtype=np.float64)
-    ra = predicted_reward_accuracy(fit, traj.initial_correct, c0, first, grid)
-    below = np.flatnonzero(ra < threshold)
-    if below.size == 0:
-        note = (
+    if floor >= threshold:
+        return result(
+            None,
+            floor,
             f"Theorem 1 predicts no collapse: {floor:.0%} of probe questions hold a correct initial "
-            "majority, which (A1) keeps forever"
-            if floor >= threshold
-            else f"predicted reward accuracy stays above {threshold} (min {np.nanmin(ra):.3f}) within {horizon} steps"
+            "majority, which (A1) keeps forever",
         )
+    first = _first_observed(early.p_initial)
+    c0 = _first_observed(early.sample_accuracy)
+    grid = np.arange(0, horizon + 1, dtype=np.float64)
+    below, ra = _first_below(fit, traj.initial_correct, c0, first, grid, threshold)
+    if below is None:
+        note = f"predicted reward accuracy stays above {threshold} (min {np.nanmin(ra):.3f}) within {horizon} steps"
         return result(None, floor, note)
-    return result(int(grid[below[0]]), floor, "")
+    return result(int(grid[below]), floor, "")
+
+
+_GRID_BLOCK = 1024
+"""Steps of the prediction grid evaluated at a time by :func:`_first_below`."""
+
+
+def _first_observed(x: np.ndarray) -> np.ndarray:
+    """(Q,) the first non-NaN value of each row of ``x`` (Q, L), NaN for a row without one."""
+    seen = ~np.isnan(x)
+    j = np.argmax(seen, axis=1)
+    return np.where(seen.any(axis=1), x[np.arange(x.shape[0]), j], np.nan)
+
+
+def _first_below(
+    fit: SharpeningFit,
+    initial_correct: np.ndarray,
+    c0: np.ndarray,
+    p0_obs: np.ndarray,
+    grid: np.ndarray,
+    threshold: float,
+) -> tuple[int | None, np.ndarray]:
+    """``(i, ra)``: the first index ``i`` of ``grid`` (S,) where :func:`predicted_reward_accuracy` is below
+    ``threshold`` (None if nowhere) and the curve ``ra`` up to the end of the block that holds it (the whole
+    (S,) curve when there is none).
+
+    The curve is evaluated :data:`_GRID_BLOCK` steps at a time, stopping after the first block that crosses;
+    its values are those of one call on the whole grid: every step's value is computed on its own, and a
+    mean over questions (axis 0) of blocks at least two steps wide adds the questions in the same order
+    (numpy sums pairwise only along the contiguous axis, which a one-step block would make axis 0)."""
+    bounds = list(range(0, grid.size, _GRID_BLOCK)) + [grid.size]
+    if len(bounds) > 2 and bounds[-1] - bounds[-2] < 2:  # no one-step last block
+        del bounds[-2]
+    parts = []
+    for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+        parts.append(predicted_reward_accuracy(fit, initial_correct, c0, p0_obs, grid[a:b]))
+        below = np.flatnonzero(parts[-1] < threshold)
+        if below.size:
+            return a + int(below[0]), np.concatenate(parts)
+    return None, np.concatenate(parts)
 
 
 def early_prediction(
@@ -399,18 +451,23 @@ def early_prediction(
     last_step: float,
     observed_step: int | None,
     config: AnalysisConfig = AnalysisConfig(),
+    *,
+    fit: SharpeningFit | None = None,
 ) -> tuple[tuple[CollapsePrediction, ...], float | None]:
     """Predictions from growing early windows, and the fraction of the run the prediction needed.
 
     For each ``f`` in ``config.early_fractions`` the window is steps ``<= first + f (last - first)``.
     The needed fraction is the smallest ``f`` from which every prediction (for ``f`` and all larger
     fractions) lies within ``config.tolerance`` of the observed step; None if there is no observed
-    collapse or no such ``f``.
+    collapse or no such ``f``. ``fit``, where the caller has it, is the whole run's fit
+    (``fit_trajectories(traj, level=config.level)``), used for the windows that hold every probe step
+    instead of fitting them again.
     """
     start = float(traj.steps[0]) if traj.steps.size else 0.0
     preds = []
     for f in config.early_fractions:
         upto = start + f * (float(last_step) - start)
+        whole = fit is not None and traj.steps.size > 0 and upto >= traj.steps[-1]
         preds.append(
             predict_collapse(
                 traj,
@@ -420,6 +477,7 @@ def early_prediction(
                 observed_step=observed_step,
                 fraction=f,
                 level=config.level,
+                fit=fit if whole else None,
             )
         )
     needed = None

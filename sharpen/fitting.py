@@ -227,6 +227,13 @@ def _bool_column(values: Sequence[Any]) -> np.ndarray:
     return np.array([_as_bool_float(v) for v in values], dtype=np.float64)
 
 
+def _is_none(values: Sequence[Any]) -> np.ndarray:
+    """(R,) True where a value is None (one C pass, ``None in values``, where there is none)."""
+    if None not in values:  # `in` tries identity first, so this finds every None
+        return np.zeros(len(values), dtype=bool)
+    return np.array([v is None for v in values], dtype=bool)
+
+
 def _step_column(values: Sequence[Any]) -> list[int | None]:
     """``int(step)`` of each value, None where that fails (the step is then not an integer)."""
     if set(map(type, values)) <= {int}:
@@ -311,14 +318,14 @@ def trajectories_from_probes(
     # which records are usable, and why not
     reasons = {"not a record": ~is_record}
     for name in _REQUIRED:
-        reasons[name] = is_record & np.array([v is None for v in col[name]], dtype=bool)
+        reasons[name] = is_record & _is_none(col[name])
     present = is_record & ~(
         reasons["step"] | reasons["question_id"] | reasons["p_initial_majority"]
     )
     p_all = _probability_column(col["p_initial_majority"])
     reasons["p_initial_majority (not a probability)"] = present & np.isnan(p_all)
     steps_int = _step_column(col["step"])
-    no_int = np.array([s is None for s in steps_int], dtype=bool)
+    no_int = _is_none(steps_int)
     reasons["step (not an integer)"] = present & ~np.isnan(p_all) & no_int
     use = present & ~np.isnan(p_all) & ~no_int
     firsts = {r: int(np.argmax(m)) for r, m in reasons.items() if m.any()}
@@ -379,13 +386,12 @@ def trajectories_from_probes(
     s_acc = grid(_probability_column(picked("sample_accuracy")))
     # the initial answer: the first (by step) non-None initial_majority_answer of the question
     init_ans: list[str | None] = [None] * shape[0]
-    given = [i for i, a in enumerate(picked("initial_majority_answer")) if a is not None]
-    if given:
-        g = np.asarray(given)
+    initial = picked("initial_majority_answer")
+    g = np.flatnonzero(~_is_none(initial))
+    if g.size:
         order = np.lexsort((sk[g], qk[g]))
         g = g[order]
         first = np.concatenate([[True], qk[g][1:] != qk[g][:-1]])
-        initial = picked("initial_majority_answer")
         for i in g[first]:
             init_ans[int(qk[i])] = str(initial[i])
     # Initial correctness: majority_correct at the first probe where the majority is the initial one.
@@ -430,6 +436,10 @@ def fit_trajectories(traj: ProbeTrajectories, *, level: float = 0.95) -> Sharpen
     observed = ~np.isnan(traj.p_initial)
     n_known = bool(np.all(~np.isnan(traj.n_samples[observed])))
     n = np.where(np.isnan(traj.n_samples), 1.0, traj.n_samples) if n_known else None
+    if n is not None and n.shape[0] > 1 and (n == n[:1]).all():
+        # every question probed with the same counts (the usual case): pass the one (1, L) row, which
+        # fit_sharpening broadcasts and fits with less work (the same numbers: tests/sharpen/test_fitting.py)
+        n = n[:1]
     return fit_sharpening(traj.steps, traj.p_initial, n_samples=n, level=level)
 
 

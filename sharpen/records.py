@@ -568,6 +568,10 @@ def jsonable(value: Any, *, inf_as_text: bool = False) -> Any:
     >>> jsonable([float("-inf")], inf_as_text=True)
     ['-inf']
     """
+    if type(value) in (list, tuple) and _plain_numbers(value):
+        return list(value)
+    if type(value) is np.ndarray and value.dtype.kind in "biuf" and np.isfinite(value).all():
+        return value.tolist()  # nested lists of Python numbers already
     if isinstance(value, Mapping):
         return {str(k): jsonable(v, inf_as_text=inf_as_text) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -587,6 +591,14 @@ def jsonable(value: Any, *, inf_as_text: bool = False) -> Any:
             return "inf" if value > 0 else "-inf"
         return None
     return value
+
+
+def _plain_numbers(items: list | tuple) -> bool:
+    """Whether every item is a finite Python float, or every item an int (bools included): items that
+    :func:`jsonable` keeps as they are (a sum of floats is finite only if every one of them is)."""
+    if all(type(v) is float for v in items):
+        return math.isfinite(sum(items))
+    return all(type(v) is int or type(v) is bool for v in items)
 
 
 def fsync(path: str | os.PathLike) -> None:
@@ -903,7 +915,11 @@ def read_log(path: str | os.PathLike) -> tuple[list[dict], list[str]]:
 
 
 def _bad_shares(values: list[Any]) -> np.ndarray | None:
-    """(R,) True where a value is present but not a number in [0, 1]; None if every value is fine."""
+    """(R,) True where a value is present but not a number in [0, 1]; None if every value is fine. ``values``
+    are parsed JSON (no value but None equals None)."""
+    # a field no record filled in (list.count tries identity first: one fast C pass over a column of None)
+    if values and values[0] is None and values.count(None) == len(values):
+        return None
     types = set(map(type, values))
     if types <= {type(None)}:
         return None
@@ -936,7 +952,8 @@ def _repeats(
     key = np.zeros(len(records), dtype=np.int64)
     for col in hashable:
         index = {v: i for i, v in enumerate(dict.fromkeys(col))}
-        key = key * len(index) + np.array(list(map(index.__getitem__, col)), dtype=np.int64)
+        code = np.fromiter(map(index.__getitem__, col), dtype=np.int64, count=len(col))
+        key = key * len(index) + code
     ordered = np.sort(key)  # (np.unique would hash: slower on many distinct keys)
     if not (ordered[1:] == ordered[:-1]).any():
         return []

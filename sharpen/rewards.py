@@ -356,20 +356,25 @@ def _numeric(x: Any, name: str) -> Any:
     return a
 
 
-def _log_policy(rollouts: Rollouts) -> tuple[torch.Tensor, Any]:
-    """(B, T, V) log pi^t in float32 or wider, and the original input (to return the same library)."""
-    if rollouts.logits is not None:
-        z = _array.as_float_tensor(_numeric(rollouts.logits, "logits"), "logits")
-        if z.ndim != 3 or z.shape[-1] == 0:
-            raise ValueError(f"logits: expected shape (B, T, V) with V >= 1, got {tuple(z.shape)}")
-        tau = float(rollouts.temperature)  # a Python int beyond int64 is no torch scalar
-        if tau < torch.finfo(z.dtype).tiny:  # tau would round to 0 in z's dtype: 0 / 0 = NaN
-            z = z.to(torch.float64)
-        scaled = z / tau
-        if tau < 1 and not bool(torch.isfinite(scaled).all()):
-            # z / tau overflowed (log_softmax would give NaN): shift first, the result is the same
-            scaled = (z - z.amax(dim=-1, keepdim=True)).div_(tau)
-        return torch.log_softmax(scaled, dim=-1), rollouts.logits
+def _scaled_logits(rollouts: Rollouts) -> torch.Tensor:
+    """(B, T, V) logits divided by the temperature (``rollouts.logits`` must be set), float32 or wider."""
+    z = _array.as_float_tensor(_numeric(rollouts.logits, "logits"), "logits")
+    if z.ndim != 3 or z.shape[-1] == 0:
+        raise ValueError(f"logits: expected shape (B, T, V) with V >= 1, got {tuple(z.shape)}")
+    tau = float(rollouts.temperature)  # a Python int beyond int64 is no torch scalar
+    if tau == 1.0:  # z / 1 is z, exactly
+        return z
+    if tau < torch.finfo(z.dtype).tiny:  # tau would round to 0 in z's dtype: 0 / 0 = NaN
+        z = z.to(torch.float64)
+    scaled = z / tau
+    if tau < 1 and not bool(torch.isfinite(scaled).all()):
+        # z / tau overflowed (log_softmax would give NaN): shift first, the result is the same
+        scaled = (z - z.amax(dim=-1, keepdim=True)).div_(tau)
+    return scaled
+
+
+def _logprobs(rollouts: Rollouts) -> torch.Tensor:
+    """(B, T, V) validated ``rollouts.logprobs`` (which must be set), float32 or wider."""
     if rollouts.logprobs is not None:
         lp = _array.as_float_tensor(_numeric(rollouts.logprobs, "logprobs"), "logprobs")
         if lp.ndim != 3 or lp.shape[-1] == 0:
@@ -379,7 +384,7 @@ def _log_policy(rollouts: Rollouts) -> tuple[torch.Tensor, Any]:
         total = torch.logsumexp(lp, dim=-1)
         if not bool((total.abs() < 1e-3).all()):
             raise ValueError("logprobs: rows must be normalised log-probabilities (logsumexp = 0)")
-        return lp, rollouts.logprobs
+        return lp
     raise ValueError("logits: token-level rewards need rollouts.logits or rollouts.logprobs")
 
 
@@ -410,13 +415,27 @@ def _tokens(rollouts: Rollouts, shape: tuple[int, int]) -> torch.Tensor:
     return y
 
 
-def _sampled_logprobs(logp: torch.Tensor, y: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
-    vocab = logp.shape[-1]
+def _sampled_tokens(rollouts: Rollouts, m: torch.Tensor, vocab: int) -> torch.Tensor:
+    """(B, T) token ids, checked to lie in ``[0, vocab)`` on the valid positions of ``m``."""
+    y = _tokens(rollouts, (m.shape[0], m.shape[1]))
     bad = m & ((y < 0) | (y >= vocab))
     if bool(bad.any()):
         raise ValueError(f"tokens: ids must lie in [0, {vocab}) on valid positions")
-    safe = torch.where(m, y, torch.zeros_like(y))
-    return logp.gather(-1, safe.unsqueeze(-1)).squeeze(-1)
+    return y
+
+
+def _row_cross_entropies(
+    spec: RewardSpec, logp: torch.Tensor, y: torch.Tensor | None
+) -> torch.Tensor:
+    r""":math:`\mathbb H(q, \pi)` of each row of log-probabilities ``logp (..., V)`` (``y (...)``: the sampled ids,
+    for the ``sampled`` anchor). Row by row: a row's value does not depend on the other rows."""
+    if spec.anchor == "uniform":
+        return -logp.mean(dim=-1)
+    if spec.anchor == "policy":
+        p = logp.exp()
+        # p log p = 0 where p underflowed to 0 (logp = -inf would give 0 * -inf = NaN, also in backward)
+        return -(p * torch.where(p > 0, logp, torch.zeros_like(logp))).sum(dim=-1)
+    return -logp.gather(-1, y.unsqueeze(-1)).squeeze(-1)
 
 
 def token_cross_entropies(
@@ -430,20 +449,31 @@ def token_cross_entropies(
         ``uniform``: :math:`-\frac1V\sum_v\log\pi^t(v)`; ``policy``: :math:`H(\pi^t)`;
         ``sampled``: :math:`-\log\pi^t(y_t)`. Zero on masked positions.
     mask : (B, T) bool tensor
+
+    From logits on the CPU without autograd, with padding, :math:`\pi^t` is formed at the valid positions only:
+    ``log_softmax`` and the cross-entropies work row by row, so these are the numbers the whole tensor gives.
     """
     if not spec.needs_logits:
         raise ValueError(f"spec: unit {spec.unit!r} has no token cross-entropies")
-    logp, _ = _log_policy(rollouts)
-    shape = (logp.shape[0], logp.shape[1])
+    source = _scaled_logits(rollouts) if rollouts.logits is not None else _logprobs(rollouts)
+    shape = (source.shape[0], source.shape[1])
     m = _mask(rollouts, shape)
-    if spec.anchor == "uniform":
-        h = -logp.mean(dim=-1)
-    elif spec.anchor == "policy":
-        p = logp.exp()
-        # p log p = 0 where p underflowed to 0 (logp = -inf would give 0 * -inf = NaN, also in backward)
-        h = -(p * torch.where(p > 0, logp, torch.zeros_like(logp))).sum(dim=-1)
-    else:  # sampled
-        h = -_sampled_logprobs(logp, _tokens(rollouts, shape), m)
+    vocab = source.shape[-1]
+    y = _sampled_tokens(rollouts, m, vocab) if spec.anchor == "sampled" else None
+    if (
+        rollouts.logits is not None
+        and source.device.type == "cpu"
+        and not source.requires_grad
+        and not bool(m.all())
+    ):
+        h = torch.zeros(shape, dtype=source.dtype)
+        h[m] = _row_cross_entropies(
+            spec, torch.log_softmax(source[m], dim=-1), None if y is None else y[m]
+        )
+        return h, m
+    logp = torch.log_softmax(source, dim=-1) if rollouts.logits is not None else source
+    safe = None if y is None else torch.where(m, y, torch.zeros_like(y))
+    h = _row_cross_entropies(spec, logp, safe)
     return torch.where(m, h, torch.zeros_like(h)), m
 
 
@@ -543,8 +573,13 @@ def _answer_log_values(spec: RewardSpec, rollouts: Rollouts) -> np.ndarray:
         raise ValueError("answers: answer-level rewards need rollouts.answers")
     _check_hashable(rollouts.answers, "answers")
     answers = [canonicalize(a) if isinstance(a, str) else a for a in rollouts.answers]
+    groups = group_indices(rollouts.groups, len(answers))
+    if spec.anchor == "majority":
+        fast = _int_majority(answers, groups)
+        if fast is not None:
+            return fast if spec.sign == -1 else -fast
     out = np.full(len(answers), -np.inf)
-    for idx in group_indices(rollouts.groups, len(answers)):
+    for idx in groups:
         group = [answers[i] for i in idx]
         if spec.anchor == "majority":
             winner = majority_vote(group, canonical=False).answer
@@ -563,6 +598,37 @@ def _answer_log_values(spec: RewardSpec, rollouts: Rollouts) -> np.ndarray:
                     out[i] = math.log(counts[a] / n)
     # sigma * H with sigma = -1 gives log-values; sigma = +1 gives the negated ones
     return out if spec.sign == -1 else -out
+
+
+def _ints_or_none(values: Sequence[Any]) -> bool:
+    """Whether every entry is a Python int (not a bool) or None: answer ids, compared by ``==``."""
+    return all(type(a) is int or a is None for a in values)
+
+
+def _int_majority(answers: list[Any], groups: list[np.ndarray]) -> np.ndarray | None:
+    r"""The ``majority`` anchor's log-values (0 for the group's vote, ``-inf`` otherwise) when every answer is a
+    Python int or None and the groups share one size of at most 64 (a simulator's answer ids), all groups at
+    once; None otherwise. The vote is :func:`sharpen.answers.majority_vote`'s: the largest class, ties to the
+    class seen first, which is the class of the group's first answer whose class is of the largest size."""
+    size = len(groups[0]) if groups else 0
+    if not 0 < size <= 64 or any(len(g) != size for g in groups):
+        return None
+    if not _ints_or_none(answers):
+        return None
+    try:
+        values = np.fromiter((0 if a is None else a for a in answers), np.int64, len(answers))
+    except OverflowError:  # beyond int64
+        return None
+    idx = np.stack(groups)  # (G, N), each group's rollouts in order
+    parsed = np.asarray([a is not None for a in answers])[idx]
+    v = values[idx]
+    same = (v[:, :, None] == v[:, None, :]) & parsed[:, :, None] & parsed[:, None, :]
+    size_of = same.sum(axis=2)  # the size of each answer's class (0: unparseable)
+    top = size_of.max(axis=1)
+    winner = v[np.arange(len(v)), (size_of == top[:, None]).argmax(axis=1)]
+    out = np.full(len(answers), -np.inf)
+    out[idx[parsed & (v == winner[:, None]) & (top[:, None] > 0)]] = 0.0
+    return out
 
 
 def _aggregate(spec: RewardSpec, h: torch.Tensor, m: torch.Tensor, log_space: bool) -> torch.Tensor:
@@ -962,6 +1028,15 @@ def _ground_truth(
             raise ValueError("answers, labels: the ground_truth reward needs both")
         _check_hashable(rollouts.answers, "answers")
         _check_hashable(rollouts.labels, "labels")
+        if check is None and _ints_or_none(rollouts.answers) and _ints_or_none(rollouts.labels):
+            # answer ids: equivalent() is ==, and None is never right
+            return np.asarray(
+                [
+                    float(a is not None and g is not None and a == g)
+                    for a, g in zip(rollouts.answers, rollouts.labels, strict=True)
+                ],
+                dtype=np.float64,
+            )
         return np.asarray(
             [same(g, a) for a, g in zip(rollouts.answers, rollouts.labels, strict=True)],
             dtype=np.float64,

@@ -140,7 +140,7 @@ def analyze(run: Run, config: AnalysisConfig = _DEFAULT) -> RunAnalysis:
             m = np.array(members, dtype=bool)
             pooled[name] = pool_slopes(np.asarray(fit.slope)[m], se[m], level=config.level)
         last = collapse.last_step if collapse.last_step is not None else float(traj.steps[-1])
-        predictions, needed = early_prediction(traj, last, collapse.threshold_step, config)
+        predictions, needed = early_prediction(traj, last, collapse.threshold_step, config, fit=fit)
     main = pooled.get("sharpened") or PooledFit(
         0,
         math.nan,

@@ -19,6 +19,7 @@ Its gradient in question q's logits is :math:`\\frac1N\\sum_i A_{qi}(e_{y_{qi}}-
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Literal
 
@@ -34,10 +35,13 @@ __all__ = [
     "TabularPolicy",
     "SharedPolicy",
     "softmax",
+    "softmax_parts",
+    "row_max",
     "exact_tilt",
     "onehot_argmax",
     "expected_gradient",
     "sample_counts",
+    "sample_counts_runs",
     "sample_rollouts",
     "GRPOConfig",
     "Optimizer",
@@ -53,8 +57,33 @@ def _check_rng(rng: object) -> np.random.Generator:
 
 def softmax(z: np.ndarray) -> np.ndarray:
     """Row-wise softmax of ``z (..., K)`` (max-shifted, same dtype)."""
-    e = np.exp(z - z.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
+    e, total = softmax_parts(z)
+    return e / total
+
+
+def softmax_parts(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    r"""The two halves of :func:`softmax`: ``e = exp(z - max_k z)`` ``(..., K)`` and its row sums ``(..., 1)``.
+
+    ``softmax(z) == e / total`` exactly, and so is any entry taken out first (``e[i, k] / total[i]``), which
+    lets a caller that needs a few probabilities per row skip the rest; the largest probability of a row is
+    exactly ``1 / total`` (its ``e`` is ``exp(0) = 1``, and dividing by ``total`` keeps the order).
+    """
+    z = np.asarray(z)
+    e = np.exp(z - row_max(z))
+    return e, e.sum(axis=-1, keepdims=True)
+
+
+def row_max(z: np.ndarray) -> np.ndarray:
+    """``z.max(axis=-1, keepdims=True)``, exactly (a maximum does not round), computed for a few columns as a
+    running ``np.maximum`` over them, which is several times faster than numpy's reduction over a short axis."""
+    k = z.shape[-1] if z.ndim else 0
+    if not 1 < k <= 32 or z.size == 0:
+        return z.max(axis=-1, keepdims=True)
+    cols = z.reshape(-1, k).T  # (K, rows): column j is row j, a strided view
+    m = cols[0].copy()
+    for j in range(1, k):
+        np.maximum(m, cols[j], out=m)
+    return m.reshape(*z.shape[:-1], 1)
 
 
 def check_probs(p: np.ndarray, name: str = "p") -> np.ndarray:
@@ -320,15 +349,33 @@ def sample_counts(probs: np.ndarray, n: int, rng: np.random.Generator) -> np.nda
     p = np.asarray(probs)
     if p.ndim != 2 or p.shape[1] < 2:
         raise ValueError(f"probs: expected shape (Q, K >= 2), got {p.shape}")
+    return sample_counts_runs(p[None], n, [rng])[0]
+
+
+def sample_counts_runs(probs: np.ndarray, n: int, rngs: list[np.random.Generator]) -> np.ndarray:
+    """:func:`sample_counts` of R runs at once: ``probs (R, Q, K)``, run r's uniforms from ``rngs[r]`` (the draw
+    one run alone makes), the counting done for all runs together; returns ``(R, Q, K)`` int counts, run r's
+    equal to ``sample_counts(probs[r], n, rngs[r])``."""
+    for rng in rngs:
+        _check_rng(rng)
+    if int(n) < 1:
+        raise ValueError(f"n: need at least one rollout, got {n}")
+    p = np.asarray(probs)
+    if p.ndim != 3 or p.shape[2] < 2:
+        raise ValueError(f"probs: expected shape (R, Q, K >= 2), got {p.shape}")
+    if len(rngs) != p.shape[0]:
+        raise ValueError(f"rngs: expected one generator per run ({p.shape[0]}), got {len(rngs)}")
     dtype = np.float32 if p.dtype == np.float32 else np.float64
-    cdf = np.cumsum(p, axis=1, dtype=dtype)
-    total = cdf[:, -1:].copy()
-    cdf[:, -1] = np.inf  # the last answer takes every draw past the others (no rounding gap)
-    u = rng.random((p.shape[0], int(n)), dtype=dtype) * total
+    cdf = np.cumsum(p, axis=2, dtype=dtype)
+    total = cdf[..., -1:].copy()
+    cdf[..., -1] = np.inf  # the last answer takes every draw past the others (no rounding gap)
+    u = np.stack([rng.random((p.shape[1], int(n)), dtype=dtype) for rng in rngs])
+    u *= total
     below = np.zeros(p.shape, dtype=np.uint8 if n < 256 else np.int32)
     for j in range(int(n)):
-        below += u[:, j : j + 1] < cdf
-    counts = np.diff(below.astype(np.int32), axis=1, prepend=0)
+        below += u[..., j : j + 1] < cdf
+    counts = below.astype(np.int64)  # diff along the answers, prepending 0
+    counts[..., 1:] -= below[..., :-1]
     return counts
 
 
@@ -415,8 +462,12 @@ class Optimizer:
         self.t = 0
         self.m: dict[str, np.ndarray] = {}
         self.v: dict[str, np.ndarray] = {}
+        self._scratch: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
     def step(self, params: dict[str, np.ndarray], grads: dict[str, np.ndarray]) -> None:
+        r"""One ascent step: SGD :math:`\theta \mathrel{+}= \eta g`; Adam :math:`m = \beta_1 m + (1-\beta_1) g`,
+        :math:`v = \beta_2 v + (1-\beta_2) g^2`, :math:`\theta \mathrel{+}= \eta \hat m / (\sqrt{\hat v} + \epsilon)`
+        with the bias-corrected :math:`\hat m, \hat v` (each product in this order, in place for arrays)."""
         self.t += 1
         for k, g in grads.items():
             if self.kind == "sgd":
@@ -424,13 +475,34 @@ class Optimizer:
                 continue
             m = self.m.setdefault(k, np.zeros_like(g))
             v = self.v.setdefault(k, np.zeros_like(g))
+            if np.ndim(self.lr) or m.dtype != params[k].dtype or not m.ndim:
+                m *= self.b1
+                m += (1 - self.b1) * g
+                v *= self.b2
+                v += (1 - self.b2) * g * g
+                mhat = m / (1 - self.b1**self.t)
+                vhat = v / (1 - self.b2**self.t)
+                params[k] += self.lr * mhat / (np.sqrt(vhat) + self.eps)
+                continue
+            # the same operations in the same order, into two scratch arrays (no temporaries)
+            a, b = self._scratch.get(k, (None, None))
+            if a is None or a.shape != m.shape:
+                a, b = np.empty_like(m), np.empty_like(m)
+                self._scratch[k] = (a, b)
             m *= self.b1
-            m += (1 - self.b1) * g
+            np.multiply(g, 1 - self.b1, out=a)
+            m += a
             v *= self.b2
-            v += (1 - self.b2) * g * g
-            mhat = m / (1 - self.b1**self.t)
-            vhat = v / (1 - self.b2**self.t)
-            params[k] += self.lr * mhat / (np.sqrt(vhat) + self.eps)
+            np.multiply(g, 1 - self.b2, out=a)
+            a *= g
+            v += a
+            np.divide(m, 1 - self.b1**self.t, out=a)  # mhat
+            np.divide(v, 1 - self.b2**self.t, out=b)  # vhat
+            np.sqrt(b, out=b)
+            b += self.eps
+            a *= self.lr
+            a /= b
+            params[k] += a
 
 
 def binary_count_advantages(
@@ -439,7 +511,9 @@ def binary_count_advantages(
     """Advantages of the rewarded and unrewarded rollouts of groups with binary rewards, from counts.
 
     Group g has ``n_pos[g]`` rollouts with reward 1 out of ``n``; the rollouts are exchangeable, so the group is
-    laid out as ones then zeros and passed to :func:`sharpen.grpo.group_advantages`.
+    laid out as ones then zeros and passed to :func:`sharpen.grpo.group_advantages`. A group's advantages depend
+    on its number of ones only, and ``group_advantages`` works group by group, so it is called once on the
+    ``n + 1`` possible groups (cached) and each group takes its row: the same numbers.
 
     Returns
     -------
@@ -447,9 +521,23 @@ def binary_count_advantages(
     """
     n_pos = np.asarray(n_pos)
     dtype = np.float32 if n_pos.dtype == np.float32 else np.float64
-    r = (np.arange(n)[None, :] < n_pos[:, None]).astype(dtype)
-    adv = group_advantages(r, normalize_std=normalize_std, eps=eps, unbiased=True)
-    return adv[:, 0], adv[:, -1]
+    r = np.arange(n)[None, :] < n_pos[:, None]  # ones then zeros
+    if r.size == 0 or not isinstance(normalize_std, bool | np.bool_) or not np.isscalar(eps):
+        # no group, no rollout or a bad option: group_advantages says what is wrong
+        adv = group_advantages(r.astype(dtype), normalize_std=normalize_std, eps=eps, unbiased=True)
+        return adv[:, 0], adv[:, -1]
+    adv = _binary_group_advantages(int(n), normalize_std, eps, np.dtype(dtype).name)
+    ones = r.sum(axis=1)
+    return adv[ones, 0], adv[ones, -1]
+
+
+@functools.lru_cache(maxsize=64)
+def _binary_group_advantages(n: int, normalize_std: bool, eps: float, dtype: str) -> np.ndarray:
+    """``group_advantages`` of the groups of ``k`` ones then ``n - k`` zeros, k = 0..n: ``(n + 1, n)``, read-only."""
+    r = (np.arange(n)[None, :] < np.arange(n + 1)[:, None]).astype(dtype)
+    adv = np.asarray(group_advantages(r, normalize_std=normalize_std, eps=eps, unbiased=True))
+    adv.setflags(write=False)
+    return adv
 
 
 def grpo_logit_grad(

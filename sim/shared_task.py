@@ -9,6 +9,7 @@ curve.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import numpy as np
@@ -153,12 +154,14 @@ def shared_runs(
     per_question: bool = False,
     probe: np.ndarray | None = None,
     verifier_accuracies: list[float] | None = None,
+    series: Collection[str] | None = None,
 ) -> list[tuple[dict[str, np.ndarray], np.ndarray]]:
     """:func:`shared_run` for each ``(tasks[r], seeds[r], verifier_accuracies[r])``, all runs advanced together.
 
     Each run draws its dataset and held-out set from ``seed`` and trains with its own generator ``seed + 1``
     (:func:`sim.train.train_shared_runs`), so run r's series and labels equal those of ``shared_run(tasks[r],
-    seed=seeds[r], ...)`` bit for bit; ``probe`` is recorded in every run.
+    seed=seeds[r], ...)`` bit for bit; ``probe`` is recorded in every run. ``series``: the measured series to
+    compute (the held-out set is ``eval/heldout/...``), None for all; the others are left out of the results.
     """
     if len(tasks) != len(seeds) or not seeds:
         raise ValueError(
@@ -188,6 +191,7 @@ def shared_runs(
             verifier_accuracies=verifier_accuracies,
             eval_questions={"heldout": (held, held_correct)},
             probe=probe,
+            series=series,
         )
     return list(zip(outs, corrects, strict=True))
 

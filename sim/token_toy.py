@@ -29,7 +29,9 @@ Many runs at once (:func:`train_token_runs`, as :mod:`sim.experiments.grid` step
 are stacked (:class:`TokenRuns`) and advanced together, one array operation per token position for all of them,
 one reward call per reward and step. Each run keeps its own generator, drawn in the order one run alone draws it,
 and every per-run sum is taken in one run's order, so each run's numbers equal those of the run trained alone, bit
-for bit (``tests/sim/test_token_toy.py`` checks this against a plain one-run loop).
+for bit (``tests/sim/test_token_toy.py`` checks this against a plain one-run loop). The next-token distribution
+depends only on the run, the question and the state (progress, previous token), so a sampling pass forms it once
+for each of them (:func:`_states`) and every position looks up its row.
 
 >>> toy = TokenToyConfig(n_questions=4)
 >>> pol = init_token_policy(toy, np.random.default_rng(0))
@@ -330,6 +332,37 @@ def sample_runs(
     order and sizes that sampling run r by itself draws them, so run r's responses are those of
     :func:`sample_sequences` on run r's policy with ``rngs[r]``, bit for bit.
     """
+    return _sample_runs(runs, questions, n, rngs)[0]
+
+
+def _states(d: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The states a response can be in before each token, ``S = 1 + (D + 1) D`` of them: state 0 is the start
+    (progress 0, no previous token); state ``1 + (c - 1) D + y`` has progress ``c`` in 1..D+1 after reasoning
+    token ``y`` (the first reasoning token always makes progress, and only answer tokens end a response).
+    Returns the progress ``(S,)`` and previous token ``(S,)`` of each state, and ``next (S, D)``: the state
+    after reasoning token y."""
+    progress = np.concatenate([[0], np.repeat(np.arange(1, d + 2), d)])
+    prev = np.concatenate([[-1], np.tile(np.arange(d), d + 1)])
+    y = np.arange(d)
+    c_next = np.minimum(progress[:, None] + (y != prev[:, None]), d + 1)
+    return progress, prev, 1 + (c_next - 1) * d + y
+
+
+def _sample_runs(
+    runs: TokenRuns,
+    questions: np.ndarray,
+    n: int,
+    rngs: Sequence[np.random.Generator],
+    *,
+    keep_logits: bool = True,
+) -> tuple[TokenBatch, np.ndarray | None]:
+    """:func:`sample_runs`, and the next-token distributions at the valid positions, ``(M, V)`` in the order of
+    ``np.nonzero(batch.mask)`` (None without ``keep_logits``, which also leaves ``batch.logits`` None).
+
+    The next-token distribution depends on the run, the question and the state only (:func:`_states`), so it is
+    computed once per step for every (run, question, state) -- ``step_logits`` and ``softmax`` on those rows, the
+    same numbers they give on the rows of the responses -- and each token position looks up its row.
+    """
     if int(n) < 1:
         raise ValueError(f"n: need at least one rollout, got {n}")
     questions = np.asarray(questions, dtype=np.int64)
@@ -340,65 +373,83 @@ def sample_runs(
         raise ValueError(f"rngs: expected one generator per run ({n_runs}), got {len(rngs)}")
     d, t_max, v = runs.n_reasoning, runs.max_len, runs.vocab
     b = questions.size * int(n)
-    # flat rows, run-major: row r * b + i is rollout i of run r
-    run_of = np.repeat(np.arange(n_runs), b)
-    qb = np.tile(np.repeat(questions, int(n)), n_runs)
-    rows = n_runs * b
-    tokens = np.full((rows, t_max), -1, dtype=np.int64)
-    logits = np.zeros((rows, t_max, v))
-    entropy = np.zeros((rows, t_max))
-    progress = np.zeros((rows, t_max), dtype=np.int64)
-    prevs = np.full((rows, t_max), -1, dtype=np.int64)
-    c = np.zeros(rows, dtype=np.int64)
-    prev = np.full(rows, -1, dtype=np.int64)
-    alive = np.ones(rows, dtype=bool)
-    answer = np.full(rows, -1, dtype=np.int64)
-    length = np.full(rows, t_max, dtype=np.int64)
+    # the table: row (r * U + i) * S + s is run r, question uniq[i], state s
+    uniq, q_index = np.unique(questions, return_inverse=True)
+    st_progress, st_prev, st_next = _states(d)
+    n_states = len(st_progress)
+    z = runs.step_logits(
+        np.repeat(np.arange(n_runs), len(uniq) * n_states),
+        np.tile(np.repeat(uniq, n_states), n_runs),
+        np.tile(st_progress, n_runs * len(uniq)),
+        np.tile(st_prev, n_runs * len(uniq)),
+    )
+    p = softmax(z)
+    ent = -(p * np.log(np.maximum(p, 1e-300))).sum(axis=1)
+    # inverse cdf: y = #{j < V-1 : draw >= p_0 + ... + p_j}, the cumulative sums formed left to right (as
+    # np.cumsum does); cdf[j] is the table's column of p_0 + ... + p_j
+    cdf = np.empty((v - 1, len(p)))
+    cdf[0] = p[:, 0]
+    for j in range(1, v - 1):
+        np.add(cdf[j - 1], p[:, j], out=cdf[j])
+    # flat rows, run-major: row r * b + i is rollout i of run r; live rows only, in row order
+    live = np.arange(n_runs * b)
+    base = (live // b * len(uniq) + np.tile(np.repeat(q_index, int(n)), n_runs)) * n_states
+    state = np.zeros(len(live), dtype=np.int64)
+    cell = np.full(n_runs * b * t_max, -1, dtype=np.int64)  # (row, t) -> table row, -1 on padding
+    token = np.full(n_runs * b * t_max, -1, dtype=np.int64)
+    answer = np.full(n_runs * b, -1, dtype=np.int64)
+    length = np.full(n_runs * b, t_max, dtype=np.int64)
+    run_starts = np.arange(n_runs + 1) * b
     for t in range(t_max):
-        idx = np.flatnonzero(alive)
-        if idx.size == 0:
+        if live.size == 0:
             break
-        z = runs.step_logits(run_of[idx], qb[idx], c[idx], prev[idx])
-        p = softmax(z)
-        # idx is sorted, so each run's live rows are one slice; each run draws from its own generator
-        bounds = np.searchsorted(run_of[idx], np.arange(n_runs + 1)).tolist()
-        draws = np.empty(idx.size)
+        row = base + state
+        # live is sorted, so each run's live rows are one slice; each run draws from its own generator
+        bounds = np.searchsorted(live, run_starts).tolist()
+        draws = np.empty(live.size)
         for r in range(n_runs):
             lo, hi = bounds[r], bounds[r + 1]
             if hi > lo:
                 draws[lo:hi] = rngs[r].random(hi - lo)
-        # inverse cdf: y = #{j < V-1 : draw >= p_0 + ... + p_j}, the cumulative sums formed left to right
-        # (as np.cumsum does), one column at a time
-        y = np.zeros(idx.size, dtype=np.int64)
-        cdf = p[:, 0].copy()
-        for j in range(1, v):
-            y += draws >= cdf
-            cdf += p[:, j]
-        tokens[idx, t], progress[idx, t], prevs[idx, t] = y, c[idx], prev[idx]
-        logits[idx, t] = z
-        entropy[idx, t] = -(p * np.log(np.maximum(p, 1e-300))).sum(axis=1)
+        y = np.zeros(live.size, dtype=np.int64)
+        for j in range(v - 1):
+            y += draws >= cdf[j][row]
+        at = live * t_max + t
+        cell[at], token[at] = row, y
         is_answer = y >= d
-        done = idx[is_answer]
+        done = live[is_answer]
         answer[done] = y[is_answer] - d
         length[done] = t + 1
-        alive[done] = False
-        go = idx[~is_answer]
-        yr = y[~is_answer]
-        c[go] = np.minimum(c[go] + (yr != prev[go]), d + 1)
-        prev[go] = yr
-    mask = tokens >= 0
-    per_run = (n_runs, b)
-    return TokenBatch(
-        tokens.reshape(*per_run, t_max),
-        mask.reshape(*per_run, t_max),
-        logits.reshape(*per_run, t_max, v),
-        progress.reshape(*per_run, t_max),
-        prevs.reshape(*per_run, t_max),
-        qb.reshape(per_run),
-        answer.reshape(per_run),
-        length.reshape(per_run),
-        entropy.reshape(*per_run, t_max),
+        go = ~is_answer
+        live, base = live[go], base[go]
+        state = st_next[state[go], y[go]]
+    valid = np.flatnonzero(cell >= 0)  # row-major: the order of np.nonzero(mask)
+    rows_v = cell[valid]
+    shape = (n_runs, b, t_max)
+    progress = np.zeros(cell.size, dtype=np.int64)
+    progress[valid] = st_progress[rows_v % n_states]
+    prevs = np.full(cell.size, -1, dtype=np.int64)
+    prevs[valid] = st_prev[rows_v % n_states]
+    entropy = np.zeros(cell.size)
+    entropy[valid] = ent[rows_v]
+    logits = probs = None
+    if keep_logits:
+        logits = np.zeros((cell.size, v))
+        logits[valid] = z[rows_v]
+        logits = logits.reshape(*shape, v)
+        probs = p[rows_v]
+    batch = TokenBatch(
+        token.reshape(shape),
+        (cell >= 0).reshape(shape),
+        logits,
+        progress.reshape(shape),
+        prevs.reshape(shape),
+        np.tile(np.repeat(questions, int(n)), n_runs).reshape(n_runs, b),
+        answer.reshape(n_runs, b),
+        length.reshape(n_runs, b),
+        entropy.reshape(shape),
     )
+    return batch, probs
 
 
 def batch_rewards(name: str, batch: TokenBatch, policy: TokenPolicy) -> np.ndarray:
@@ -419,20 +470,24 @@ def _rewards(
     on all of them.
 
     The runs' rollouts are concatenated, each run's questions its own groups; a reward whose value for a rollout
-    depends on its group only (every registered reward) gives each run what it gives that run alone. With
+    depends on its group only (every registered reward) gives each run what it gives that run alone. The reward
+    is given the fields it reads (:attr:`sharpen.rewards.RewardInfo.needs`, with the mask and the groups). With
     ``group_size`` (the batch's groups are consecutive blocks of that many rows, one per question, as in
     training), an answer-level reward, which reads only answers, groups and labels, is called once per distinct
     group (its answers and labels in order) and its values copied to the groups equal to it.
     """
     sel = np.asarray(sel, dtype=np.int64)
-    _, b, t_max, v = batch.logits.shape
+    _, b, t_max = batch.tokens.shape
+    v = runs.vocab
     q = batch.question[sel]  # (S, B)
     ans = batch.answer[sel]
     labels = np.take_along_axis(runs.correct[sel], q, axis=1)
     if group_size is not None and reward_info(name).level == "answer":
         n = int(group_size)
         keys = np.concatenate([ans.reshape(-1, n), labels.reshape(-1, n)], axis=1)  # (G, 2N)
-        uniq, inverse = np.unique(keys, axis=0, return_inverse=True)
+        first: dict[tuple, int] = {}  # each distinct group -> its number, in first-seen order
+        inverse = np.array([first.setdefault(tuple(k), len(first)) for k in keys.tolist()])
+        uniq = np.array(list(first), dtype=keys.dtype).reshape(len(first), keys.shape[1])
         ro = Rollouts(
             answers=[None if a < 0 else a for a in uniq[:, :n].ravel().tolist()],
             groups=np.repeat(np.arange(len(uniq)), n),
@@ -440,15 +495,20 @@ def _rewards(
         )
         vals = np.asarray(fn(ro), dtype=np.float64).reshape(len(uniq), n)
         return vals[inverse.ravel()].reshape(len(sel), b)
-    ro = Rollouts(
-        logits=batch.logits[sel].reshape(-1, t_max, v).astype(np.float32),
-        tokens=np.maximum(batch.tokens[sel], 0).reshape(-1, t_max),
-        mask=batch.mask[sel].reshape(-1, t_max),
-        answers=[None if a < 0 else a for a in ans.ravel().tolist()],
-        groups=(sel[:, None] * runs.n_questions + q).ravel(),
-        labels=labels.ravel().tolist(),
-    )
-    return np.asarray(fn(ro), dtype=np.float64).reshape(len(sel), b)
+    needs = reward_info(name).needs  # the fields it reads (mask and groups are optional ones)
+    fields = {
+        "mask": batch.mask[sel].reshape(-1, t_max),
+        "groups": (sel[:, None] * runs.n_questions + q).ravel(),
+    }
+    if "logits" in needs:
+        fields["logits"] = batch.logits[sel].reshape(-1, t_max, v).astype(np.float32)
+    if "tokens" in needs:
+        fields["tokens"] = np.maximum(batch.tokens[sel], 0).reshape(-1, t_max)
+    if "answers" in needs:
+        fields["answers"] = [None if a < 0 else a for a in ans.ravel().tolist()]
+    if "labels" in needs:
+        fields["labels"] = labels.ravel().tolist()
+    return np.asarray(fn(Rollouts(**fields)), dtype=np.float64).reshape(len(sel), b)
 
 
 def sequence_logit_grad(batch: TokenBatch, advantages: np.ndarray) -> np.ndarray:
@@ -460,12 +520,16 @@ def sequence_logit_grad(batch: TokenBatch, advantages: np.ndarray) -> np.ndarray
 
 
 def _masked_logit_grad(
-    batch: TokenBatch, advantages: np.ndarray, where: tuple[np.ndarray, ...]
+    batch: TokenBatch,
+    advantages: np.ndarray,
+    where: tuple[np.ndarray, ...],
+    probs: np.ndarray | None = None,
 ) -> np.ndarray:
     r"""The token-mean gradient of a batch of runs at its valid positions ``where = nonzero(batch.mask)`` only,
-    ``(M, V)``, run-major; run r's :math:`\sum m` is its own. ``advantages``: ``(R, B)``."""
+    ``(M, V)``, run-major; run r's :math:`\sum m` is its own. ``advantages``: ``(R, B)``; ``probs``: the
+    next-token distributions at ``where`` when the sampler kept them (else the softmax of the logits)."""
     m = batch.mask  # (R, B, T)
-    p = softmax(batch.logits[where])  # (M, V)
+    p = softmax(batch.logits[where]) if probs is None else probs  # (M, V)
     onehot = np.zeros_like(p)
     onehot[np.arange(len(p)), batch.tokens[where]] = 1.0
     total = np.maximum(m.reshape(len(m), -1).sum(axis=1), 1)  # (R,)
@@ -625,7 +689,7 @@ def train_token_runs(
 
     with torch_single_thread():
         for step in range(steps + 1):
-            batch = sample_runs(runs, qs, n, rngs)
+            batch, probs = _sample_runs(runs, qs, n, rngs)
             where = np.nonzero(batch.mask)
             r = np.empty(batch.answer.shape)  # (R, B)
             for name, fn in fns.items():
@@ -641,12 +705,14 @@ def train_token_runs(
             stats["majority_ratio"] = top.mean(axis=1) / n
             log(step, stats)
             if val is not None:
-                vb = sample_runs(val, np.arange(val.n_questions), val_rollouts, rngs)
+                vb, _ = _sample_runs(
+                    val, np.arange(val.n_questions), val_rollouts, rngs, keep_logits=False
+                )
                 log(step, {f"val/{key}": v for key, v in _stats(vb, val).items()})
             if step == steps:
                 break
             adv = group_advantages(r.reshape(-1, n), normalize_std=normalize_std)
-            grad = _masked_logit_grad(batch, adv.reshape(n_runs, -1), where)
+            grad = _masked_logit_grad(batch, adv.reshape(n_runs, -1), where, probs)
             opt.step(runs.params, _backward(runs, batch, grad, where))
     runs.write_back(policies)
     for p, vp in zip(policies, val_policies or (), strict=False):

@@ -10,6 +10,7 @@ Any registered reward that reads only what a sampled answer gives (:func:`answer
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,14 +27,19 @@ from sim.core import (
     grpo_logit_grad,
     majority_class_advantages,
     sample_counts,
+    sample_counts_runs,
     sample_rollouts,
     softmax,
+    softmax_parts,
 )
 
 __all__ = [
     "SimulatedVerifier",
     "train_answer_level",
     "train_shared_runs",
+    "measured_series",
+    "TRAIN_SERIES",
+    "EVAL_SERIES",
     "categorical_kl",
     "answer_rewards",
     "COUNT_PATH_REWARDS",
@@ -87,7 +93,13 @@ def categorical_kl(p: np.ndarray, q: np.ndarray) -> np.ndarray:
 def _kl_from_log(p: np.ndarray, log_q: np.ndarray) -> np.ndarray:
     """:func:`categorical_kl` with ``log_q = log(max(q, 1e-300))`` given (a fixed reference: log it once)."""
     with np.errstate(divide="ignore", invalid="ignore"):
-        terms = np.where(p > 0, p * (np.log(p) - log_q), 0.0)
+        if p.dtype == np.float64 and log_q.dtype == np.float64 and p.shape == log_q.shape:
+            terms = np.log(p)  # p (log p - log q) where p > 0, else 0, in place (the same numbers)
+            terms -= log_q
+            terms *= p
+            np.copyto(terms, 0.0, where=~(p > 0))
+        else:
+            terms = np.where(p > 0, p * (np.log(p) - log_q), 0.0)
     return np.maximum(terms.sum(axis=-1), 0.0)
 
 
@@ -104,6 +116,53 @@ def _rollout_rewards(
     ro = Rollouts(groups=np.repeat(np.arange(g), n), **fields)
     fn = get_reward(reward, verifier=verifier) if "verifier" in needs else get_reward(reward)
     return np.asarray(fn(ro), dtype=np.float64).reshape(g, n)
+
+
+TRAIN_SERIES = ("accuracy", "greedy_accuracy", "p_max", "kl")
+"""The series measured on a run's whole training set every step (exact, from the policy's probabilities)."""
+EVAL_SERIES = ("accuracy", "greedy_accuracy")
+"""The series measured on each extra question set (``eval/<name>/<series>``)."""
+
+
+def measured_series(eval_names=()) -> tuple[str, ...]:
+    """The measured series of a run with extra question sets ``eval_names``, in the order the trainers return
+    them: :data:`TRAIN_SERIES`, then ``eval/<name>/<series>`` for each of :data:`EVAL_SERIES`.
+
+    >>> measured_series(["heldout"])[-2:]
+    ('eval/heldout/accuracy', 'eval/heldout/greedy_accuracy')
+    """
+    return TRAIN_SERIES + tuple(f"eval/{name}/{m}" for name in eval_names for m in EVAL_SERIES)
+
+
+def _chunks(n_runs: int, size: int, limit: int = 1 << 16) -> list[slice]:
+    """Consecutive slices of ``n_runs`` runs, as many per slice as keep ``runs * size <= limit`` (at least one)."""
+    step = max(1, limit // max(size, 1))
+    return [slice(i, min(i + step, n_runs)) for i in range(0, n_runs, step)]
+
+
+def _measure_probs(
+    row: dict[str, np.ndarray],
+    r: int,
+    prefix: str,
+    e: np.ndarray,
+    total: np.ndarray,
+    correct: np.ndarray,
+    want: set[str],
+) -> np.ndarray | None:
+    """Run ``r``'s ``accuracy``, ``p_max`` and ``greedy_accuracy`` (under ``prefix``, those in ``want``) into
+    ``row``, from the halves of ``p = softmax(z) = e / total`` (:func:`sim.core.softmax_parts`): mean
+    ``p[q, correct[q]]`` (``e[q, correct[q]] / total[q]``, the same numbers), mean ``max_k p`` (``1 / total``)
+    and the share of questions whose argmax is correct. Returns ``p`` if it formed it (for the argmax), else None.
+    """
+    if prefix + "accuracy" in want:
+        row[prefix + "accuracy"][r] = (e[np.arange(len(correct)), correct] / total[:, 0]).mean()
+    if prefix + "p_max" in want:
+        row[prefix + "p_max"][r] = (1.0 / total[:, 0]).mean()
+    if prefix + "greedy_accuracy" not in want:
+        return None
+    p = e / total
+    row[prefix + "greedy_accuracy"][r] = (p.argmax(axis=1) == correct).mean()
+    return p
 
 
 def train_answer_level(
@@ -266,6 +325,7 @@ def train_shared_runs(
     verifier_accuracies: list[float] | None = None,
     eval_questions: dict[str, tuple[list[SharedPolicy], list[np.ndarray]]] | None = None,
     probe: np.ndarray | None = None,
+    series: Collection[str] | None = None,
 ) -> list[dict[str, np.ndarray]]:
     """R runs of :func:`train_answer_level` on shared policies of one shape, advanced together as stacked arrays.
 
@@ -284,10 +344,14 @@ def train_shared_runs(
     eval_questions : ``{name: (held, corrects)}``, R held-out SharedPolicy each whose ``w`` is run r's trained
         ``w`` (the same array) and R correct-answer arrays
     probe : (M,) question indices recorded every step in every run (``probe_probs``)
+    series : the measured series to compute, from :func:`measured_series` (``accuracy``, ``greedy_accuracy``,
+        ``p_max``, ``kl`` and ``eval/<name>/accuracy``, ``eval/<name>/greedy_accuracy``); None: all of them. A
+        series not asked for is left out of the results (and not computed: measuring the whole training and
+        held-out sets every step is most of a run's cost); the batch series are always there.
 
     Returns
     -------
-    R dicts, each as :func:`train_answer_level` returns.
+    R dicts, each as :func:`train_answer_level` returns (less the series not asked for).
     """
     if reward not in answer_rewards():
         raise ValueError(f"reward: unknown {reward!r}; valid: {', '.join(answer_rewards())}")
@@ -340,7 +404,6 @@ def train_shared_runs(
         return z if delta is None else z + delta
 
     delta_all = params.get("delta")
-    ref = softmax(logits(base, feats, delta_all))
     n = int(grpo.n_rollouts)
     bsz = q_all if grpo.batch_size is None else min(int(grpo.batch_size), q_all)
     opt = Optimizer(grpo.optimizer, grpo.lr)
@@ -349,41 +412,59 @@ def train_shared_runs(
         verifiers = [SimulatedVerifier(a, g) for a, g in zip(accs, rngs, strict=True)]
     use_counts = reward in COUNT_PATH_REWARDS
 
-    keys = ["accuracy", "greedy_accuracy", "p_max", "kl"]
+    valid = measured_series(evals)
+    if series is None:
+        want = set(valid)
+    else:
+        want = set(series)
+        unknown = sorted(want - set(valid))
+        if unknown:
+            raise ValueError(f"series: unknown {unknown}; valid: {', '.join(valid)}")
+    measured = [key for key in valid if key in want]  # in the order of train_answer_level's dict
     batch_keys = ["reward_mean", "reward_accuracy", "label_accuracy", "majority_ratio"]
-    out: dict[str, list[np.ndarray]] = {key: [] for key in keys + batch_keys}
-    for name in evals:
-        out[f"eval/{name}/accuracy"] = []
-        out[f"eval/{name}/greedy_accuracy"] = []
+    out: dict[str, list[np.ndarray]] = {key: [] for key in measured if key in TRAIN_SERIES}
+    out.update({key: [] for key in batch_keys})
+    out.update({key: [] for key in measured if key not in TRAIN_SERIES})
     probes: list[np.ndarray] = []
+    log_ref = None
+    if "kl" in want:
+        log_ref = np.log(np.maximum(softmax(logits(base, feats, delta_all)), 1e-300))
+    train_wanted = probe is not None or any(key in want for key in TRAIN_SERIES)
 
-    log_ref = np.log(np.maximum(ref, 1e-300))
-    rows_all = np.arange(q_all)
-    measured = [f"eval/{name}/{m}" for name in evals for m in ("accuracy", "greedy_accuracy")]
-    measured = keys + measured
+    def chunk_logits(runs_c: slice, b: np.ndarray, f: np.ndarray) -> np.ndarray:
+        # the (K, D) @ (D,) product per question and run of logits(), for the runs of one chunk
+        return b[runs_c] + (f[runs_c] @ params["w"][runs_c, None, :, None])[..., 0]
 
     def measure() -> None:
-        # run by run: the whole question sets of all runs at once would not fit the cache
+        # a few runs at a time (the whole question sets of all runs at once would not fit the cache); softmax in
+        # its two halves (sim.core.softmax_parts), so a series that needs one probability per question divides
+        # only it
         row = {key: np.empty(n_runs) for key in measured}
-        for r in range(n_runs):
-            z_r = base[r] + feats[r] @ params["w"][r]
-            p = softmax(z_r if delta_all is None else z_r + delta_all[r])
-            if probe is not None:
-                probes.append(p[probe])
-            row["accuracy"][r] = p[rows_all, correct[r]].mean()
-            row["greedy_accuracy"][r] = (p.argmax(axis=1) == correct[r]).mean()
-            row["p_max"][r] = p.max(axis=1).mean()
-            row["kl"][r] = _kl_from_log(p, log_ref[r]).mean()
-            for name, (hb, hf, hc) in evals.items():
-                pe = softmax(hb[r] + hf[r] @ params["w"][r])
-                row[f"eval/{name}/accuracy"][r] = pe[np.arange(hc.shape[1]), hc[r]].mean()
-                row[f"eval/{name}/greedy_accuracy"][r] = (pe.argmax(axis=1) == hc[r]).mean()
+        if train_wanted:
+            for c in _chunks(n_runs, base[0].size):
+                z = chunk_logits(c, base, feats)
+                e_c, total_c = softmax_parts(z if delta_all is None else z + delta_all[c])
+                for r, e, total in zip(range(n_runs)[c], e_c, total_c, strict=True):
+                    p = _measure_probs(row, r, "", e, total, correct[r], want)
+                    if probe is not None:
+                        probes.append(e[probe] / total[probe])
+                    if log_ref is not None:
+                        p = e / total if p is None else p
+                        row["kl"][r] = _kl_from_log(p, log_ref[r]).mean()
+        for name, (hb, hf, hc) in evals.items():
+            pre = f"eval/{name}/"
+            if pre + "accuracy" in want or pre + "greedy_accuracy" in want:
+                for c in _chunks(n_runs, hb[0].size):
+                    e_c, total_c = softmax_parts(chunk_logits(c, hb, hf))
+                    for r, e, total in zip(range(n_runs)[c], e_c, total_c, strict=True):
+                        _measure_probs(row, r, pre, e, total, hc[r], want)
         for key, v in row.items():
             out[key].append(v)
 
     measure()
     for key in batch_keys:
         out[key].append(np.full(n_runs, np.nan))
+    delta_grad = None if delta_all is None else np.zeros_like(delta_all)
     for _ in range(int(steps)):
         idx = None
         if bsz < q_all:
@@ -398,7 +479,7 @@ def train_shared_runs(
         p = softmax(z)
         rows = np.arange(p.shape[1])
         if use_counts:
-            counts = np.stack([sample_counts(p[r], n, g) for r, g in enumerate(rngs)])
+            counts = sample_counts_runs(p, n, rngs)
             c_c = np.take_along_axis(counts, corr[..., None], axis=2)[..., 0]
             if reward == "majority_voting":
                 label = np.stack([plurality_winners(counts[r], g) for r, g in enumerate(rngs)])
@@ -452,7 +533,8 @@ def train_shared_runs(
         # one einsum per run, as SharedPolicy.backward (its summation order)
         grads = {"w": np.stack([np.einsum("qkd,qk->d", f_b[r], grad[r]) for r in range(n_runs)])}
         if "delta" in params:
-            g = np.zeros_like(params["delta"])
+            g = delta_grad  # zeros plus the batch's gradient, as SharedPolicy.backward
+            g.fill(0.0)
             if idx is None:
                 g += grad
             else:  # indices are distinct within a run: the same sums as np.add.at

@@ -74,6 +74,7 @@ def dataset_size(config: DatasetSizeConfig = DatasetSizeConfig()) -> SimResult:
             grpo=grpo,
             steps=config.steps,
             per_question=config.per_question,
+            series=("accuracy", "kl", "eval/heldout/accuracy"),  # the measured series read below
         )
         for out, _ in runs:
             acc = out["accuracy"]

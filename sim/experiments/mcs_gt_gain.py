@@ -87,6 +87,8 @@ def mcs_vs_gt_gain(config: MCSConfig = MCSConfig()) -> SimResult:
     ]
     seeds = [config.seed + 1000 * s for _ in config.strengths for s in range(config.seeds)]
     common = {"n_questions": config.n_questions, "n_heldout": config.n_heldout, "grpo": grpo}
+    # held-out accuracy is the only measured series read below (the others are not computed)
+    common["series"] = ("eval/heldout/accuracy",)
     mv_runs = shared_runs(tasks, seeds, reward="majority_voting", steps=config.steps, **common)
     gt_runs = shared_runs(tasks, seeds, reward="ground_truth", steps=epoch, **common)
     for i, strength in enumerate(config.strengths):

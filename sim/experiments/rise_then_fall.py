@@ -96,10 +96,24 @@ def rise_then_fall(config: RiseFallConfig = RiseFallConfig()) -> SimResult:
         common = {"n_questions": config.n_questions, "n_heldout": config.n_heldout, "grpo": grpo}
         # the probes of the main run (the first of all), recorded in every run of its batch
         probe = np.arange(min(config.n_probe, config.n_questions)) if main is None else None
+        # only the measured series read below are computed
         mv_runs = shared_runs(
-            tasks, seeds, reward="majority_voting", steps=steps, probe=probe, **common
+            tasks,
+            seeds,
+            reward="majority_voting",
+            steps=steps,
+            probe=probe,
+            series=("accuracy", "p_max", "kl", "eval/heldout/accuracy"),
+            **common,
         )
-        gt_runs = shared_runs(tasks, seeds, reward="ground_truth", steps=steps, **common)
+        gt_runs = shared_runs(
+            tasks,
+            seeds,
+            reward="ground_truth",
+            steps=steps,
+            series=("p_max", "eval/heldout/accuracy"),
+            **common,
+        )
         for i, bonus in enumerate(config.shortcut_bonuses):
             name = f"{opt}/bonus={bonus:g}"
             series: dict[str, list[np.ndarray]] = {}

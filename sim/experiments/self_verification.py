@@ -78,6 +78,7 @@ def self_verification(config: SelfVerificationConfig = SelfVerificationConfig())
             grpo=grpo,
             steps=config.steps,
             verifier_accuracies=accs,
+            series=("eval/heldout/accuracy",),  # the one measured series read below
         )
     taken = dict.fromkeys(batches, 0)
     for reward, acc in arms:

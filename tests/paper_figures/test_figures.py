@@ -437,3 +437,13 @@ def test_default_cache_is_outside_the_output_folder(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="jobs"):
         cli.simulate(stability.sim_specs(), runs.parent, jobs=0)
     assert sorted(p.name for p in (tmp_path / "gallery").iterdir()) == ["fig8_stability.png"]
+
+
+def test_simulations_yield_the_cached_runs_first_then_each_run_once(tmp_path):
+    specs = stability.sim_specs(n_trials=100)[:3]  # vote-frequency runs, each in a moment
+    sim_run_dir(specs[1], tmp_path)
+    slow = SimSpec("self_verification", quick=True)  # a slow experiment: started after the rest
+    got = list(cli.simulations([slow, *specs, specs[0]], tmp_path, jobs=1))
+    assert got == [specs[1], specs[0], specs[2], slow]
+    assert list(cli.simulations(specs, tmp_path, jobs=2)) == specs  # all cached: nothing runs
+    # two processes on an empty cache: test_default_cache_is_outside_the_output_folder

@@ -74,3 +74,30 @@ def test_malformed_probe_lines_are_named_and_a_folder_without_logs_is_one_error(
         f"sharpen fit: error: {tmp_path / 'empty'}: run_dir: {tmp_path / 'empty'} holds none of "
         "metrics.jsonl, probes.jsonl, eval.jsonl"
     ]
+
+
+def test_the_overlay_is_saved_with_the_pixels_of_the_default_png_encoder(tmp_path, monkeypatch):
+    """write_report saves the PNG with zlib's fastest level: the pixels are those matplotlib's default gives."""
+    import numpy as np
+    from matplotlib.figure import Figure
+    from PIL import Image
+
+    from paper_figures.fit_report import write_report
+    from sharpen.run_analysis import analyze_run
+
+    w = RunWriter(tmp_path / "run")
+    for k in range(0, 60, 5):
+        w.log_probes(
+            ProbeRecord(k, f"q{q}", 64, "7", p, "7", p, label="7", majority_correct=q == 0)
+            for q, p in enumerate(majority_prob([0.3, 0.5, 0.7], 25.0, k).tolist())
+        )
+    res = analyze_run(tmp_path / "run")
+    fast = write_report(res, tmp_path / "fast")["overlay"]
+    save = Figure.savefig
+    monkeypatch.setattr(
+        Figure, "savefig", lambda fig, *a, pil_kwargs=None, **kw: save(fig, *a, **kw)
+    )
+    default = write_report(res, tmp_path / "default")["overlay"]
+    a, b = (np.asarray(Image.open(p)) for p in (fast, default))
+    assert a.shape == b.shape and np.array_equal(a, b)
+    assert fast.read_bytes() != default.read_bytes()  # another encoding of the same picture

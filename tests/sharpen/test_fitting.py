@@ -3,6 +3,7 @@ classes, pooled slopes and beta in the run's units."""
 
 from __future__ import annotations
 
+import dataclasses
 import doctest
 import json
 import math
@@ -301,3 +302,43 @@ def test_trajectories_of_a_written_run_equal_a_plain_loop_over_its_lines(tmp_pat
     expect = np.array([[(q, int(s)) in probed for s in got[0].steps] for q in got[0].question_ids])
     for name in ("p_initial", "p_majority", "n_samples", "sample_accuracy", "majority_correct"):
         assert np.array_equal(~np.isnan(getattr(got[0], name)), expect), name
+
+
+def _same_fit(a, b):
+    for f in dataclasses.fields(a):
+        x, y = getattr(a, f.name), getattr(b, f.name)
+        if isinstance(x, np.ndarray):
+            assert x.dtype == y.dtype and np.array_equal(x, y, equal_nan=True), f.name
+        else:
+            assert x == y, f.name
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_fit_with_one_shared_row_of_counts_equals_the_full_counts(seed, monkeypatch):
+    """fit_trajectories passes one row of sample counts when every question has the same ones: the same fit as
+    fit_sharpening given the whole (Q, L) array (counts varying by step, shares on the 1/(2M) grid and off it,
+    0/1 shares; with missing probes the rows differ and the whole array is passed)."""
+    from sharpen.theory import fit_sharpening
+
+    shapes = []
+    monkeypatch.setattr(fitting, "fit_sharpening", lambda *a, **kw: shapes.append(kw["n_samples"].shape)
+                        or fit_sharpening(*a, **kw))  # fmt: skip
+    rng = np.random.default_rng(seed)
+    n_q, n_steps = int(rng.integers(2, 30)), int(rng.integers(2, 25))
+    steps = np.sort(rng.choice(200, n_steps, replace=False)).astype(float)
+    m = rng.choice([8.0, 16.0, 64.0], n_steps) if seed % 2 else np.full(n_steps, 16.0)
+    p = rng.binomial(m.astype(int), rng.uniform(0.05, 0.95, (n_q, 1)) * np.ones(n_steps)) / m
+    if seed % 3 == 0:
+        p = np.clip(p + rng.normal(0, 1e-3, p.shape), 0, 1)  # off the grid
+    if seed >= 6:
+        p[rng.uniform(size=p.shape) < 0.15] = np.nan
+    traj = ProbeTrajectories(
+        tuple(f"q{i}" for i in range(n_q)), steps, p, p, np.where(np.isnan(p), np.nan, m),
+        np.full(p.shape, None, dtype=object), (None,) * n_q, np.full(n_q, np.nan), np.full(p.shape, np.nan),
+        np.full(p.shape, np.nan),
+    )  # fmt: skip
+    full = fit_sharpening(
+        steps, p, n_samples=np.where(np.isnan(traj.n_samples), 1.0, traj.n_samples)
+    )
+    _same_fit(fit_trajectories(traj), full)
+    assert shapes == [(1, n_steps) if seed < 6 else (n_q, n_steps)]

@@ -326,3 +326,29 @@ def test_fit_of_a_real_tiny_empirical_run(tmp_path, monkeypatch):
     )
     assert sum(c["count"] for c in summary["classes"].values()) == summary["n_questions"]
     assert summary["settings"]["lr"] > 0
+
+
+@pytest.mark.parametrize("flip", [True, False])
+def test_analysis_of_a_loaded_run_equals_that_of_its_plain_records(tmp_path, flip):
+    """The reused whole-run fit changes nothing: the summary of a loaded run equals one whose early predictions
+    fit every window afresh."""
+    import dataclasses
+
+    from paper_figures.fit_report import summary_dict
+    from sharpen.records import load_run
+
+    run = load_run(make_run(tmp_path, noise=True, seed=2, flip=flip, flat=flip))
+    # a skipped line and a repeated (question, step)
+    with (tmp_path / "probes.jsonl").open("a") as fh:
+        fh.write('{"step": 3, "question_id": "s1", "p_initial_majority": 2}\n')
+        fh.write(json.dumps({"step": 10, "question_id": "s0", "p_initial_majority": 0.4}) + "\n")
+    run = load_run(tmp_path)
+    res = run_analysis.analyze(run)
+    refit = dataclasses.replace(
+        res,
+        predictions=collapse.early_prediction(
+            res.trajectories, res.collapse.last_step, res.collapse.threshold_step
+        )[0],
+    )
+    assert json.dumps(summary_dict(res)) == json.dumps(summary_dict(refit))
+    assert any(p.predicted_step is not None for p in res.predictions) is not flip

@@ -314,7 +314,7 @@ def _counting(reward, seen):
     """``reward``, noting the batch size of every call in ``seen``."""
 
     def fn(ro):
-        seen.append(len(ro.answers))
+        seen.append(ro.batch_size)
         return reward(ro)
 
     return fn
