@@ -598,7 +598,8 @@ def plurality_win_probs(probs, n) -> np.ndarray:
             [_plurality_exact(sub[s : s + chunk], n) for s in range(0, rows.size, chunk)]
         )
         res = np.zeros_like(block)
-        np.put_along_axis(res, pos, wins, axis=1)
+        # a probability: the rescaling by n! e^n / n^n can round a sure win past 1 by an ulp or two
+        np.put_along_axis(res, pos, np.minimum(wins, 1.0), axis=1)
         out[rows] = res
     return out.reshape(p.shape)
 

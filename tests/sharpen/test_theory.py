@@ -161,6 +161,21 @@ def test_plurality_special_cases():
     np.testing.assert_allclose(w, w[0])
 
 
+def test_plurality_near_sure_wins_stay_probabilities():
+    """A mode of mass 1 - 2e-7 wins almost surely: the rescaled sum rounded past 1 (1 + 5e-14 at n = 64) before
+    the result was capped, and an exact probe's ``exact_vote_mode_prob`` outside [0, 1] stopped a run."""
+    from sharpen.exact import answer_summary
+
+    for e in (1e-5, 1e-7, 1e-9):
+        for n in (8, 16, 32, 64):
+            for k in (2, 3, 5):
+                p = np.array([1 - e * (k - 1)] + [e] * (k - 1))
+                w = th.plurality_win_probs(p, n)
+                assert ((w >= 0) & (w <= 1)).all() and w[0] == pytest.approx(1.0, abs=1e-6)
+                s = answer_summary(p[None], [str(i) for i in range(k)], n_votes=n)
+                assert 0.0 <= float(s.vote_mode_prob[0]) <= 1.0
+
+
 def test_unparseable_mass_counts_in_n_but_cannot_win():
     # One answer with probability q wins iff at least one sample parses.
     for q, n in [(0.3, 5), (0.05, 40)]:
