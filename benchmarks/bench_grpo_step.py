@@ -11,7 +11,9 @@ matched figure, TRL's *defaults* (``bf16=True`` -- bf16 autocast, emulated on a 
 Interleaving: TRL's own training loop drives, and a callback runs one ``empirical`` step after each TRL step.
 A TRL step is timed from the callback's return to the next step end (data, generation, reward, loss, backward,
 optimizer, TRL's metrics); the ``empirical`` step is timed around ``Trainer.train_step``. Load from other
-processes therefore hits both alike, step by step.
+processes therefore hits both alike, step by step. Beside the ratio of the two medians, the median (and
+quartiles) of the step-by-step ratios is printed: each TRL step against the ``empirical`` step right after it,
+so a change of load between steps cancels out of each ratio.
 
 Cases (``--cases``): ``arith-8`` (16 prompts x 8 rollouts, <= 6 tokens; the main figure and the goal),
 ``arith-32`` (16 x 32), ``reason-8`` (16 x 8, the free-length scratchpad task, ~33-token responses, <= 64).
@@ -33,6 +35,7 @@ import contextlib
 import functools
 import io
 import os
+import statistics
 import tempfile
 import time
 import warnings
@@ -80,6 +83,13 @@ def empirical_config(case: Case, out: Path, threads: int) -> TrainConfig:
         precision="float32",
         gradient_checkpointing=False,
     )
+
+
+def paired(trl: list[float], ours: list[float]) -> str:
+    """The step-by-step ratios TRL / empirical of adjacent steps: median and quartiles."""
+    ratios = sorted(a / b for a, b in zip(trl, ours, strict=True))
+    q1, _, q3 = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else ratios * 3
+    return f"median {statistics.median(ratios):.2f}x, quartiles {q1:.2f}-{q3:.2f}x over {len(ratios)} pairs"
 
 
 def majority_reward(task):
@@ -284,6 +294,7 @@ def main() -> None:
         print(f"  empirical (hf backend, fp32):          {ours:.4f} s/step")
         print(f"  TRL GRPOTrainer, matched settings:     {trl_m:.4f} s/step")
         print(f"  ratio TRL (matched) / empirical:       {trl_m / ours:.2f}x")
+        print(f"  step by step (TRL step / next empirical step): {paired(row['trl'], row['ours'])}")
         if "trl_defaults" in row:
             d_ours, d_trl = median(row["ours_defaults"]), median(row["trl_defaults"])
             print(f"  TRL with its DEFAULTS (bf16 autocast without native bf16, gradient checkpointing): "

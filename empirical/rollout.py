@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Literal, Protocol
 
 import torch
 
-from empirical.policy import left_pad, sample
+from empirical.policy import PromptPass, left_pad, prompt_pass, sample
 
 if TYPE_CHECKING:
     from empirical.config import TrainConfig
@@ -39,11 +39,13 @@ class Generation:
     ``prompt_ids[i]`` and ``response_ids[i]`` are token-id lists; a response includes its EOS if it stopped.
     ``logprobs[i]`` (when the backend reports them) are the sampled tokens' log-probabilities under the
     temperature-scaled policy, for checking; the trainer recomputes its own over the full vocabulary.
+    ``prompt_pass``: the prompts' pass (a row each) with its autograd graph, where asked for (HF backend).
     """
 
     prompt_ids: list[list[int]]
     response_ids: list[list[int]]
     logprobs: list[list[float]] | None = None
+    prompt_pass: PromptPass | None = None
 
 
 def cut_at_eos(row: Sequence[int], eos_id: int, pad_id: int) -> list[int]:
@@ -131,8 +133,11 @@ class RolloutBackend(Protocol):
         temperature: float,
         top_p: float,
         max_new_tokens: int,
+        keep_prompt_pass: bool = False,
     ) -> Generation:
-        """``n`` samples per prompt (``temperature == 0``: greedy), rows grouped by prompt, cut after EOS."""
+        """``n`` samples per prompt (``temperature == 0``: greedy), rows grouped by prompt, cut after EOS;
+        ``keep_prompt_pass``: also return the prompt pass with grad for the trainer's next forward
+        (:class:`empirical.policy.PromptPass`) where the backend samples from the trainer's model itself."""
         ...
 
     def sync(self, model) -> None:
@@ -169,19 +174,25 @@ class HFBackend:
         temperature: float,
         top_p: float,
         max_new_tokens: int,
+        keep_prompt_pass: bool = False,
     ) -> Generation:
-        """``n`` samples per prompt (``temperature == 0``: greedy), stopping at EOS."""
+        """``n`` samples per prompt (``temperature == 0``: greedy), stopping at EOS; ``keep_prompt_pass``: the
+        prompts run once with grad (:func:`empirical.policy.prompt_pass`), returned as
+        ``Generation.prompt_pass`` (for a plain transformers Qwen3; None for other models)."""
         device = next(self.model.parameters()).device
         ids, mask = left_pad(prompt_ids, self.pad_id)
+        ids, mask = ids.to(device), mask.to(device)
+        kept = prompt_pass(self.model, ids, mask) if keep_prompt_pass else None
         tokens, logprobs = sample(
-            self.model, ids.to(device), mask.to(device), n, temperature=temperature, top_p=top_p,
-            max_new_tokens=max_new_tokens, eos_id=self.eos_id, pad_id=self.pad_id, generator=self.generator,
+            self.model, ids, mask, n, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens,
+            eos_id=self.eos_id, pad_id=self.pad_id, generator=self.generator, prompts=kept,
         )  # fmt: skip
         lengths = response_lengths(tokens, self.eos_id, self.pad_id).tolist()
         responses = [row[:m] for row, m in zip(tokens.tolist(), lengths, strict=True)]
         logprob_rows = [row[:m] for row, m in zip(logprobs.tolist(), lengths, strict=True)]
         prompts = [list(p) for p in prompt_ids]
-        return Generation([prompts[i // n] for i in range(len(responses))], responses, logprob_rows)
+        rows = [prompts[i // n] for i in range(len(responses))]
+        return Generation(rows, responses, logprob_rows, prompt_pass=kept)
 
     def sync(self, model) -> None:
         """Nothing to do: the backend samples from the trainer's model itself."""
@@ -341,9 +352,11 @@ class VLLMBackend:
         temperature: float,
         top_p: float,
         max_new_tokens: int,
+        keep_prompt_pass: bool = False,
     ) -> Generation:
         """``n`` samples per prompt (``temperature == 0``: greedy), stopping at EOS, with the sampled tokens'
-        log-probabilities (temperature applied; with ``top_p < 1`` vLLM reports them after the nucleus cut)."""
+        log-probabilities (temperature applied; with ``top_p < 1`` vLLM reports them after the nucleus cut).
+        ``keep_prompt_pass`` is ignored: the engine does not run the trainer's model."""
         from vllm import SamplingParams
 
         params = SamplingParams(

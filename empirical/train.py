@@ -11,8 +11,8 @@ from :mod:`empirical.measure`.
 Token-level rewards (self-certainty, token / trajectory entropy, probability) are computed *exactly* from the
 trainer's own forward pass over the full vocabulary (the *old pass*, :class:`OldPass`), with the rollout
 temperature applied and logits aligned to the sampled tokens. With one update per batch (the default) the
-gradient pass is that forward pass: its detached log-probabilities are the "old" ones (the ratio is 1) and no
-separate no-grad pass runs.
+gradient pass is that forward pass: its detached log-probabilities are the "old" ones (the ratio is 1), no
+separate no-grad pass runs, and it takes the sampler's prompt pass (:class:`empirical.policy.PromptPass`).
 
 >>> from empirical.config import preset                       # doctest: +SKIP
 >>> run_dir = train(preset("tiny-arith-ttrl").replace(steps=20))  # doctest: +SKIP
@@ -116,12 +116,12 @@ class Trainer:
     last_vote: Vote | None = None  # and every sample that voted
 
     # ------------------------------------------------------------------------------------------- rollout
-    def sample(
-        self, questions: list[Question], n: int, temperature: float, top_p: float, max_new: int
-    ) -> tuple[Generation, list[str]]:
-        """``n`` responses per question (rows grouped by question) and their decoded texts."""
+    def sample(self, questions: list[Question], n: int, temperature: float, top_p: float, max_new: int, **kw
+               ) -> tuple[Generation, list[str]]:  # fmt: skip
+        """``n`` responses per question (rows grouped by question) and their decoded texts; ``kw`` to the backend's
+        ``generate`` (``keep_prompt_pass``)."""
         ids = self.prompt_ids(questions)
-        gen = self.backend.generate(ids, n, temperature=temperature, top_p=top_p, max_new_tokens=max_new)  # fmt: skip
+        gen = self.backend.generate(ids, n, temperature=temperature, top_p=top_p, max_new_tokens=max_new, **kw)  # fmt: skip
         return gen, decode_responses(self.tokenizer, gen.response_ids)
 
     def prompt_ids(self, questions: list[Question]) -> list[list[int]]:
@@ -154,10 +154,10 @@ class Trainer:
                                               if accepted is None or k in accepted})  # fmt: skip
 
     # ------------------------------------------------------------------------------- the old pass, scoring
-    def forward(self, part: Packed) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, part: Packed, prompts=None) -> tuple[torch.Tensor, torch.Tensor]:
         """The policy's response logits ``(b, T, V)`` and the sampled tokens' log-probabilities ``(b, T)`` at the
-        rollout temperature (with grad unless called under ``no_grad``)."""
-        logits = response_logits(self.model, part, autocast=self.autocast)
+        rollout temperature (with grad unless under ``no_grad``), taking the sampler's prompt pass where it fits."""
+        logits = response_logits(self.model, part, autocast=self.autocast, prompts=prompts)
         return logits, token_logprobs(logits, part.tokens, self.cfg.temperature)
 
     def observe(self, old: OldPass, rows: slice, part: Packed, logits, logp, reward_fn) -> None:
@@ -220,9 +220,15 @@ class Trainer:
             self.task.train[i]
             for i in self.cursor.take(cfg.prompts_per_step, self.rng, cfg.shuffle)
         ]
-        # n_votes samples per question vote; GRPO trains on the first n of each (all when n_votes = n)
-        m = cfg.votes_per_prompt
-        gen, voted = self.sample(picked, m, cfg.temperature, cfg.top_p, cfg.max_new_tokens)
+        b = len(picked) * n  # trained rows
+        mini = cfg.mini_batch_size or b
+        micro = cfg.micro_batch_size or mini
+        token_level = reads_logits(cfg.reward)
+        one_pass = cfg.reuse_forward and mini == b and (micro == b or not token_level)
+        # n_votes samples per question vote; GRPO trains on the first n of each (all when n_votes = n); a forward
+        # of the whole batch takes the sampler's prompt pass (same prompts and weights)
+        m, whole_pass = cfg.votes_per_prompt, one_pass and micro == b
+        gen, voted = self.sample(picked, m, cfg.temperature, cfg.top_p, cfg.max_new_tokens, keep_prompt_pass=whole_pass)  # fmt: skip
         vote = Vote.of(picked, voted, self.task.parse, n)
         keep = vote.keep  # (B,) of the G * m samples
         # prompt_ids (G, P) once per question; tokens, mask: (B, T) with B = G * n
@@ -239,11 +245,6 @@ class Trainer:
         # needs every row's logits before any advantage, so it takes the shortcut only as one micro-batch,
         # whose gradient pass then runs here, ahead of the loss.
         reward_fn = self.reward_function(questions, texts)
-        b = batch.tokens.shape[0]
-        mini = cfg.mini_batch_size or b
-        micro = cfg.micro_batch_size or mini
-        token_level = reads_logits(cfg.reward)
-        one_pass = cfg.reuse_forward and mini == b and (micro == b or not token_level)
         self.model.train()
         ahead = None  # (logits, logp) with grad: the shortcut's gradient pass, when it runs here
         if not one_pass:
@@ -252,7 +253,7 @@ class Trainer:
             old = OldPass.empty(batch, reference=self.ref_model is not None)
             if token_level:  # micro = B
                 whole = batch.rows(slice(0, b))
-                ahead = self.forward(whole)
+                ahead = self.forward(whole, gen.prompt_pass)
                 self.observe(old, slice(0, b), whole, *(t.detach() for t in ahead), reward_fn)
         rewards = self.score_batch(reward_fn, questions, answers, texts, old, vote)
         # advantage: (r - mean) / (std + eps) within each question's group
@@ -266,7 +267,8 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             n_tok = batch.mask[start : start + mini].sum()
             for rows, part in batch.chunks(micro, start, start + mini):
-                logits, logp = ahead or self.forward(part)  # (b, T, V) with grad, (b, T)
+                # (b, T, V) with grad, (b, T)
+                logits, logp = ahead or self.forward(part, gen.prompt_pass)
                 # the shortcut: these rows' old values are this pass's
                 if one_pass and not token_level:
                     self.observe(old, rows, part, logits.detach(), logp.detach(), reward_fn)
