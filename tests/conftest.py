@@ -65,3 +65,28 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip_slow)
+
+
+@pytest.fixture
+def cli_in_fresh_process():
+    """``run(argv, modules) -> (stdout, loaded)``: ``sharpen.cli.main(argv)`` in a new Python process (so no
+    test's imports count), its captured stdout and which of ``modules`` it left imported (sorted)."""
+    import json
+    import subprocess
+    import sys
+
+    def run(argv: list[str], modules: tuple[str, ...]) -> tuple[str, list[str]]:
+        code = (
+            "import sys, contextlib, io, json\n"
+            "from sharpen.cli import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()) as out:\n"
+            f"    try:\n        main({argv!r})\n    except SystemExit:\n        pass\n"
+            f"print(json.dumps([out.getvalue(), sorted(m for m in {modules!r} if m in sys.modules)]))\n"
+        )
+        res = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        )
+        text, loaded = json.loads(res.stdout)
+        return text, loaded
+
+    return run

@@ -4,9 +4,6 @@ clear error."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 from sharpen.cli import main
 from sharpen.records import ProbeRecord, RunHeader, RunWriter
 from sharpen.theory import majority_prob
@@ -19,17 +16,10 @@ def _run(argv: list[str]) -> int:
         return int(exc.code)
 
 
-def test_fit_help_imports_neither_scipy_nor_matplotlib_nor_torch():
-    code = (
-        "import sys, contextlib, io\n"
-        "from sharpen.cli import main\n"
-        "with contextlib.redirect_stdout(io.StringIO()) as out:\n"
-        "    try:\n        main(['fit', '--help'])\n    except SystemExit:\n        pass\n"
-        "assert 'RUN_DIR' in out.getvalue(), out.getvalue()\n"
-        "print(sorted(m for m in ('scipy', 'matplotlib', 'torch') if m in sys.modules))\n"
-    )
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert res.stdout.strip() == "[]", res.stdout
+def test_fit_help_imports_neither_scipy_nor_matplotlib_nor_torch(cli_in_fresh_process):
+    text, loaded = cli_in_fresh_process(["fit", "--help"], ("scipy", "matplotlib", "torch"))
+    assert "RUN_DIR" in text, text
+    assert loaded == [], loaded
 
 
 def test_fit_writes_the_report_and_the_figure(tmp_path, capsys):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from dataclasses import dataclass
 from typing import Literal
@@ -74,20 +73,12 @@ def test_every_user_error_is_one_line_with_exit_code_2(capsys, argv, prefix, wor
         assert w in line, line
 
 
-def test_help_imports_no_command_and_no_torch():
-    code = (
-        "import sys, contextlib, io\n"
-        "from sharpen.cli import main\n"
-        "with contextlib.redirect_stdout(io.StringIO()) as out:\n"
-        "    try:\n        main(['--help'])\n    except SystemExit:\n        pass\n"
-        "heavy = sorted(m for m in ('torch', 'sim', 'empirical', 'paper_figures', 'seaborn', 'scipy') if m in sys.modules)\n"
-        "print(heavy)\n"
-        "text = out.getvalue()\n"
-        "assert all(c in text for c in ('demo', 'theory', 'sim', 'train', 'fit', 'figures')), text\n"
-        "assert '``' not in text and ':class:' not in text, text\n"
-    )
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert res.stdout.strip() == "[]", res.stdout
+def test_help_imports_no_command_and_no_torch(cli_in_fresh_process):
+    heavy = ("torch", "sim", "empirical", "paper_figures", "seaborn", "scipy")
+    text, loaded = cli_in_fresh_process(["--help"], heavy)
+    assert loaded == [], loaded
+    assert all(c in text for c in ("demo", "theory", "sim", "train", "fit", "figures")), text
+    assert "``" not in text and ":class:" not in text, text
 
 
 def test_subcommand_help_is_plain_text(capsys):
