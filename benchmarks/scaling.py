@@ -5,7 +5,7 @@ response length, each with its memory peak. Prints Markdown; ``--out FILE`` also
   same logits; memory = the peak of numpy's allocations during one step (``tracemalloc``), state excluded.
 * GRPO: the ``empirical`` trainer on the tiny Qwen3 (fp32, 1 torch thread, 16 prompts), each case in a fresh
   subprocess (2 warm-up steps, then ``--grpo-steps`` timed); memory = that process's peak resident set
-  (``resource.getrusage``), which includes Python, torch and the model (~0.55 GB before the first step), and
+  (``resource.getrusage``), which includes Python, torch and the model (~0.43 GB before the first step), and
   how much of it the steps added.
   Response length is set by the reasoning task's ``max_new_tokens`` (its responses run to ~33 tokens), so the
   measured mean length is printed beside it.
