@@ -66,7 +66,9 @@ def finish(fig, title: str, caption: str):
 
 def wrap_lines(text: str, width: float, prop: FontProperties) -> str:
     """``text`` with each of its lines broken at spaces, greedily, into lines at most ``width`` points wide in the
-    font ``prop`` (a single word wider than that keeps a line of its own).
+    font ``prop`` (a single word wider than that keeps a line of its own). A line's width is taken as the sum of
+    its words' widths and a space's between them (each measured once by the Agg renderer; kerning across a space
+    is ignored, a fraction of a point).
 
     What matplotlib's ``wrap=True`` does at every draw, done once: a figure is drawn about eight times when it is
     saved as PNG and PDF with a tight bounding box, and each draw re-measured the caption's growing lines (about a
@@ -75,20 +77,27 @@ def wrap_lines(text: str, width: float, prop: FontProperties) -> str:
     from matplotlib.backends.backend_agg import RendererAgg
 
     renderer = RendererAgg(1, 1, 72)  # at 72 dpi one pixel is one point
+    sizes: dict[str, float] = {}
 
-    def fits(line: str) -> bool:
-        return renderer.get_text_width_height_descent(line, prop, ismath=False)[0] <= width
+    def measure(s: str) -> float:
+        if s not in sizes:
+            sizes[s] = (
+                renderer.get_text_width_height_descent(s, prop, ismath=False)[0] if s else 0.0
+            )
+        return sizes[s]
 
+    space = measure("a a") - measure("aa")
     out = []
     for paragraph in text.split("\n"):
-        line = ""
+        line, used = [], 0.0
         for word in paragraph.split(" "):
-            candidate = f"{line} {word}" if line else word
-            if line and not fits(candidate):
-                out.append(line)
-                candidate = word
-            line = candidate
-        out.append(line)
+            grown = used + space + measure(word) if line else measure(word)
+            if line and grown > width:
+                out.append(" ".join(line))
+                line, grown = [], measure(word)
+            line.append(word)
+            used = grown
+        out.append(" ".join(line))
     return "\n".join(out)
 
 

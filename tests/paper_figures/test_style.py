@@ -16,9 +16,15 @@ FONT = FontProperties(size=8, style="italic")
 RENDERER = RendererAgg(1, 1, 72)
 
 
-def width(line: str) -> float:
+def measured(line: str) -> float:
     """Points, measured the way matplotlib's Agg backend measures text."""
-    return RENDERER.get_text_width_height_descent(line, FONT, ismath=False)[0]
+    return RENDERER.get_text_width_height_descent(line, FONT, ismath=False)[0] if line else 0.0
+
+
+def width(line: str) -> float:
+    """The width ``wrap_lines`` works with: its words' measured widths and a space's between them."""
+    words = line.split(" ")
+    return sum(measured(w) for w in words) + (len(words) - 1) * (measured("a a") - measured("aa"))
 
 
 words = st.text(alphabet="abcdefghijklmnopqrstuvwxyzMW0123456789.,;:()=-'", min_size=1, max_size=14)
@@ -38,6 +44,9 @@ def test_wrapped_lines_fit_keep_every_word_and_break_only_where_needed(paragraph
         assert " ".join(lines).split(" ") == words_in  # the same words in the same order
         for line in lines:
             assert width(line) <= limit or " " not in line  # only a lone word may be wider
+            assert (
+                abs(measured(line) - width(line)) <= 0.02 * width(line) + 1.0
+            )  # kerning: a point or two
         for line, nxt in zip(lines[:-1], lines[1:], strict=True):  # greedy: each break is needed
             assert width(f"{line} {nxt.split(' ')[0]}") > limit
 
