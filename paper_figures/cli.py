@@ -227,40 +227,45 @@ def simulations(specs, cache: Path, *, jobs: int = 2, progress: bool = False) ->
         return sorted(items, key=lambda s: rank.get(s.experiment, -1))
 
     runs = Path(cache) / "runs"
+    # no folder for the experiment at all: to run, known without resolving a config (no simulator import)
     fresh = [s for s in specs if not any(runs.glob(f"{glob.escape(s.experiment)}-*"))]
     with ExitStack() as stack:
-        futures = {}
-        if int(jobs) > 1 and len(fresh) > 1:
-            # spawn: a fresh interpreter per worker, never a fork of a process that may hold torch threads
-            pool = stack.enter_context(
-                ProcessPoolExecutor(int(jobs), mp_context=get_context("spawn"))
-            )
-            futures = {pool.submit(sim_run_dir, s, cache): s for s in order(fresh)}
-        todo = [s for s in specs if s not in fresh and not is_cached(s, cache)]
-        yield from (s for s in specs if s not in fresh and s not in todo)
-        todo = order(todo if futures else fresh + todo)
-        if not futures and not todo:
+        pool: list[ProcessPoolExecutor] = []  # made at the first start
+        futures: dict = {}
+
+        def start(items: list[SimSpec], workers: int) -> None:
+            if not pool:  # spawn: a fresh interpreter per worker, never a fork of a process holding torch threads
+                pool.append(
+                    stack.enter_context(
+                        ProcessPoolExecutor(workers, mp_context=get_context("spawn"))
+                    )
+                )
+            futures.update({pool[0].submit(sim_run_dir, s, cache): s for s in order(items)})
+
+        parallel = int(jobs) > 1
+        if parallel and len(fresh) > 1:
+            start(fresh, int(jobs))  # before the other specs' configs are resolved
+        stale = [s for s in specs if s not in fresh and not is_cached(s, cache)]
+        yield from (s for s in specs if s not in fresh and s not in stale)
+        rest = stale if futures else fresh + stale
+        if rest and parallel and (futures or len(rest) > 1):
+            start(rest, min(int(jobs), len(rest)))
+            rest = []
+        if not futures and not rest:
             return
         bar = stack.enter_context(
             tqdm(
-                total=len(futures) + len(todo),
+                total=len(futures) + len(rest),
                 desc="simulating",
                 disable=not progress,
                 file=sys.stderr,
             )
         )
-        if not futures and (int(jobs) == 1 or len(todo) == 1):
-            for spec in todo:
-                bar.set_postfix_str(spec.experiment)
-                sim_run_dir(spec, cache)
-                bar.update()
-                yield spec
-            return
-        if not futures:
-            pool = stack.enter_context(
-                ProcessPoolExecutor(min(int(jobs), len(todo)), mp_context=get_context("spawn"))
-            )
-        futures.update({pool.submit(sim_run_dir, s, cache): s for s in todo})
+        for spec in order(rest):  # one process: here, in turn
+            bar.set_postfix_str(spec.experiment)
+            sim_run_dir(spec, cache)
+            bar.update()
+            yield spec
         for fut in as_completed(futures):
             bar.set_postfix_str(futures[fut].experiment)
             try:
