@@ -343,11 +343,8 @@ def sample_counts(probs: np.ndarray, n: int, rng: np.random.Generator) -> np.nda
     :math:`C_k=\#\{j:u_j<F_k\}` and ``counts = diff(C)``. ``probs`` may be unnormalised (rows are scaled by
     their total), which saves the softmax division. Rows of float32 ``probs`` are handled in float32.
     """
-    _check_rng(rng)
-    if int(n) < 1:
-        raise ValueError(f"n: need at least one rollout, got {n}")
     p = np.asarray(probs)
-    if p.ndim != 2 or p.shape[1] < 2:
+    if p.ndim != 2 or p.shape[1] < 2:  # its own shape; sample_counts_runs checks n and rng
         raise ValueError(f"probs: expected shape (Q, K >= 2), got {p.shape}")
     return sample_counts_runs(p[None], n, [rng])[0]
 
