@@ -101,6 +101,7 @@ def test_packed_pass_runs_only_where_it_is_the_same_and_pays():
     keep = ragged_batch(0).mask[:, :-1]
     assert policy._packable(model, keep)
     assert not policy._packable(model, torch.ones_like(keep))  # nothing to skip: the padded pass
+    assert not policy._packable(model, torch.zeros_like(keep))  # nothing to run
     o_proj = model.model.layers[1].self_attn.o_proj
     o_proj.bias = torch.nn.Parameter(torch.zeros(o_proj.out_features))
     assert not policy._packable(model, keep)  # a bias's gradient sums over positions
