@@ -72,7 +72,7 @@ def wrap_lines(text: str, width: float, prop: FontProperties) -> str:
 
     What matplotlib's ``wrap=True`` does at every draw, done once: a figure is drawn about eight times when it is
     saved as PNG and PDF with a tight bounding box, and each draw re-measured the caption's growing lines (about a
-    quarter of the CPU time of drawing every figure).
+    third of the CPU time of drawing every figure).
     """
     from matplotlib.backends.backend_agg import RendererAgg
 
