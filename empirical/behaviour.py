@@ -67,6 +67,12 @@ def _padded(responses: Sequence[Sequence[int]], pad_id: int) -> tuple[np.ndarray
     return tokens, mask
 
 
+def _quantiles(values: np.ndarray, qs: list[float]) -> list[float]:
+    """``[float(np.quantile(values, q)) for q in qs]`` in one ``np.quantile`` call (the same values, a
+    quarter of the cost)."""
+    return np.quantile(values, qs).tolist() if qs else []
+
+
 def behaviour_metrics(
     responses: Any,
     answers: Sequence[str | None],
@@ -118,10 +124,14 @@ def behaviour_metrics(
         )
     lengths = fm.response_lengths(m)
     longest = fm.longest_repeat(tokens, m, max_period=max_period)
+    quantiles = list(quantiles)
     out = {
         "length_mean": float(lengths.mean()),
         "length_max": float(lengths.max()),
-        **{f"length_p{round(100 * q)}": float(np.quantile(lengths, q)) for q in quantiles},
+        **{
+            f"length_p{round(100 * q)}": v
+            for q, v in zip(quantiles, _quantiles(lengths, quantiles), strict=True)
+        },
         f"repeat_{ngram}gram": float(fm.repeated_ngram_share(tokens, m, n=ngram).mean()),
         "longest_repeat_mean": float(longest.mean()),
         "longest_repeat_max": float(longest.max()),

@@ -463,6 +463,13 @@ def canonicalize(answer: str | None) -> str | None:
     s = _check_text(answer, "answer")
     if len(s) > MAX_ANSWER_CHARS:
         return None
+    if type(s) is str and s.isascii() and s.isdigit():  # a plain integer >= 0: its own normal form
+        return s
+    return _canonicalize_text(s)
+
+
+def _canonicalize_text(s: str) -> str | None:
+    """:func:`canonicalize` of a string of at most :data:`MAX_ANSWER_CHARS` characters, every rule applied."""
     s = _strip_ends(s)  # outer whitespace, $...$ and a trailing period, in any order
     s = s.replace("\\left", "").replace("\\right", "")
     s = s.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac")
@@ -935,6 +942,20 @@ def majority_vote(
     top = max(tally.values())
     answer = next(s for s, k in tally.items() if k == top)
     return Vote(answer=answer, count=best, n=n, n_parsed=sum(sizes.values()), classes=classes)
+
+
+def _exact_plurality(answers: Sequence[Hashable | None]) -> tuple[Hashable | None, int]:
+    """``(vote.answer, vote.count)`` of ``majority_vote(answers, equivalence="exact")`` for a non-empty group
+    of hashable answers, without its checks (for callers that checked them): the first-seen answer of the
+    largest class of equal answers (ties to the class seen first); ``(None, 0)`` if every answer is None."""
+    counts: dict[Hashable, int] = {}
+    for a in answers:
+        if a is not None:
+            counts[a] = counts.get(a, 0) + 1
+    if not counts:
+        return None, 0
+    best = max(counts.values())
+    return next(a for a, k in counts.items() if k == best), best
 
 
 def plurality_winners(counts: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -65,7 +65,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from sharpen.answers import _brief, _finite_float, canonicalize, majority_vote
+from sharpen.answers import _brief, _exact_plurality, _finite_float, canonicalize, majority_vote
 
 __all__ = [
     "CollapseStep",
@@ -188,11 +188,23 @@ def _answer_list(answers: Any, name: str = "answers") -> list[Answer]:
         raise ValueError(f"{name}: must be a sequence of answers, got {type(answers)!r}") from exc
     if not out:
         raise ValueError(f"{name}: is empty")
+    hashable = _all_hashable(out)  # then only a NaN can raise below
     for i, a in enumerate(out):
         if isinstance(a, float) and math.isnan(a):
             raise ValueError(f"{name}[{i}]: is NaN; use None for an unparseable answer")
-        _check_hashable(a, f"{name}[{i}]")
+        if not hashable:
+            _check_hashable(a, f"{name}[{i}]")
     return out
+
+
+def _all_hashable(items: list) -> bool:
+    """Whether every item hashes, in one call (a False sends the caller to its per-item checks, which name
+    the first offender as before)."""
+    try:
+        hash(tuple(items))
+    except Exception:  # noqa: BLE001 - whatever an item's __hash__ raises, the per-item checks raise it
+        return False
+    return True
 
 
 def _check_hashable(a: Any, name: str) -> None:
@@ -225,11 +237,15 @@ def _group_index(groups: Any, n: int, name: str = "groups") -> list[np.ndarray]:
     if len(ids) != n:
         raise ValueError(f"{name}: must have length {n} (one id per rollout), got {len(ids)}")
     order: dict[Any, list[int]] = {}
-    for i, g in enumerate(ids):
-        if g is None:
-            raise ValueError(f"{name}[{i}]: is None; pass groups=None for a single group")
-        _check_hashable(g, f"{name}[{i}]")
-        order.setdefault(g, []).append(i)
+    if _all_hashable(ids) and not any(g is None for g in ids):
+        for i, g in enumerate(ids):
+            order.setdefault(g, []).append(i)
+    else:
+        for i, g in enumerate(ids):
+            if g is None:
+                raise ValueError(f"{name}[{i}]: is None; pass groups=None for a single group")
+            _check_hashable(g, f"{name}[{i}]")
+            order.setdefault(g, []).append(i)
     return [np.asarray(v, dtype=np.int64) for v in order.values()]
 
 
@@ -713,8 +729,11 @@ def ttrl_metrics(
     answers = _answer_list(answers)
     labels = _item_list(labels, "labels")
     _same_length(answers, labels, "answers", "labels")
-    for i, lab in enumerate(labels):
-        _check_label(lab, f"labels[{i}]")
+    if not _all_hashable(labels) or any(
+        lab is None or (isinstance(lab, float) and math.isnan(lab)) for lab in labels
+    ):
+        for i, lab in enumerate(labels):
+            _check_label(lab, f"labels[{i}]")
     index = _group_index(groups, len(answers))
     sizes = {len(idx) for idx in index}
     if len(sizes) != 1:
@@ -743,22 +762,18 @@ def ttrl_metrics(
         _same_length(proxy, answers, "proxy_rewards", "answers")
 
     label_acc, majority = [], []
+    keys = [canon[a] if isinstance(a, str) else a for a in answers]
     for idx in index:
-        group_labels = [labels[i] for i in idx]
-        label = group_labels[0]
-        if any(lab != label for lab in group_labels[1:]):
-            raise ValueError(f"labels: must be constant within a group; group of rollout {idx[0]}")
+        rows = idx.tolist()
+        label = labels[rows[0]]
+        if any(labels[i] is not label and labels[i] != label for i in rows[1:]):
+            raise ValueError(f"labels: must be constant within a group; group of rollout {rows[0]}")
         # majority_vote of the group's answers, its strings canonicalised from the cache: a vote at
         # the "exact" level on the canonical strings has the same classes and spellings
-        vote = majority_vote(
-            [canon[answers[i]] if isinstance(answers[i], str) else answers[i] for i in idx],
-            equivalence="exact",
-        )
-        parsed = (
-            vote.answer is not None
-        )  # label_accuracy and majority_ratio are 0 if nothing parses
-        label_acc.append(1.0 if parsed and same(label, vote.answer) else 0.0)
-        majority.append(float(vote.count) / n if parsed else 0.0)
+        winner, count = _exact_plurality([keys[i] for i in rows])
+        parsed = winner is not None  # label_accuracy and majority_ratio are 0 if nothing parses
+        label_acc.append(1.0 if parsed and same(label, winner) else 0.0)
+        majority.append(float(count) / n if parsed else 0.0)
     # the per-group means of the 0/1 and proxy metrics, one row per group (G, N)
     order = np.concatenate(index)
     corr_g = corr[order].reshape(len(index), n)
@@ -770,7 +785,11 @@ def ttrl_metrics(
     }
     if proxy is not None:
         proxy_g = proxy[order].reshape(len(index), n)
-        rows["majority_voting_reward"] = [_mean(row) for row in proxy_g]
+        # rows of 0/1 values (a binary proxy): their sums are exact in any order, so one reduction
+        if ((proxy_g == 0.0) | (proxy_g == 1.0)).all():
+            rows["majority_voting_reward"] = proxy_g.mean(axis=1)
+        else:
+            rows["majority_voting_reward"] = [_mean(row) for row in proxy_g]
         if reward_threshold is None:
             binary = _binary_vector(proxy, "proxy_rewards")
         else:

@@ -93,7 +93,7 @@ import numpy as np
 import torch
 
 from sharpen import _array
-from sharpen.answers import _brief, _finite_float, canonicalize, equivalent, majority_vote
+from sharpen.answers import _brief, _exact_plurality, _finite_float, canonicalize, equivalent
 
 __all__ = [
     "MAJORITY_VOTING",
@@ -567,12 +567,22 @@ def _check_hashable(items: Sequence[Any], name: str) -> None:
             ) from None
 
 
+def _canonical_answers(answers: Sequence[Any]) -> list[Any]:
+    """Each string answer as :func:`~sharpen.answers.canonicalize` writes it, other answers as they are; each
+    distinct plain ``str`` canonicalised once (a group's samples mostly repeat a few answers)."""
+    canon = {a: canonicalize(a) for a in dict.fromkeys(a for a in answers if type(a) is str)}
+    return [
+        canon[a] if type(a) is str else canonicalize(a) if isinstance(a, str) else a
+        for a in answers
+    ]
+
+
 def _answer_log_values(spec: RewardSpec, rollouts: Rollouts) -> np.ndarray:
     r""":math:`\sigma\,\mathbb H(q, \pi)` per rollout at the answer level, in float64 (may be ``-inf``)."""
     if rollouts.answers is None:
         raise ValueError("answers: answer-level rewards need rollouts.answers")
     _check_hashable(rollouts.answers, "answers")
-    answers = [canonicalize(a) if isinstance(a, str) else a for a in rollouts.answers]
+    answers = _canonical_answers(rollouts.answers)
     groups = group_indices(rollouts.groups, len(answers))
     if spec.anchor == "majority":
         fast = _int_majority(answers, groups)
@@ -582,7 +592,7 @@ def _answer_log_values(spec: RewardSpec, rollouts: Rollouts) -> np.ndarray:
     for idx in groups:
         group = [answers[i] for i in idx]
         if spec.anchor == "majority":
-            winner = majority_vote(group, canonical=False).answer
+            winner = _exact_plurality(group)[0]  # majority_vote(group, canonical=False).answer
             for i, a in zip(idx, group, strict=True):
                 # H(delta_maj, delta_ans) = 0 if ans == maj else +inf
                 if a is not None and a == winner:
