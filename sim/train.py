@@ -134,6 +134,14 @@ def measured_series(eval_names=()) -> tuple[str, ...]:
     return TRAIN_SERIES + tuple(f"eval/{name}/{m}" for name in eval_names for m in EVAL_SERIES)
 
 
+def _feature_products(f: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """``f (R, Q, K, D)`` times each run's ``w (R, D)``: ``(R, Q, K)``, the ``features @ w`` of
+    :meth:`sim.core.SharedPolicy.logits` for every run, as one ``(Q K, D) @ (D, 1)`` product per run (a
+    product per question was ~2x slower; each entry is the same dot product over D, the same numbers here)."""
+    r, q, k, d = f.shape
+    return (f.reshape(r, q * k, d) @ w[:, :, None]).reshape(r, q, k)
+
+
 def _chunks(n_runs: int, size: int, limit: int = 1 << 16) -> list[slice]:
     """Consecutive slices of ``n_runs`` runs, as many per slice as keep ``runs * size <= limit`` (at least one)."""
     step = max(1, limit // max(size, 1))
@@ -399,8 +407,7 @@ def train_shared_runs(
     runs = np.arange(n_runs)[:, None]
 
     def logits(b: np.ndarray, f: np.ndarray, delta: np.ndarray | None = None) -> np.ndarray:
-        # one (K, D) @ (D,) product per question and run, as SharedPolicy.logits
-        z = b + (f @ params["w"][:, None, :, None])[..., 0]
+        z = b + _feature_products(f, params["w"])
         return z if delta is None else z + delta
 
     delta_all = params.get("delta")
@@ -432,8 +439,8 @@ def train_shared_runs(
     train_wanted = probe is not None or any(key in want for key in TRAIN_SERIES)
 
     def chunk_logits(runs_c: slice, b: np.ndarray, f: np.ndarray) -> np.ndarray:
-        # the (K, D) @ (D,) product per question and run of logits(), for the runs of one chunk
-        return b[runs_c] + (f[runs_c] @ params["w"][runs_c, None, :, None])[..., 0]
+        # logits() for the runs of one chunk
+        return b[runs_c] + _feature_products(f[runs_c], params["w"][runs_c])
 
     def measure() -> None:
         # a few runs at a time (the whole question sets of all runs at once would not fit the cache); softmax in
