@@ -17,7 +17,7 @@ import os
 import sys
 import traceback
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -215,7 +215,6 @@ def simulations(specs, cache: Path, *, jobs: int = 2, progress: bool = False) ->
     in-process and reports the error.
     """
     from concurrent.futures import ProcessPoolExecutor, as_completed
-    from contextlib import ExitStack
     from multiprocessing import get_context
 
     from tqdm.auto import tqdm

@@ -468,6 +468,14 @@ def canonicalize(answer: str | None) -> str | None:
     return _canonicalize_text(s)
 
 
+class _Canonical(dict):
+    """``str -> canonicalize(str)``, computed once per distinct string (a cache for one batch)."""
+
+    def __missing__(self, text: str) -> str | None:
+        value = self[text] = canonicalize(text)
+        return value
+
+
 def _canonicalize_text(s: str) -> str | None:
     """:func:`canonicalize` of a string of at most :data:`MAX_ANSWER_CHARS` characters, every rule applied."""
     s = _strip_ends(s)  # outer whitespace, $...$ and a trailing period, in any order

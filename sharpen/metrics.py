@@ -65,7 +65,14 @@ from typing import Any, Literal
 
 import numpy as np
 
-from sharpen.answers import _brief, _exact_plurality, _finite_float, canonicalize, majority_vote
+from sharpen.answers import (
+    _brief,
+    _Canonical,
+    _exact_plurality,
+    _finite_float,
+    canonicalize,
+    majority_vote,
+)
 
 __all__ = [
     "CollapseStep",
@@ -266,14 +273,6 @@ def exact_match(gold: Any, pred: Any) -> bool:
         return False
     g, p = canonicalize(str(gold)), canonicalize(str(pred))
     return g is not None and g == p
-
-
-class _Canonical(dict):
-    """``str -> canonicalize(str)``, computed once per distinct string (a cache for one batch)."""
-
-    def __missing__(self, text: str) -> str | None:
-        value = self[text] = canonicalize(text)
-        return value
 
 
 def _exact_match(gold: Any, pred: Any, canon: _Canonical) -> bool:

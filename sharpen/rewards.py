@@ -93,7 +93,14 @@ import numpy as np
 import torch
 
 from sharpen import _array
-from sharpen.answers import _brief, _exact_plurality, _finite_float, canonicalize, equivalent
+from sharpen.answers import (
+    _brief,
+    _Canonical,
+    _exact_plurality,
+    _finite_float,
+    canonicalize,
+    equivalent,
+)
 
 __all__ = [
     "MAJORITY_VOTING",
@@ -569,8 +576,9 @@ def _check_hashable(items: Sequence[Any], name: str) -> None:
 
 def _canonical_answers(answers: Sequence[Any]) -> list[Any]:
     """Each string answer as :func:`~sharpen.answers.canonicalize` writes it, other answers as they are; each
-    distinct plain ``str`` canonicalised once (a group's samples mostly repeat a few answers)."""
-    canon = {a: canonicalize(a) for a in dict.fromkeys(a for a in answers if type(a) is str)}
+    distinct plain ``str`` canonicalised once (:class:`~sharpen.answers._Canonical`; a group's samples mostly repeat
+    a few answers)."""
+    canon = _Canonical()
     return [
         canon[a] if type(a) is str else canonicalize(a) if isinstance(a, str) else a
         for a in answers
