@@ -37,7 +37,7 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -518,18 +518,23 @@ class PromptPass:
     The sampler continues from a detached copy (:func:`sample`'s ``prompts``); the trainer's next forward over
     the same prompts takes the pass itself (:func:`response_logits`' ``prompts``) instead of running them again:
     the same operations on the same weights, so the same logits and, through the same graph, the same gradients.
-    It is taken once (the forward extends its cache) and only while the weights are those it ran with."""
+    It is taken once (the forward extends its cache), by the model that ran it only, and only while the weights
+    are those it ran with."""
 
     prompt_ids: torch.Tensor
     prompt_mask: torch.Tensor
     logits: torch.Tensor | None
     cache: object
     versions: tuple[int, ...]
+    model: object = field(
+        repr=False, compare=False
+    )  # the model that ran it (another may share the versions)
 
     def fits(self, model, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor) -> bool:
         """Whether this pass is ``model``'s on these prompts, its weights unchanged, and not taken yet."""
         return (
             self.logits is not None
+            and model is self.model
             and self.prompt_ids.shape == prompt_ids.shape
             and self.versions == _versions(model)
             and torch.equal(self.prompt_ids, prompt_ids)
@@ -561,7 +566,7 @@ def prompt_pass(model, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor) -> P
     with torch.enable_grad():
         logits, cache = qwen3_forward(model, input_ids=prompt_ids, attention_mask=prompt_mask,
                                       position_ids=positions(prompt_mask), logits_to_keep=1)  # fmt: skip
-    return PromptPass(prompt_ids, prompt_mask, logits, cache, _versions(model))
+    return PromptPass(prompt_ids, prompt_mask, logits, cache, _versions(model), model)
 
 
 def prefill(

@@ -138,6 +138,11 @@ def test_sampler_prompt_pass_is_taken_once_for_the_same_prompts_and_weights(monk
     with torch.no_grad():
         next(model.parameters()).add_(0.0)  # any in-place change to a weight (an optimizer step)
     assert not again.fits(model, ids, mask)
+    # another model, even one with the same weights and version counters: not its pass
+    one, twin = build_tiny_model(seed=4), build_tiny_model(seed=4)
+    ran = prompt_pass(one, ids, mask)
+    assert policy._versions(one) == policy._versions(twin)
+    assert ran.fits(one, ids, mask) and not ran.fits(twin, ids, mask)
     with pytest.raises(ValueError, match="prompts"):
         sample(model, ids, mask, 2, temperature=1.0, top_p=1.0, max_new_tokens=2, eos_id=EOS_ID,
                pad_id=PAD_ID, prompts=again)  # fmt: skip
