@@ -749,14 +749,15 @@ def sample(
     if n < 1 or max_new_tokens < 1:
         raise ValueError(f"n, max_new_tokens: must be >= 1, got {n}, {max_new_tokens}")
     device, (n_prompts, width) = prompt_ids.device, prompt_ids.shape
-    forward = _forward(model)
+    # a prompt pass is a plain transformers Qwen3's (prompt_pass) and fits only the model that ran it
+    forward = _forward(model, True if prompts is not None else None)
     if prompts is None:
         logits, cache = forward(input_ids=prompt_ids, attention_mask=prompt_mask,
                                 position_ids=positions(prompt_mask), logits_to_keep=1)  # fmt: skip
     elif prompts.fits(model, prompt_ids, prompt_mask):
         logits, cache = prompts.detached(model.config)
     else:
-        raise ValueError("prompts: a prompt pass of other prompts or other weights")
+        raise ValueError("prompts: a prompt pass of other prompts, other weights or another model")
     logits = logits[:, -1]  # (U, V): one row per prefix, here the prompts
     # each prefix's attention mask for the whole response, allocated once; step t reads P + t + 1 columns
     attn = torch.cat([prompt_mask, prompt_mask.new_ones(n_prompts, max_new_tokens)], 1)
